@@ -1,0 +1,102 @@
+//! The command line (DESIGN.md, "The CLI").
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+/// Brings PostgreSQL back from pgBackRest when its data directory is empty, and refuses when it
+/// is not safe to.
+///
+/// Exit codes: 0 ok; 1 internal error; 2 bad usage or config; 3 refused by a safety check;
+/// 4 restore or verification failed.
+#[derive(Debug, Parser)]
+#[command(name = "pg-preseed", version, max_term_width = 100)]
+pub struct Cli {
+    /// The JSON config (written by the NixOS module).
+    #[arg(long, global = true, env = "PG_PRESEED_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: Utf8PathBuf,
+
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (repeat for more). PG_PRESEED_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file (run at build time by the NixOS module).
+    CheckConfig {
+        /// The file to check (defaults to --config).
+        file: Option<Utf8PathBuf>,
+    },
+    /// Check layering, mount identity, marker placement and ownership (every boot).
+    Preflight,
+    /// Gather the facts and print the decision; change nothing.
+    Plan,
+    /// Preflight, plan, then act: the preseed unit's ExecStart.
+    Run(RunArgs),
+    /// Once PostgreSQL is up: check it, then write the receipt.
+    Verify(VerifyArgs),
+    /// PGDATA state, receipt, last outcome and findings at a glance.
+    Status,
+    /// Read or remove the receipt.
+    #[command(subcommand)]
+    Marker(MarkerCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Wait this long for another pg-preseed holding the lock (e.g. "10min"); default: do not
+    /// wait.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub lock_wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Restore even in mode "guard" (what guard mode tells the operator to run).
+    #[arg(long)]
+    pub allow_restore: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// How long to wait for PostgreSQL to accept connections and finish recovery (default:
+    /// verify.timeout from the config).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MarkerCommand {
+    /// Print the receipt.
+    Show,
+    /// Remove the receipt. Without it, an empty PGDATA with empty repositories may be
+    /// initialised afresh (with on_no_backup = "initdb"): asks for --yes.
+    Clear {
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30, \"30s\", \"10min\")"))
+}

@@ -1,0 +1,183 @@
+//! `run`: the preseed unit's ExecStart. Preflight, decide, then act on the decision.
+
+use std::time::Instant;
+
+use super::{context, evaluate, facts_view, prepare_and_lock, record, Exit, Recorded};
+use crate::cli::{Cli, RunArgs};
+use crate::decision::{Action, Candidate, Facts};
+use crate::facts::Context;
+use crate::pgdata::PgdataState;
+use crate::receipt::{self, Claim, ClaimKind, Receipt};
+use crate::report::Report;
+use crate::restore;
+
+pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let ctx = context(cli)?;
+    let lock = match prepare_and_lock(&ctx, "run", args.lock.lock_wait)? {
+        Ok(lock) => lock,
+        Err(report) => {
+            report.print(cli.json);
+            record(&ctx, &report, Exit::Refused, started, None);
+            return Ok(Exit::Refused);
+        }
+    };
+    let (facts, decision) = evaluate(&ctx, args.allow_restore);
+    let mut report = Report::from_decision("run", &decision, &facts, facts_view(&ctx, &facts));
+    let mut recorded = Recorded::default();
+    let exit = match &decision.action {
+        Action::Refuse => Exit::Refused,
+        Action::Skip => {
+            report.summary = Some("nothing to do".to_owned());
+            Exit::Ok
+        }
+        Action::Adopt => adopt(&ctx, &facts, &mut report)?,
+        Action::Fresh => fresh(&ctx, &mut report)?,
+        Action::Restore(candidates) | Action::Resume(candidates) => {
+            let resume = matches!(decision.action, Action::Resume(_));
+            act_restore(
+                &ctx,
+                &facts,
+                candidates,
+                resume,
+                lock.fd(),
+                &mut report,
+                &mut recorded,
+            )
+        }
+    };
+    report.outcome = Some(
+        match exit {
+            Exit::Ok => "ok",
+            Exit::Refused => "refused",
+            _ => "failed",
+        }
+        .to_owned(),
+    );
+    tracing::info!(
+        decision = %report.decision,
+        outcome = report.outcome.as_deref().unwrap_or_default(),
+        duration_seconds = started.elapsed().as_secs_f64(),
+        "run finished"
+    );
+    report.print(cli.json);
+    record(&ctx, &report, exit, started, Some(recorded));
+    drop(lock);
+    Ok(exit)
+}
+
+fn adopt(ctx: &Context, facts: &Facts, report: &mut Report) -> anyhow::Result<Exit> {
+    let Some(system_identifier) = facts.system_identifier else {
+        anyhow::bail!("cannot adopt: the system identifier is unknown");
+    };
+    let major = match &facts.pgdata {
+        PgdataState::Initialized {
+            pg_version: Some(version),
+            ..
+        } => crate::pgbackrest::major_of(version).unwrap_or(ctx.config.postgres.major),
+        _ => ctx.config.postgres.major,
+    };
+    let receipt = Receipt {
+        format: receipt::FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host: receipt::hostname(),
+        pgdata: ctx.config.pgdata.clone(),
+        postgres_major: major,
+        system_identifier,
+        action: receipt::Action::Adopted,
+        source: None,
+        restored_at: None,
+        verified_at: None,
+        duration_seconds: None,
+        restored_bytes: None,
+        checks: Vec::new(),
+    };
+    ctx.files.write_receipt(&receipt, ctx.owner())?;
+    tracing::info!(receipt = %ctx.files.receipt, system_identifier, "adopted the existing cluster");
+    report.summary = Some(format!(
+        "wrote the receipt {} for the existing cluster (system identifier {system_identifier})",
+        ctx.files.receipt
+    ));
+    report.result = serde_json::to_value(&receipt)?;
+    Ok(Exit::Ok)
+}
+
+fn fresh(ctx: &Context, report: &mut Report) -> anyhow::Result<Exit> {
+    let claim = new_claim(ctx, ClaimKind::Fresh);
+    ctx.files.write_claim(&claim, ctx.owner())?;
+    report.summary = Some(
+        "initdb may create a new cluster now; `pg-preseed verify` writes the receipt once PostgreSQL is up"
+            .to_owned(),
+    );
+    report.result = serde_json::to_value(&claim)?;
+    Ok(Exit::Ok)
+}
+
+fn new_claim(ctx: &Context, kind: ClaimKind) -> Claim {
+    Claim {
+        format: receipt::FORMAT,
+        kind,
+        pgdata: ctx.config.pgdata.clone(),
+        host: receipt::hostname(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: receipt::now_rfc3339(),
+        attempts: Vec::new(),
+        source: None,
+        finished_at: None,
+        duration_seconds: None,
+        restored_bytes: None,
+    }
+}
+
+fn act_restore(
+    ctx: &Context,
+    facts: &Facts,
+    candidates: &[Candidate],
+    resume: bool,
+    lock_fd: std::os::fd::RawFd,
+    report: &mut Report,
+    recorded: &mut Recorded,
+) -> Exit {
+    let result = (|| -> anyhow::Result<restore::Restored> {
+        for done in restore::prepare_pgdata(ctx)? {
+            tracing::info!("{done}");
+        }
+        let mut claim = match (&facts.claim, resume) {
+            (Some(claim), true) => claim.clone(),
+            _ => new_claim(ctx, ClaimKind::Restore),
+        };
+        // The claim is on disk before pgBackRest touches PGDATA: it is the proof that a
+        // manifest found there later is ours.
+        ctx.files.write_claim(&claim, ctx.owner())?;
+        let restored = restore::restore(ctx, candidates, &mut claim, lock_fd)?;
+        report.result = serde_json::to_value(&claim)?;
+        Ok(restored)
+    })();
+    match result {
+        Ok(restored) => {
+            let backup = candidates
+                .iter()
+                .find(|c| c.repo == restored.repo)
+                .map(|c| &c.backup);
+            recorded.restored_bytes = restored.bytes;
+            recorded.backup_age_seconds = backup.map(|b| receipt::unix_now() - b.stop);
+            report.summary = Some(format!(
+                "{} from {} backup {} in {:.1}s; start PostgreSQL, then `pg-preseed verify` checks it and writes the receipt",
+                if resume { "resumed and finished the restore" } else { "restored" },
+                restored.repo,
+                restored.label.as_deref().unwrap_or("?"),
+                restored.duration.as_secs_f64()
+            ));
+            Exit::Ok
+        }
+        Err(error) => {
+            report.error = Some(format!("{error:#}"));
+            report.next = Some(format!(
+                "nothing was lost and no receipt was written; fix the cause above and run again: \
+                 pg-preseed resumes its own unfinished restore with --delta (claim {})",
+                ctx.files.claim
+            ));
+            Exit::Failed
+        }
+    }
+}

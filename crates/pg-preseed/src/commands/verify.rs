@@ -1,0 +1,262 @@
+//! `verify`: once PostgreSQL is up, prove the cluster is the right one and whole, then write the
+//! receipt (DESIGN.md invariant 5: never before this).
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use super::{context, prepare_and_lock, record, Exit};
+use crate::cli::{Cli, VerifyArgs};
+use crate::facts::{self, Context};
+use crate::fsutil;
+use crate::postgres::{self, Connection};
+use crate::receipt::{self, CheckResult, Claim, ClaimKind, MarkerState, Receipt};
+use crate::report::Report;
+
+/// How long to wait for `postmaster.pid` to appear when PostgreSQL is not running at all.
+const POSTMASTER_APPEAR: Duration = Duration::from_secs(60);
+/// One query's own limit.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    let ctx = context(cli)?;
+    let lock = match prepare_and_lock(&ctx, "verify", args.lock.lock_wait)? {
+        Ok(lock) => lock,
+        Err(report) => {
+            report.print(cli.json);
+            record(&ctx, &report, Exit::Refused, started, None);
+            return Ok(Exit::Refused);
+        }
+    };
+    let preflight = facts::preflight(&ctx);
+    if !preflight.is_clean() {
+        let mut report = Report::from_preflight("verify", &preflight);
+        report.outcome = Some("refused".to_owned());
+        report.print(cli.json);
+        record(&ctx, &report, Exit::Refused, started, None);
+        return Ok(Exit::Refused);
+    }
+    let mut report = Report::new("verify", "verify");
+    report.warnings.clone_from(&preflight.warnings);
+    let claim = facts::own_claim(&ctx, &mut report.warnings);
+    let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
+
+    let exit = match check(&ctx, timeout) {
+        Ok((system_identifier, checks)) => {
+            report.reasons = checks
+                .iter()
+                .map(|c| format!("{}: {}", if c.ok { "ok" } else { "FAILED" }, c.name))
+                .collect();
+            if checks.iter().all(|c| c.ok) {
+                let receipt =
+                    write_receipt(&ctx, claim.as_ref(), system_identifier, checks, &mut report)?;
+                "verified".clone_into(&mut report.decision);
+                report.summary = Some(format!(
+                    "wrote the receipt {} ({}, system identifier {system_identifier})",
+                    ctx.files.receipt,
+                    serde_json::to_value(receipt.action)?
+                        .as_str()
+                        .unwrap_or_default()
+                ));
+                report.result = serde_json::to_value(&receipt)?;
+                Exit::Ok
+            } else {
+                "failed".clone_into(&mut report.decision);
+                report.error =
+                    Some("a verification check failed; no receipt was written".to_owned());
+                Exit::Failed
+            }
+        }
+        Err(error) => {
+            "failed".clone_into(&mut report.decision);
+            report.error = Some(format!("{error:#}"));
+            Exit::Failed
+        }
+    };
+    if exit == Exit::Failed {
+        report.next = Some(
+            "the receipt is only written for a cluster that passes; look at PostgreSQL's log, fix \
+             the cause, and run `pg-preseed verify` again"
+                .to_owned(),
+        );
+    }
+    report.outcome = Some(if exit == Exit::Ok { "ok" } else { "failed" }.to_owned());
+    tracing::info!(
+        decision = %report.decision,
+        duration_seconds = started.elapsed().as_secs_f64(),
+        "verify finished"
+    );
+    report.print(cli.json);
+    record(&ctx, &report, exit, started, None);
+    drop(lock);
+    Ok(exit)
+}
+
+/// Where to connect: configured values first, then what the running server wrote in
+/// `postmaster.pid` (so verify reaches the server running on *this* PGDATA).
+fn connection(ctx: &Context, deadline: Instant) -> anyhow::Result<Connection> {
+    let pgdata = &ctx.config.pgdata;
+    let appear_by = deadline.min(Instant::now() + POSTMASTER_APPEAR);
+    let pid = loop {
+        match postgres::read_postmaster_pid(pgdata)? {
+            Some(pid) => break pid,
+            None if Instant::now() >= appear_by => {
+                bail!("PostgreSQL is not running on {pgdata} (no postmaster.pid); start it first")
+            }
+            None => std::thread::sleep(Duration::from_millis(500)),
+        }
+    };
+    Ok(Connection {
+        socket_dir: ctx
+            .config
+            .postgres
+            .socket_dir
+            .as_ref()
+            .map(ToString::to_string)
+            .or(pid.socket_dir),
+        port: ctx.config.postgres.port.or(pid.port),
+        user: ctx.config.postgres.user.clone(),
+        database: ctx.config.verify.database.clone(),
+    })
+}
+
+/// Waits for the server to accept connections and leave recovery, checks its identity, runs the
+/// configured checks. Returns the system identifier and every check's result.
+fn check(ctx: &Context, timeout: Duration) -> anyhow::Result<(u64, Vec<CheckResult>)> {
+    let deadline = Instant::now() + timeout;
+    let conn = connection(ctx, deadline)?;
+    let query = |sql: &str| conn.query_first(&ctx.tools, ctx.children.as_ref(), sql, QUERY_TIMEOUT);
+
+    let mut last_error: String;
+    let mut last_log = Instant::now();
+    loop {
+        match query("SELECT pg_is_in_recovery()") {
+            Ok(Some(value)) if value == "f" => break,
+            Ok(value) => last_error = format!("still in recovery (pg_is_in_recovery = {value:?})"),
+            Err(error) => last_error = format!("{error:#}"),
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "PostgreSQL did not accept connections and finish recovery within {}s: {last_error}",
+                timeout.as_secs()
+            );
+        }
+        if last_log.elapsed() >= Duration::from_secs(30) {
+            tracing::info!(waiting_for = %last_error, "waiting for PostgreSQL to finish recovery");
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let mut checks = vec![CheckResult {
+        name: "recovery has ended".to_owned(),
+        ok: true,
+        detail: None,
+    }];
+
+    let data_directory = query("SHOW data_directory")?.unwrap_or_default();
+    let same = facts::resolve(data_directory.as_str().into()) == facts::resolve(&ctx.config.pgdata);
+    checks.push(CheckResult {
+        name: "the server runs on PGDATA".to_owned(),
+        ok: same,
+        detail: (!same).then(|| {
+            format!(
+                "connected to a server whose data_directory is {data_directory}, not {}; set postgres.port/socket_dir",
+                ctx.config.pgdata
+            )
+        }),
+    });
+    if !same {
+        return Ok((0, checks));
+    }
+    let system_identifier: u64 = query("SELECT system_identifier FROM pg_control_system()")?
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("the server did not report its system identifier"))?;
+
+    for sql_check in &ctx.config.verify.sql {
+        let (ok, detail) = match query(&sql_check.sql) {
+            Ok(value) => {
+                let ok = postgres::check_passes(value.as_deref(), sql_check.expect.as_deref());
+                let detail = (!ok).then(|| match &sql_check.expect {
+                    Some(expected) => format!("returned {value:?}, expected {expected:?}"),
+                    None => format!("returned {value:?}"),
+                });
+                (ok, detail)
+            }
+            Err(error) => (false, Some(format!("{error:#}"))),
+        };
+        if !ok {
+            tracing::error!(check = %sql_check.name, detail = detail.as_deref().unwrap_or_default(), "verification check failed");
+        }
+        checks.push(CheckResult {
+            name: sql_check.name.clone(),
+            ok,
+            detail,
+        });
+    }
+    Ok((system_identifier, checks))
+}
+
+fn write_receipt(
+    ctx: &Context,
+    claim: Option<&Claim>,
+    system_identifier: u64,
+    checks: Vec<CheckResult>,
+    report: &mut Report,
+) -> anyhow::Result<Receipt> {
+    let previous = ctx.files.marker_state();
+    let mut receipt = Receipt {
+        format: receipt::FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host: receipt::hostname(),
+        pgdata: ctx.config.pgdata.clone(),
+        postgres_major: ctx.config.postgres.major,
+        system_identifier,
+        action: receipt::Action::Adopted,
+        source: None,
+        restored_at: None,
+        verified_at: Some(receipt::now_rfc3339()),
+        duration_seconds: None,
+        restored_bytes: None,
+        checks,
+    };
+    match (claim, &previous) {
+        (Some(claim), _) => {
+            receipt.action = match claim.kind {
+                ClaimKind::Restore => receipt::Action::Restored,
+                ClaimKind::Fresh => receipt::Action::Fresh,
+            };
+            receipt.source.clone_from(&claim.source);
+            receipt.restored_at = claim.finished_at.clone().or(Some(claim.started_at.clone()));
+            receipt.duration_seconds = claim.duration_seconds;
+            receipt.restored_bytes = claim.restored_bytes;
+        }
+        (None, MarkerState::Valid { receipt: old }) if old.system_identifier == system_identifier => {
+            // Re-verified: keep how the cluster came to be.
+            receipt.action = old.action;
+            receipt.source.clone_from(&old.source);
+            receipt.restored_at.clone_from(&old.restored_at);
+            receipt.duration_seconds = old.duration_seconds;
+            receipt.restored_bytes = old.restored_bytes;
+        }
+        (None, MarkerState::Valid { receipt: old }) => report.warnings.push(format!(
+            "the receipt named system identifier {}, the server runs {system_identifier}: recording it as adopted",
+            old.system_identifier
+        )),
+        (None, MarkerState::Unreadable { error }) => {
+            report.warnings.push(format!("replacing an unreadable receipt: {error}"));
+        }
+        (None, MarkerState::Absent) => {}
+    }
+    ctx.files.write_receipt(&receipt, ctx.owner())?;
+    if claim.is_some() {
+        fsutil::remove_file(&ctx.files.claim)?;
+    }
+    tracing::info!(
+        receipt = %ctx.files.receipt,
+        system_identifier,
+        action = ?receipt.action,
+        "receipt written"
+    );
+    Ok(receipt)
+}

@@ -1,0 +1,998 @@
+//! The configuration contract (DESIGN.md, "Config"): one JSON object, written by the NixOS module
+//! or by hand. Parsing is pure (`Config::parse` takes the text); every problem is reported with
+//! the dotted key it concerns, and an unknown key is an error, never silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::paths::{is_within, normalize_absolute};
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/pg-preseed/config.json";
+
+/// Upper bound on the config file size: the module writes a few kilobytes; anything near this is
+/// not a config.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// PostgreSQL's data directory.
+    pub pgdata: Utf8PathBuf,
+    /// The receipt (completion marker). Outside PGDATA; defaults per major version.
+    #[serde(default)]
+    pub marker: Option<Utf8PathBuf>,
+    pub postgres: Postgres,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub require_mount: Option<RequireMount>,
+    #[serde(default)]
+    pub on_layering: OnLayering,
+    #[serde(default)]
+    pub on_no_backup: OnNoBackup,
+    pub pgbackrest: Pgbackrest,
+    #[serde(default)]
+    pub verify: Verify,
+    #[serde(default)]
+    pub datasets: Vec<DatasetDecl>,
+    #[serde(default)]
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// Directory holding `pg_controldata` and `psql`; `null` means "look them up in PATH".
+    #[serde(default)]
+    pub bin_dir: Option<Utf8PathBuf>,
+    /// The server's major version (15, 16, …): a backup of another major is never restored.
+    pub major: u32,
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Port to connect to for `verify`; default: the one in `postmaster.pid`, else libpq's.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Unix socket directory for `verify`; default: the one in `postmaster.pid`, else libpq's.
+    #[serde(default)]
+    pub socket_dir: Option<Utf8PathBuf>,
+}
+
+fn default_user() -> String {
+    "postgres".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Restore automatically when the decision says so.
+    #[default]
+    Restore,
+    /// Never restore automatically: refuse and print the command that would.
+    Guard,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLayering {
+    #[default]
+    Fail,
+    Warn,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoBackup {
+    /// Let `initdb` create a new cluster when the repositories are reachable and hold nothing.
+    Initdb,
+    #[default]
+    Fail,
+}
+
+/// What must be mounted at PGDATA. Both fields may be given; then both must match.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RequireMount {
+    #[serde(default)]
+    pub dataset: Option<String>,
+    #[serde(default)]
+    pub fstype: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pgbackrest {
+    pub stanza: String,
+    /// Repositories in the order they are tried. Default: repo 1 only.
+    #[serde(default = "default_repos")]
+    pub repos: Vec<RepoRef>,
+    /// A backup label to restore instead of the newest backup.
+    #[serde(default)]
+    pub set: Option<String>,
+    #[serde(default)]
+    pub target: Target,
+    /// Parallel restore processes; default: the number of CPUs.
+    #[serde(default)]
+    pub process_max: Option<u32>,
+    /// pgBackRest's config file; default: pgBackRest's own default.
+    #[serde(default)]
+    pub config: Option<Utf8PathBuf>,
+    /// The pgBackRest executable; default: `pgbackrest` in PATH.
+    #[serde(default)]
+    pub bin: Option<Utf8PathBuf>,
+    /// A backup older than this is not restored automatically.
+    #[serde(default, with = "duration_opt")]
+    pub max_backup_age: Option<Duration>,
+    /// How long to wait for a repository that is not reachable yet (NFS late at boot).
+    #[serde(default, with = "duration")]
+    pub repo_wait: Duration,
+}
+
+fn default_repos() -> Vec<RepoRef> {
+    vec![RepoRef {
+        number: 1,
+        name: None,
+    }]
+}
+
+/// A pgBackRest repository: its number (`repoN`) and an optional display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepoRef {
+    pub number: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl fmt::Display for RepoRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "repo{} ({name})", self.number),
+            None => write!(f, "repo{}", self.number),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RepoRef {
+    /// Accepts `2`, `"repo2"`, `"2"` or `{"number": 2, "name": "s3"}`.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            number: u32,
+            #[serde(default)]
+            name: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Number(u32),
+            Text(String),
+            Full(Full),
+        }
+        match Any::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a repository number (2), \"repo2\", or {\"number\": 2, \"name\": \"…\"}",
+            )
+        })? {
+            Any::Number(number) => Ok(RepoRef { number, name: None }),
+            Any::Text(text) => text
+                .strip_prefix("repo")
+                .unwrap_or(&text)
+                .parse()
+                .map(|number| RepoRef { number, name: None })
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "\"{text}\" is not a repository: write 2 or \"repo2\""
+                    ))
+                }),
+            Any::Full(full) => Ok(RepoRef {
+                number: full.number,
+                name: full.name,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetType {
+    /// Replay all available WAL.
+    #[default]
+    Default,
+    Immediate,
+    Time,
+    Lsn,
+    Name,
+    Xid,
+}
+
+impl TargetType {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetType::Default => "default",
+            TargetType::Immediate => "immediate",
+            TargetType::Time => "time",
+            TargetType::Lsn => "lsn",
+            TargetType::Name => "name",
+            TargetType::Xid => "xid",
+        }
+    }
+
+    /// Whether pgBackRest needs `--target` for this type.
+    #[must_use]
+    pub fn needs_value(self) -> bool {
+        !matches!(self, TargetType::Default | TargetType::Immediate)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(rename = "type", default)]
+    pub kind: TargetType,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// SQL checks run by `verify` once PostgreSQL is up.
+    #[serde(default)]
+    pub sql: Vec<SqlCheck>,
+    /// Database the checks connect to.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// How long `verify` waits for PostgreSQL to accept connections and leave recovery.
+    #[serde(default = "default_verify_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            sql: Vec::new(),
+            database: default_database(),
+            timeout: default_verify_timeout(),
+        }
+    }
+}
+
+fn default_database() -> String {
+    "postgres".to_owned()
+}
+
+fn default_verify_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// One verification query. It passes when it runs without error and its first value is not
+/// false/NULL (or equals `expect` when given). Written as a string or as `{name, sql, expect}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SqlCheck {
+    pub name: String,
+    pub sql: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for SqlCheck {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            #[serde(default)]
+            name: Option<String>,
+            sql: String,
+            #[serde(default)]
+            expect: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Sql(String),
+            Full(Full),
+        }
+        match Any::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "expected an SQL string or {\"name\": \"…\", \"sql\": \"…\", \"expect\": \"…\"}",
+            )
+        })? {
+            Any::Sql(sql) => Ok(SqlCheck {
+                name: sql.clone(),
+                sql,
+                expect: None,
+            }),
+            Any::Full(full) => Ok(SqlCheck {
+                name: full.name.unwrap_or_else(|| full.sql.clone()),
+                sql: full.sql,
+                expect: full.expect,
+            }),
+        }
+    }
+}
+
+/// A ZFS dataset this host declares (reconciled by `datasets ensure`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetDecl {
+    pub name: String,
+    pub mountpoint: Utf8PathBuf,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// A Prometheus textfile-collector file, written atomically after every command that acts.
+    #[serde(default)]
+    pub textfile: Option<Utf8PathBuf>,
+}
+
+/// One problem in a config, tied to the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// A config that cannot be used: every issue found, each naming its key (exit code 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config {}", self.source_name)?;
+        for issue in &self.issues {
+            write!(f, "\n  - {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses and validates a config. `source_name` (usually the file path) only appears in
+    /// messages.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every problem found, each with its dotted key.
+    pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let error = |issues| ConfigError {
+            source_name: source_name.to_owned(),
+            issues,
+        };
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            error(vec![ConfigIssue {
+                key,
+                message: clean_serde_message(&e.inner().to_string()),
+            }])
+        })?;
+        let issues = config.normalize_and_validate();
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(error(issues))
+        }
+    }
+
+    /// The receipt's path (explicit or the per-major default).
+    #[must_use]
+    pub fn marker_path(&self) -> &Utf8Path {
+        self.marker
+            .as_deref()
+            .expect("marker is filled in by validation")
+    }
+
+    /// The default receipt location for a major version: outside any PGDATA.
+    #[must_use]
+    pub fn default_marker(major: u32) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("/var/lib/postgresql-preseed/{major}/receipt.json"))
+    }
+
+    /// Normalises paths in place and returns every problem found.
+    #[allow(clippy::too_many_lines)] // one check per key, in contract order, reads best as a list
+    fn normalize_and_validate(&mut self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, message: String| {
+            issues.push(ConfigIssue {
+                key: key.to_owned(),
+                message,
+            });
+        };
+
+        fn absolute(key: &str, path: &mut Utf8PathBuf, issue: &mut dyn FnMut(&str, String)) {
+            match normalize_absolute(path) {
+                Some(normal) => *path = normal,
+                None => issue(
+                    key,
+                    format!("\"{path}\" must be an absolute path without \"..\""),
+                ),
+            }
+        }
+
+        absolute("pgdata", &mut self.pgdata, &mut issue);
+        if self.pgdata == "/" {
+            issue("pgdata", "must not be the root directory".to_owned());
+        }
+
+        if !(9..=99).contains(&self.postgres.major) {
+            issue(
+                "postgres.major",
+                format!(
+                    "{} is not a PostgreSQL major version (write e.g. 16)",
+                    self.postgres.major
+                ),
+            );
+        }
+        let mut marker = self
+            .marker
+            .take()
+            .unwrap_or_else(|| Config::default_marker(self.postgres.major));
+        absolute("marker", &mut marker, &mut issue);
+        if marker.file_name().is_none() || marker == "/" {
+            issue("marker", "must name a file".to_owned());
+        } else if is_within(&marker, &self.pgdata) {
+            issue(
+                "marker",
+                format!(
+                    "\"{marker}\" is inside pgdata \"{}\": a marker inside PGDATA is emptied with it \
+                     or survives on a hidden filesystem; put it outside, e.g. \"{}\"",
+                    self.pgdata,
+                    Config::default_marker(self.postgres.major)
+                ),
+            );
+        } else if is_within(&self.pgdata, &marker) {
+            issue(
+                "marker",
+                format!("\"{marker}\" is an ancestor of pgdata; it must be a file outside PGDATA"),
+            );
+        }
+        self.marker = Some(marker);
+
+        if let Some(bin_dir) = &mut self.postgres.bin_dir {
+            absolute("postgres.bin_dir", bin_dir, &mut issue);
+        }
+        if let Some(socket_dir) = &mut self.postgres.socket_dir {
+            absolute("postgres.socket_dir", socket_dir, &mut issue);
+        }
+        if self.postgres.user.is_empty() {
+            issue("postgres.user", "must not be empty".to_owned());
+        }
+        if self.postgres.port == Some(0) {
+            issue("postgres.port", "must be between 1 and 65535".to_owned());
+        }
+
+        if let Some(require) = &self.require_mount {
+            match (&require.dataset, &require.fstype) {
+                (None, None) => issue(
+                    "require_mount",
+                    "give \"dataset\" or \"fstype\" (or set require_mount to null)".to_owned(),
+                ),
+                (Some(dataset), _) if !valid_dataset_name(dataset) => issue(
+                    "require_mount.dataset",
+                    format!("\"{dataset}\" is not a ZFS dataset name (pool/path)"),
+                ),
+                (_, Some(fstype)) if fstype.is_empty() || fstype.contains(char::is_whitespace) => {
+                    issue(
+                        "require_mount.fstype",
+                        format!("\"{fstype}\" is not a filesystem type"),
+                    );
+                }
+                _ => {}
+            }
+        }
+
+        let pgbackrest = &mut self.pgbackrest;
+        if !valid_stanza(&pgbackrest.stanza) {
+            issue(
+                "pgbackrest.stanza",
+                format!(
+                    "\"{}\" is not a stanza name (letters, digits, '-', '_', '.')",
+                    pgbackrest.stanza
+                ),
+            );
+        }
+        if pgbackrest.repos.is_empty() {
+            issue(
+                "pgbackrest.repos",
+                "list at least one repository, in the order to try them".to_owned(),
+            );
+        }
+        for (index, repo) in pgbackrest.repos.iter().enumerate() {
+            if !(1..=256).contains(&repo.number) {
+                issue(
+                    &format!("pgbackrest.repos[{index}]"),
+                    format!(
+                        "repo{} does not exist: pgBackRest numbers repositories 1 to 256",
+                        repo.number
+                    ),
+                );
+            }
+            if pgbackrest.repos[..index]
+                .iter()
+                .any(|earlier| earlier.number == repo.number)
+            {
+                issue(
+                    &format!("pgbackrest.repos[{index}]"),
+                    format!("repo{} is listed twice", repo.number),
+                );
+            }
+        }
+        if let Some(set) = &pgbackrest.set {
+            if set.is_empty() || set.contains(char::is_whitespace) {
+                issue("pgbackrest.set", format!("\"{set}\" is not a backup label"));
+            }
+        }
+        match (
+            &pgbackrest.target.value,
+            pgbackrest.target.kind.needs_value(),
+        ) {
+            (None, true) => issue(
+                "pgbackrest.target.value",
+                format!(
+                    "target type \"{}\" needs a value",
+                    pgbackrest.target.kind.as_str()
+                ),
+            ),
+            (Some(_), false) => issue(
+                "pgbackrest.target.value",
+                format!(
+                    "target type \"{}\" takes no value",
+                    pgbackrest.target.kind.as_str()
+                ),
+            ),
+            (Some(value), true) if value.trim().is_empty() => {
+                issue("pgbackrest.target.value", "must not be empty".to_owned());
+            }
+            _ => {}
+        }
+        if let Some(process_max) = pgbackrest.process_max {
+            if !(1..=999).contains(&process_max) {
+                issue(
+                    "pgbackrest.process_max",
+                    format!("{process_max} is outside 1..=999 (pgBackRest's range)"),
+                );
+            }
+        }
+        if let Some(config) = &mut pgbackrest.config {
+            absolute("pgbackrest.config", config, &mut issue);
+        }
+        if let Some(bin) = &mut pgbackrest.bin {
+            absolute("pgbackrest.bin", bin, &mut issue);
+        }
+        if pgbackrest.max_backup_age == Some(Duration::ZERO) {
+            issue(
+                "pgbackrest.max_backup_age",
+                "must be longer than zero (or null for no limit)".to_owned(),
+            );
+        }
+
+        for (index, check) in self.verify.sql.iter().enumerate() {
+            if check.sql.trim().is_empty() {
+                issue(&format!("verify.sql[{index}]"), "empty SQL".to_owned());
+            }
+        }
+        if self.verify.database.is_empty() {
+            issue("verify.database", "must not be empty".to_owned());
+        }
+
+        for index in 0..self.datasets.len() {
+            let key = format!("datasets[{index}]");
+            let (earlier, rest) = self.datasets.split_at_mut(index);
+            let dataset = &mut rest[0];
+            if !valid_dataset_name(&dataset.name) {
+                issue(
+                    &format!("{key}.name"),
+                    format!("\"{}\" is not a ZFS dataset name (pool/path)", dataset.name),
+                );
+            }
+            absolute(
+                &format!("{key}.mountpoint"),
+                &mut dataset.mountpoint,
+                &mut issue,
+            );
+            for property in dataset.properties.keys() {
+                if matches!(property.as_str(), "mountpoint" | "name") {
+                    issue(
+                        &format!("{key}.properties.{property}"),
+                        format!("set \"{property}\" as the dataset's own field, not as a property"),
+                    );
+                }
+            }
+            if let Some(other) = earlier.iter().find(|d| d.name == dataset.name) {
+                issue(
+                    &format!("{key}.name"),
+                    format!("dataset {} is declared twice", other.name),
+                );
+            } else if let Some(other) = earlier.iter().find(|d| d.mountpoint == dataset.mountpoint)
+            {
+                issue(
+                    &format!("{key}.mountpoint"),
+                    format!(
+                        "{} and {} both claim mountpoint {}: two datasets on one mountpoint stack \
+                         and hide each other (the incident this tool exists for)",
+                        other.name, dataset.name, dataset.mountpoint
+                    ),
+                );
+            }
+        }
+
+        if let Some(Metrics {
+            textfile: Some(textfile),
+        }) = &mut self.metrics
+        {
+            absolute("metrics.textfile", textfile, &mut issue);
+            if is_within(textfile, &self.pgdata) {
+                issue("metrics.textfile", "must be outside pgdata".to_owned());
+            }
+        }
+
+        issues
+    }
+}
+
+/// serde's messages for unknown fields list every expected field; keep them, but drop the
+/// line/column suffix that `serde_path_to_error` already replaced with a key path.
+fn clean_serde_message(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// pgBackRest stanza names: it rejects anything but these in practice (they become paths).
+fn valid_stanza(stanza: &str) -> bool {
+    !stanza.is_empty()
+        && stanza
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !stanza.starts_with('.')
+}
+
+/// OpenZFS dataset names: `pool/a/b`, components of alphanumerics and `-_.: ` (space is legal).
+#[must_use]
+pub fn valid_dataset_name(name: &str) -> bool {
+    name.len() < 256
+        && !name.is_empty()
+        && name.split('/').all(|component| {
+            !component.is_empty()
+                && component
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | ' '))
+        })
+        && name
+            .split('/')
+            .next()
+            .is_some_and(|pool| pool.starts_with(|c: char| c.is_ascii_alphabetic()))
+}
+
+mod duration {
+    use super::{Deserialize, Deserializer, Duration, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub(super) fn from_raw(raw: Raw) -> Result<Duration, String> {
+        match raw {
+            Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+            Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+                format!("\"{text}\" is not a duration ({e}); write seconds or e.g. \"90s\", \"2min\", \"7days\"")
+            }),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let raw = Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a duration: seconds (60) or text (\"2min\")")
+        })?;
+        from_raw(raw).map_err(serde::de::Error::custom)
+    }
+
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `with` signature
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+}
+
+mod duration_opt {
+    use super::{duration, Deserialize, Deserializer, Duration, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let raw = Option::<duration::Raw>::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a duration: seconds (60), text (\"7days\") or null")
+        })?;
+        raw.map(duration::from_raw)
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
+
+    #[allow(clippy::ref_option)] // serde's `with` signature
+    pub fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => duration::serialize(value, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{
+        "pgdata": "/var/lib/postgresql/16",
+        "postgres": {"major": 16},
+        "pgbackrest": {"stanza": "main"}
+    }"#;
+
+    fn issues(text: &str) -> Vec<ConfigIssue> {
+        Config::parse(text, "test.json").unwrap_err().issues
+    }
+
+    fn keys(text: &str) -> Vec<String> {
+        issues(text).into_iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let config = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(config.mode, Mode::Restore);
+        assert_eq!(config.on_layering, OnLayering::Fail);
+        assert_eq!(config.on_no_backup, OnNoBackup::Fail);
+        assert_eq!(config.postgres.user, "postgres");
+        assert_eq!(
+            config.pgbackrest.repos,
+            vec![RepoRef {
+                number: 1,
+                name: None
+            }]
+        );
+        assert_eq!(config.pgbackrest.repo_wait, Duration::ZERO);
+        assert_eq!(
+            config.marker_path(),
+            "/var/lib/postgresql-preseed/16/receipt.json"
+        );
+    }
+
+    #[test]
+    fn full_config_round_trips() {
+        let text = r#"{
+            "pgdata": "/var/lib/postgresql/16/",
+            "marker": "/var/lib/postgresql-preseed/16.json",
+            "postgres": {"bin_dir": "/usr/lib/postgresql/16/bin", "major": 16, "user": "postgres",
+                         "port": 5433, "socket_dir": "/run/postgresql"},
+            "mode": "guard",
+            "require_mount": {"dataset": "tank/services/postgresql"},
+            "on_layering": "warn",
+            "on_no_backup": "initdb",
+            "pgbackrest": {"stanza": "main", "repos": [{"number": 1, "name": "nas"}, "repo2", 3],
+                           "set": "20240101-000000F", "target": {"type": "time", "value": "2024-01-02 00:00:00+00"},
+                           "process_max": 4, "config": "/etc/pgbackrest/pgbackrest.conf",
+                           "max_backup_age": "7days", "repo_wait": 90},
+            "verify": {"sql": ["SELECT count(*) > 0 FROM pg_database", {"name": "orders", "sql": "SELECT count(*) FROM orders", "expect": "3"}]},
+            "datasets": [{"name": "tank/services/postgresql", "mountpoint": "/var/lib/postgresql/16", "properties": {"recordsize": "8K"}}],
+            "metrics": {"textfile": "/var/lib/prometheus-node-exporter/pg-preseed.prom"}
+        }"#;
+        let config = Config::parse(text, "t").unwrap();
+        assert_eq!(config.pgdata, "/var/lib/postgresql/16");
+        assert_eq!(config.pgbackrest.repos.len(), 3);
+        assert_eq!(config.pgbackrest.repos[0].to_string(), "repo1 (nas)");
+        assert_eq!(config.pgbackrest.repos[1].number, 2);
+        assert_eq!(config.pgbackrest.repo_wait, Duration::from_secs(90));
+        assert_eq!(
+            config.pgbackrest.max_backup_age,
+            Some(Duration::from_secs(7 * 86400))
+        );
+        assert_eq!(config.verify.sql[1].expect.as_deref(), Some("3"));
+        // What we print back with --json parses again to the same thing.
+        let again = Config::parse(&serde_json::to_string(&config).unwrap(), "t").unwrap();
+        assert_eq!(again.pgbackrest.repos, config.pgbackrest.repos);
+        assert_eq!(
+            again.pgbackrest.max_backup_age,
+            config.pgbackrest.max_backup_age
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_path() {
+        let text = MINIMAL.replace(r#""stanza": "main""#, r#""stanza": "main", "stanzza": 1"#);
+        let found = issues(&text);
+        assert_eq!(found[0].key, "pgbackrest.stanzza");
+        assert!(
+            found[0].message.contains("unknown field `stanzza`"),
+            "{found:?}"
+        );
+        let text = MINIMAL.replace(r#""pgdata""#, r#""pgdatta": "/x", "pgdata""#);
+        assert!(issues(&text)[0].message.contains("`pgdatta`"));
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_path() {
+        let text = MINIMAL.replace(r#"{"major": 16}"#, r#"{"major": "sixteen"}"#);
+        assert_eq!(keys(&text), ["postgres.major"]);
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "repos": [true]"#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.repos[0]"]);
+    }
+
+    #[test]
+    fn missing_required_key_is_reported() {
+        let found = issues(r#"{"pgdata": "/x", "pgbackrest": {"stanza": "main"}}"#);
+        assert!(
+            found[0].message.contains("missing field `postgres`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_rejected_by_key() {
+        let text = MINIMAL.replace("\"/var/lib/postgresql/16\"", "\"var/lib/pg\"");
+        assert_eq!(keys(&text), ["pgdata"]);
+        let text = MINIMAL.replace(
+            r#""postgres": {"major": 16}"#,
+            r#""postgres": {"major": 16, "bin_dir": "bin"}, "marker": "../m.json""#,
+        );
+        assert_eq!(keys(&text), ["marker", "postgres.bin_dir"]);
+    }
+
+    #[test]
+    fn marker_inside_pgdata_is_rejected() {
+        let text = MINIMAL.replace(
+            r#""postgres""#,
+            r#""marker": "/var/lib/postgresql/16/.preseed-completed", "postgres""#,
+        );
+        let found = issues(&text);
+        assert_eq!(found[0].key, "marker");
+        assert!(found[0].message.contains("inside pgdata"));
+        // A sibling whose name merely starts like pgdata is fine.
+        let text = MINIMAL.replace(
+            r#""postgres""#,
+            r#""marker": "/var/lib/postgresql/16.json", "postgres""#,
+        );
+        assert!(Config::parse(&text, "t").is_ok());
+    }
+
+    #[test]
+    fn target_value_must_match_type() {
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "target": {"type": "time"}"#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.target.value"]);
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "target": {"type": "immediate", "value": "x"}"#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.target.value"]);
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "target": {"type": "sometime"}"#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.target.type"]);
+    }
+
+    #[test]
+    fn repos_must_be_distinct_and_in_range() {
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "repos": [1, 0, 1]"#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.repos[1]", "pgbackrest.repos[2]"]);
+        let text = MINIMAL.replace(r#""stanza": "main""#, r#""stanza": "main", "repos": []"#);
+        assert_eq!(keys(&text), ["pgbackrest.repos"]);
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "repos": ["nas"]"#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.repos[0]"]);
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_text() {
+        for (raw, secs) in [
+            ("30", 30),
+            ("\"30s\"", 30),
+            ("\"2min\"", 120),
+            ("\"1h 30m\"", 5400),
+        ] {
+            let text = MINIMAL.replace(
+                r#""stanza": "main""#,
+                &format!(r#""stanza": "main", "repo_wait": {raw}"#),
+            );
+            assert_eq!(
+                Config::parse(&text, "t").unwrap().pgbackrest.repo_wait,
+                Duration::from_secs(secs)
+            );
+        }
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "repo_wait": "soon""#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.repo_wait"]);
+    }
+
+    #[test]
+    fn two_declared_datasets_on_one_mountpoint_are_rejected() {
+        // The incident's two declarations, written as config.
+        let text = MINIMAL.replace(
+            r#""postgres""#,
+            r#""datasets": [
+                {"name": "tank/services/postgres", "mountpoint": "/var/lib/postgresql/16"},
+                {"name": "tank/services/postgresql", "mountpoint": "/var/lib/postgresql/16/"}],
+               "postgres""#,
+        );
+        let found = issues(&text);
+        assert_eq!(found[0].key, "datasets[1].mountpoint");
+        assert!(found[0]
+            .message
+            .contains("tank/services/postgres and tank/services/postgresql"));
+    }
+
+    #[test]
+    fn all_issues_are_reported_at_once() {
+        let text = r#"{"pgdata": "rel", "marker": "rel2", "postgres": {"major": 3},
+                       "pgbackrest": {"stanza": "bad name", "process_max": 0}}"#;
+        assert_eq!(
+            keys(text),
+            [
+                "pgdata",
+                "postgres.major",
+                "marker",
+                "pgbackrest.stanza",
+                "pgbackrest.process_max"
+            ]
+        );
+    }
+
+    #[test]
+    fn not_json_is_a_config_error() {
+        assert_eq!(issues("").len(), 1);
+        assert_eq!(issues("{\"pgdata\": ").len(), 1);
+        assert_eq!(issues("[]").len(), 1);
+    }
+
+    #[test]
+    fn dataset_names() {
+        assert!(valid_dataset_name("tank/services/postgres"));
+        assert!(valid_dataset_name("rpool/my data:v1.2"));
+        assert!(!valid_dataset_name("tank//x"));
+        assert!(!valid_dataset_name("/tank"));
+        assert!(!valid_dataset_name("tank/a@snap"));
+        assert!(!valid_dataset_name("1tank"));
+    }
+}

@@ -1,0 +1,1051 @@
+//! The decision: a pure function from gathered facts to what to do, with its reasons
+//! (DESIGN.md, "The decision"). A refusal is a value here, never an error.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Mode, OnNoBackup, RepoRef};
+use crate::pgbackrest::Backup;
+use crate::pgdata::PgdataState;
+use crate::preflight;
+use crate::receipt::{Claim, ClaimKind, MarkerState};
+
+/// What one repository answered (gathered only when a restore is possible).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepoFacts {
+    pub repo: RepoRef,
+    #[serde(flatten)]
+    pub status: RepoStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum RepoStatus {
+    /// Not reachable (after waiting), or in a state that proves nothing (corrupt, wrong cipher).
+    Unreachable { reason: String },
+    /// Reachable, and the stanza does not exist there.
+    NoStanza,
+    /// The stanza exists and holds no backup.
+    NoBackups,
+    /// Oldest first.
+    Backups { backups: Vec<Backup> },
+}
+
+/// Everything the decision looks at.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub pgdata: PgdataState,
+    /// System identifier of the cluster in PGDATA, when it is initialized and readable.
+    pub system_identifier: Option<u64>,
+    /// Why the system identifier could not be read, when it could not.
+    pub system_identifier_error: Option<String>,
+    pub marker: MarkerState,
+    /// The engine's own claim beside the marker (for this PGDATA), if any.
+    pub claim: Option<Claim>,
+    pub preflight: preflight::Report,
+    /// `None`: not gathered (no restore was possible).
+    pub repos: Option<Vec<RepoFacts>>,
+}
+
+/// The configured policies the decision applies.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub pgdata: String,
+    pub major: u32,
+    pub mode: Mode,
+    pub on_no_backup: OnNoBackup,
+    pub set: Option<String>,
+    pub max_backup_age: Option<Duration>,
+    /// Unix seconds, now.
+    pub now: i64,
+    /// For the command printed in guard mode.
+    pub config_path: String,
+}
+
+/// A repository and the backup the engine would restore from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub repo: RepoRef,
+    pub backup: Backup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "decision", content = "candidates")]
+pub enum Action {
+    Refuse,
+    Skip,
+    Adopt,
+    /// Candidates in the order to try them.
+    Restore(Vec<Candidate>),
+    Resume(Vec<Candidate>),
+    Fresh,
+}
+
+impl Action {
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Refuse => "refuse",
+            Action::Skip => "skip",
+            Action::Adopt => "adopt",
+            Action::Restore(_) => "restore",
+            Action::Resume(_) => "resume",
+            Action::Fresh => "fresh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    #[serde(flatten)]
+    pub action: Action,
+    pub reasons: Vec<String>,
+    pub warnings: Vec<String>,
+    /// What the operator should do next, when there is something to do.
+    pub next: Option<String>,
+}
+
+/// Whether the decision needs to know what the repositories hold: only when PGDATA could be
+/// restored into, and nothing has refused already.
+#[must_use]
+pub fn needs_repos(facts: &Facts) -> bool {
+    if !facts.preflight.is_clean() {
+        return false;
+    }
+    match &facts.pgdata {
+        PgdataState::Missing | PgdataState::Empty => true,
+        PgdataState::RestoreInProgress { .. } => own_restore_claim(facts).is_some(),
+        _ => false,
+    }
+}
+
+fn own_restore_claim(facts: &Facts) -> Option<&Claim> {
+    facts
+        .claim
+        .as_ref()
+        .filter(|claim| claim.kind == ClaimKind::Restore)
+}
+
+struct Builder {
+    reasons: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Builder {
+    fn finish(self, action: Action, next: Option<String>) -> Decision {
+        Decision {
+            action,
+            reasons: self.reasons,
+            warnings: self.warnings,
+            next,
+        }
+    }
+}
+
+/// Decides. Pure: same facts and policy, same decision.
+#[must_use]
+pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
+    let mut b = Builder {
+        reasons: Vec::new(),
+        warnings: facts.preflight.warnings.clone(),
+    };
+    for finding in facts.preflight.findings.iter().filter(|f| !f.blocking) {
+        b.warnings
+            .push(format!("{} (on_layering = \"warn\")", finding.detail));
+    }
+
+    // Row 1: any layering or mount finding refuses, before anything else is considered.
+    let blocking: Vec<_> = facts.preflight.blocking().collect();
+    if !blocking.is_empty() {
+        b.reasons.extend(blocking.iter().map(|f| f.detail.clone()));
+        let fixes: Vec<_> = blocking.iter().map(|f| f.fix.as_str()).collect();
+        return b.finish(
+            Action::Refuse,
+            Some(format!(
+                "fix: {}; then start PostgreSQL again (nothing was changed)",
+                fixes.join("; ")
+            )),
+        );
+    }
+
+    let pgdata_text = facts.pgdata.describe(policy.pgdata.as_ref());
+    b.reasons.push(pgdata_text);
+    match &facts.pgdata {
+        PgdataState::Partial { .. }
+        | PgdataState::NotADirectory
+        | PgdataState::Unreadable { .. } => b.finish(
+            Action::Refuse,
+            Some(format!(
+                "find out what is in {}: move it aside and empty the directory to restore, or \
+                     restore/repair the cluster by hand; pg-preseed touches nothing it cannot \
+                     identify",
+                policy.pgdata
+            )),
+        ),
+        PgdataState::Initialized { pg_version, .. } => {
+            initialized(facts, policy, b, pg_version.as_deref())
+        }
+        PgdataState::RestoreInProgress { .. } => in_progress(facts, policy, b),
+        PgdataState::Missing | PgdataState::Empty => empty(facts, policy, b),
+    }
+}
+
+fn initialized(
+    facts: &Facts,
+    policy: &Policy,
+    mut b: Builder,
+    pg_version: Option<&str>,
+) -> Decision {
+    if let Some(version) = pg_version {
+        if version != policy.major.to_string() {
+            b.warnings.push(format!(
+                "the cluster in PGDATA is PostgreSQL {version}, but postgres.major is {}: \
+                 PostgreSQL {} will not start on it",
+                policy.major, policy.major
+            ));
+        }
+    }
+    if let Some(claim) = &facts.claim {
+        b.reasons.push(match claim.kind {
+            ClaimKind::Restore => format!(
+                "pg-preseed restored it (started {}); the receipt is written by `pg-preseed verify` once PostgreSQL is up",
+                claim.started_at
+            ),
+            ClaimKind::Fresh => "pg-preseed let initdb create it; the receipt is written by `pg-preseed verify` once PostgreSQL is up".to_owned(),
+        });
+        return b.finish(Action::Skip, None);
+    }
+    let Some(system_identifier) = facts.system_identifier else {
+        b.reasons.push(format!(
+            "its system identifier cannot be read: {}",
+            facts
+                .system_identifier_error
+                .as_deref()
+                .unwrap_or("unknown error")
+        ));
+        return b.finish(
+            Action::Refuse,
+            Some("check `pg_controldata` on PGDATA and postgres.bin_dir".to_owned()),
+        );
+    };
+    match &facts.marker {
+        MarkerState::Absent => {
+            b.reasons.push(format!(
+                "no receipt yet: adopting the existing cluster (system identifier {system_identifier})"
+            ));
+            b.finish(Action::Adopt, None)
+        }
+        MarkerState::Valid { receipt } if receipt.system_identifier == system_identifier => {
+            b.reasons.push(format!(
+                "the receipt matches it (system identifier {system_identifier}, {} {})",
+                action_word(receipt.action),
+                receipt
+                    .verified_at
+                    .as_deref()
+                    .or(receipt.restored_at.as_deref())
+                    .unwrap_or("at an unknown time")
+            ));
+            b.finish(Action::Skip, None)
+        }
+        MarkerState::Valid { receipt } => {
+            b.reasons.push(format!(
+                "the receipt names system identifier {}, but PGDATA holds {system_identifier}: \
+                 adopting the cluster that is there",
+                receipt.system_identifier
+            ));
+            b.warnings.push(format!(
+                "PGDATA holds another cluster than the receipt recorded (receipt {}, PGDATA \
+                 {system_identifier}); someone restored or re-created it by hand",
+                receipt.system_identifier
+            ));
+            b.finish(Action::Adopt, None)
+        }
+        MarkerState::Unreadable { error } => {
+            b.reasons.push(format!(
+                "the receipt cannot be read ({error}): replacing it with one for the cluster in PGDATA"
+            ));
+            b.warnings
+                .push(format!("unreadable receipt replaced: {error}"));
+            b.finish(Action::Adopt, None)
+        }
+    }
+}
+
+fn action_word(action: crate::receipt::Action) -> &'static str {
+    match action {
+        crate::receipt::Action::Adopted => "adopted",
+        crate::receipt::Action::Restored => "restored and verified",
+        crate::receipt::Action::Fresh => "created fresh",
+    }
+}
+
+fn in_progress(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
+    let Some(claim) = own_restore_claim(facts) else {
+        b.reasons.push(
+            "no pg-preseed claim records starting it, so it is not provably this tool's restore"
+                .to_owned(),
+        );
+        return b.finish(
+            Action::Refuse,
+            Some(format!(
+                "if you started this restore by hand, finish it by hand (`pgbackrest --stanza=<stanza> --pg1-path={} --delta restore`), or empty {} to let pg-preseed restore",
+                policy.pgdata, policy.pgdata
+            )),
+        );
+    };
+    b.reasons.push(format!(
+        "pg-preseed started this restore at {} ({} attempt(s))",
+        claim.started_at,
+        claim.attempts.len()
+    ));
+    let candidates = match usable_candidates(facts, policy, &mut b) {
+        Ok(candidates) => candidates,
+        Err(next) => return b.finish(Action::Refuse, Some(next)),
+    };
+    if candidates.is_empty() {
+        return b.finish(
+            Action::Refuse,
+            Some("make a repository with a usable backup reachable, then run again".to_owned()),
+        );
+    }
+    if policy.mode == Mode::Guard {
+        b.reasons
+            .push("mode is \"guard\": nothing is restored automatically".to_owned());
+        return b.finish(Action::Refuse, Some(guard_next(policy)));
+    }
+    b.finish(Action::Resume(candidates), None)
+}
+
+fn empty(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
+    let had_data = match &facts.marker {
+        MarkerState::Absent => false,
+        MarkerState::Valid { receipt } => {
+            b.reasons.push(format!(
+                "the receipt says this host had a cluster (system identifier {}, {} {})",
+                receipt.system_identifier,
+                action_word(receipt.action),
+                receipt
+                    .verified_at
+                    .as_deref()
+                    .or(receipt.restored_at.as_deref())
+                    .unwrap_or("at an unknown time")
+            ));
+            true
+        }
+        MarkerState::Unreadable { error } => {
+            b.reasons.push(format!(
+                "a receipt exists but cannot be read ({error}): this host had a cluster"
+            ));
+            true
+        }
+    } || own_restore_claim(facts).is_some();
+
+    let candidates = match usable_candidates(facts, policy, &mut b) {
+        Ok(candidates) => candidates,
+        Err(next) => return b.finish(Action::Refuse, Some(next)),
+    };
+    if !candidates.is_empty() {
+        if policy.mode == Mode::Guard {
+            b.reasons
+                .push("mode is \"guard\": nothing is restored automatically".to_owned());
+            return b.finish(Action::Refuse, Some(guard_next(policy)));
+        }
+        return b.finish(Action::Restore(candidates), None);
+    }
+
+    // No usable backup anywhere; every repository answered (unreachable ones refused above).
+    let repos = facts.repos.as_deref().unwrap_or_default();
+    let any_backups = repos
+        .iter()
+        .any(|r| matches!(r.status, RepoStatus::Backups { .. }));
+    if any_backups {
+        return b.finish(
+            Action::Refuse,
+            Some("no backup can be restored automatically (see the reasons); restore one by hand or relax the policy".to_owned()),
+        );
+    }
+    if had_data {
+        b.reasons.push(
+            "no repository holds a backup, and running initdb on a host that had data would hide that loss behind an empty database".to_owned(),
+        );
+        return b.finish(
+            Action::Refuse,
+            Some("check that the repositories in the config are the right ones (stanza, path, bucket); if this host really must start empty, clear the receipt with `pg-preseed marker clear --yes` first".to_owned()),
+        );
+    }
+    match policy.on_no_backup {
+        OnNoBackup::Initdb => {
+            b.reasons.push(
+                "no receipt and every repository is reachable and empty: a first deployment; \
+                 initdb may create a new cluster (on_no_backup = \"initdb\")"
+                    .to_owned(),
+            );
+            b.finish(
+                Action::Fresh,
+                Some(
+                    "after PostgreSQL is up, create the stanza and take a first backup".to_owned(),
+                ),
+            )
+        }
+        OnNoBackup::Fail => {
+            b.reasons
+                .push("no receipt and no backup anywhere, and on_no_backup = \"fail\"".to_owned());
+            b.finish(
+                Action::Refuse,
+                Some("if this is a new server, set on_no_backup = \"initdb\" (services.postgresql-preseed.onNoBackup) for its first start".to_owned()),
+            )
+        }
+    }
+}
+
+fn guard_next(policy: &Policy) -> String {
+    format!(
+        "to restore, run: pg-preseed run --config {} --allow-restore",
+        policy.config_path
+    )
+}
+
+/// Usable candidates in configured order, adding a reason per repository. `Err(next)` when the
+/// repositories cannot be trusted to answer (one is unreachable and none is usable).
+fn usable_candidates(
+    facts: &Facts,
+    policy: &Policy,
+    b: &mut Builder,
+) -> Result<Vec<Candidate>, String> {
+    let Some(repos) = &facts.repos else {
+        b.reasons
+            .push("the repositories were not examined".to_owned());
+        return Err("run `pg-preseed plan` to see what the repositories hold".to_owned());
+    };
+    let mut candidates = Vec::new();
+    let mut unreachable = Vec::new();
+    for repo in repos {
+        match &repo.status {
+            RepoStatus::Unreachable { reason } => {
+                b.reasons
+                    .push(format!("{} is unreachable: {reason}", repo.repo));
+                unreachable.push(repo.repo.to_string());
+            }
+            RepoStatus::NoStanza => b
+                .reasons
+                .push(format!("{} is reachable and has no such stanza", repo.repo)),
+            RepoStatus::NoBackups => b
+                .reasons
+                .push(format!("{} has the stanza but no backup", repo.repo)),
+            RepoStatus::Backups { backups } => match pick(backups, policy) {
+                Ok(backup) => {
+                    b.reasons.push(format!(
+                        "{} has backup {} (PostgreSQL {}, finished {}, {} old)",
+                        repo.repo,
+                        backup.label,
+                        backup
+                            .pg_major
+                            .map_or_else(|| "?".to_owned(), |m| m.to_string()),
+                        crate::receipt::unix_to_rfc3339(backup.stop),
+                        age_text(policy.now - backup.stop)
+                    ));
+                    if backup.error {
+                        b.warnings.push(format!(
+                            "backup {} in {} recorded page checksum errors when it was taken",
+                            backup.label, repo.repo
+                        ));
+                    }
+                    candidates.push(Candidate {
+                        repo: repo.repo.clone(),
+                        backup: backup.clone(),
+                    });
+                }
+                Err(why) => b.reasons.push(format!("{}: {why}", repo.repo)),
+            },
+        }
+    }
+    if candidates.is_empty() && !unreachable.is_empty() {
+        b.reasons.push(
+            "an unreachable repository is not an empty one: it may hold the backups".to_owned(),
+        );
+        return Err(format!(
+            "bring {} back (network, NFS mount, credentials in the EnvironmentFile), then start \
+             again; or raise pgbackrest.repo_wait if it comes up late at boot",
+            unreachable.join(", ")
+        ));
+    }
+    Ok(candidates)
+}
+
+/// The backup the policy allows from one repository, or why none.
+fn pick<'a>(backups: &'a [Backup], policy: &Policy) -> Result<&'a Backup, String> {
+    let backup = match &policy.set {
+        Some(set) => backups.iter().find(|b| &b.label == set).ok_or_else(|| {
+            format!("backup set {set} (pgbackrest.set) is not in this repository")
+        })?,
+        None => backups
+            .iter()
+            .max_by_key(|b| b.stop)
+            .ok_or_else(|| "no backup".to_owned())?,
+    };
+    match backup.pg_major {
+        Some(major) if major == policy.major => {}
+        Some(major) => {
+            return Err(format!(
+                "{} backup {} is PostgreSQL {major}, but this server is PostgreSQL {}; a backup \
+                 of another major version is never restored: restore it with PostgreSQL {major} \
+                 and upgrade with pg_upgrade (then `pgbackrest stanza-upgrade`), or take a new \
+                 backup of a PostgreSQL {} cluster",
+                if policy.set.is_some() {
+                    "the chosen"
+                } else {
+                    "the newest"
+                },
+                backup.label,
+                policy.major,
+                policy.major
+            ))
+        }
+        None => {
+            return Err(format!(
+                "the PostgreSQL version of backup {} is unknown",
+                backup.label
+            ))
+        }
+    }
+    if let Some(max_age) = policy.max_backup_age {
+        let age = policy.now - backup.stop;
+        if age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
+            return Err(format!(
+                "backup {} is {} old, older than max_backup_age ({}); restore it by hand if it \
+                 really is the best there is",
+                backup.label,
+                age_text(age),
+                humantime::format_duration(max_age)
+            ));
+        }
+    }
+    Ok(backup)
+}
+
+fn age_text(seconds: i64) -> String {
+    let seconds = u64::try_from(seconds).unwrap_or(0);
+    let rounded = if seconds >= 86400 {
+        seconds / 3600 * 3600
+    } else if seconds >= 3600 {
+        seconds / 60 * 60
+    } else {
+        seconds
+    };
+    humantime::format_duration(Duration::from_secs(rounded)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per row of DESIGN.md's decision table, then the policies.
+
+    use super::*;
+    use crate::preflight::{Finding, Kind, Report};
+    use crate::receipt::{Action as ReceiptAction, Receipt};
+
+    const NOW: i64 = 1_800_000_000;
+    const SYSID: u64 = 7_000_000_000_000_000_001;
+
+    fn policy() -> Policy {
+        Policy {
+            pgdata: "/var/lib/postgresql/16".to_owned(),
+            major: 16,
+            mode: Mode::Restore,
+            on_no_backup: OnNoBackup::Fail,
+            set: None,
+            max_backup_age: None,
+            now: NOW,
+            config_path: "/etc/pg-preseed/config.json".to_owned(),
+        }
+    }
+
+    fn backup(label: &str, major: u32, age: i64) -> Backup {
+        Backup {
+            label: label.to_owned(),
+            kind: "full".to_owned(),
+            start: NOW - age - 60,
+            stop: NOW - age,
+            pg_major: Some(major),
+            system_id: Some(SYSID),
+            size: Some(1 << 20),
+            error: false,
+        }
+    }
+
+    fn repo(number: u32, status: RepoStatus) -> RepoFacts {
+        RepoFacts {
+            repo: RepoRef { number, name: None },
+            status,
+        }
+    }
+
+    fn with_backup(number: u32) -> RepoFacts {
+        repo(
+            number,
+            RepoStatus::Backups {
+                backups: vec![
+                    backup("OLD", 16, 7200),
+                    backup(&format!("NEW{number}"), 16, 3600),
+                ],
+            },
+        )
+    }
+
+    fn unreachable(number: u32) -> RepoFacts {
+        repo(
+            number,
+            RepoStatus::Unreachable {
+                reason: "repository path /mnt/nas/pgbackrest does not exist".to_owned(),
+            },
+        )
+    }
+
+    fn receipt(system_identifier: u64) -> MarkerState {
+        MarkerState::Valid {
+            receipt: Box::new(Receipt {
+                format: 1,
+                tool_version: "0.1.0".to_owned(),
+                host: "db".to_owned(),
+                pgdata: "/var/lib/postgresql/16".into(),
+                postgres_major: 16,
+                system_identifier,
+                action: ReceiptAction::Restored,
+                source: None,
+                restored_at: Some("2026-01-01T00:00:00Z".to_owned()),
+                verified_at: Some("2026-01-01T00:05:00Z".to_owned()),
+                duration_seconds: None,
+                restored_bytes: None,
+                checks: vec![],
+            }),
+        }
+    }
+
+    fn claim(kind: ClaimKind) -> Claim {
+        Claim {
+            format: 1,
+            kind,
+            pgdata: "/var/lib/postgresql/16".into(),
+            host: "db".to_owned(),
+            tool_version: "0.1.0".to_owned(),
+            started_at: "2026-01-01T00:00:00Z".to_owned(),
+            attempts: vec![],
+            source: None,
+            finished_at: None,
+            duration_seconds: None,
+            restored_bytes: None,
+        }
+    }
+
+    fn facts(pgdata: PgdataState, marker: MarkerState, repos: Option<Vec<RepoFacts>>) -> Facts {
+        let initialized = matches!(pgdata, PgdataState::Initialized { .. });
+        Facts {
+            pgdata,
+            system_identifier: initialized.then_some(SYSID),
+            system_identifier_error: None,
+            marker,
+            claim: None,
+            preflight: Report::default(),
+            repos,
+        }
+    }
+
+    fn initialized() -> PgdataState {
+        PgdataState::Initialized {
+            pg_version: Some("16".to_owned()),
+            postmaster_pid: false,
+        }
+    }
+
+    fn in_progress() -> PgdataState {
+        PgdataState::RestoreInProgress {
+            backup_label: Some("NEW1".to_owned()),
+        }
+    }
+
+    fn stacked() -> Report {
+        Report {
+            findings: vec![Finding {
+                kind: Kind::StackedMount,
+                path: "/var/lib/postgresql/16".to_owned(),
+                detail: "2 filesystems are mounted at /var/lib/postgresql/16".to_owned(),
+                fix: "zfs set mountpoint=none tank/services/postgres".to_owned(),
+                blocking: true,
+            }],
+            warnings: vec![],
+        }
+    }
+
+    fn decide_default(facts: &Facts) -> Decision {
+        decide(facts, &policy())
+    }
+
+    fn repo_numbers(action: &Action) -> Vec<u32> {
+        match action {
+            Action::Restore(c) | Action::Resume(c) => c.iter().map(|c| c.repo.number).collect(),
+            _ => vec![],
+        }
+    }
+
+    // any | any | any, with a layering or mount finding | REFUSE
+    #[test]
+    fn row_finding_refuses_whatever_else_is_true() {
+        for pgdata in [
+            PgdataState::Empty,
+            initialized(),
+            in_progress(),
+            PgdataState::Missing,
+        ] {
+            let mut f = facts(pgdata, receipt(SYSID), Some(vec![with_backup(1)]));
+            f.preflight = stacked();
+            assert!(!needs_repos(&f), "repositories are not even asked");
+            let d = decide_default(&f);
+            assert_eq!(d.action, Action::Refuse);
+            assert_eq!(
+                d.reasons,
+                ["2 filesystems are mounted at /var/lib/postgresql/16"]
+            );
+            assert!(d.next.unwrap().contains("zfs set mountpoint=none"));
+        }
+    }
+
+    // initialized | absent | — | ADOPT
+    #[test]
+    fn row_initialized_without_marker_adopts() {
+        let f = facts(initialized(), MarkerState::Absent, None);
+        assert!(!needs_repos(&f));
+        assert_eq!(decide_default(&f).action, Action::Adopt);
+    }
+
+    // initialized | valid, same system id | — | SKIP
+    #[test]
+    fn row_initialized_with_matching_marker_skips() {
+        let d = decide_default(&facts(initialized(), receipt(SYSID), None));
+        assert_eq!(d.action, Action::Skip);
+        assert!(d.warnings.is_empty());
+    }
+
+    // initialized | valid, other system id | — | ADOPT with a warning
+    #[test]
+    fn row_initialized_with_other_marker_adopts_with_warning() {
+        let d = decide_default(&facts(initialized(), receipt(42), None));
+        assert_eq!(d.action, Action::Adopt);
+        assert_eq!(d.warnings.len(), 1);
+        assert!(d.warnings[0].contains("by hand"));
+    }
+
+    // missing/empty | any | a usable backup | RESTORE
+    #[test]
+    fn row_empty_with_usable_backup_restores_for_any_marker() {
+        for pgdata in [PgdataState::Missing, PgdataState::Empty] {
+            for marker in [
+                MarkerState::Absent,
+                receipt(SYSID),
+                MarkerState::Unreadable {
+                    error: "x".to_owned(),
+                },
+            ] {
+                let f = facts(pgdata.clone(), marker, Some(vec![with_backup(1)]));
+                assert!(needs_repos(&f));
+                let d = decide_default(&f);
+                let Action::Restore(candidates) = &d.action else {
+                    panic!("expected restore, got {d:?}");
+                };
+                assert_eq!(candidates[0].backup.label, "NEW1", "the newest backup");
+            }
+        }
+    }
+
+    // missing/empty | absent | reachable, no stanza or no backup | FRESH if initdb, else REFUSE
+    #[test]
+    fn row_empty_without_marker_and_empty_repos_is_fresh_only_with_initdb() {
+        for status in [RepoStatus::NoStanza, RepoStatus::NoBackups] {
+            let f = facts(
+                PgdataState::Empty,
+                MarkerState::Absent,
+                Some(vec![repo(1, status.clone()), repo(2, RepoStatus::NoStanza)]),
+            );
+            let d = decide_default(&f);
+            assert_eq!(d.action, Action::Refuse);
+            assert!(d.next.unwrap().contains("on_no_backup"));
+            let mut p = policy();
+            p.on_no_backup = OnNoBackup::Initdb;
+            assert_eq!(decide(&f, &p).action, Action::Fresh);
+        }
+    }
+
+    // missing/empty | present | no usable backup, or unreachable | REFUSE
+    #[test]
+    fn row_empty_with_marker_and_no_backup_never_initdbs() {
+        let mut p = policy();
+        p.on_no_backup = OnNoBackup::Initdb;
+        for repos in [
+            vec![repo(1, RepoStatus::NoStanza)],
+            vec![repo(1, RepoStatus::NoBackups)],
+            vec![unreachable(1)],
+            vec![repo(
+                1,
+                RepoStatus::Backups {
+                    backups: vec![backup("B", 15, 60)],
+                },
+            )],
+        ] {
+            for marker in [
+                receipt(SYSID),
+                MarkerState::Unreadable {
+                    error: "garbage".to_owned(),
+                },
+            ] {
+                let d = decide(&facts(PgdataState::Empty, marker, Some(repos.clone())), &p);
+                assert_eq!(d.action, Action::Refuse, "{repos:?}");
+            }
+        }
+    }
+
+    // missing/empty | absent | unreachable (after the configured wait) | REFUSE
+    #[test]
+    fn row_empty_without_marker_and_unreachable_repo_refuses() {
+        let mut p = policy();
+        p.on_no_backup = OnNoBackup::Initdb;
+        let f = facts(
+            PgdataState::Missing,
+            MarkerState::Absent,
+            Some(vec![unreachable(1), repo(2, RepoStatus::NoStanza)]),
+        );
+        let d = decide(&f, &p);
+        assert_eq!(d.action, Action::Refuse);
+        assert!(d.reasons.iter().any(|r| r.contains("not an empty one")));
+        assert!(d.next.unwrap().contains("repo1"));
+    }
+
+    // restore in progress | any | reachable | RESUME with --delta
+    #[test]
+    fn row_restore_in_progress_resumes_when_the_claim_is_ours() {
+        let mut f = facts(in_progress(), receipt(SYSID), Some(vec![with_backup(1)]));
+        f.claim = Some(claim(ClaimKind::Restore));
+        assert!(needs_repos(&f));
+        let d = decide_default(&f);
+        assert_eq!(d.action.name(), "resume");
+        // …and refuses when the only repository cannot be reached.
+        f.repos = Some(vec![unreachable(1)]);
+        assert_eq!(decide_default(&f).action, Action::Refuse);
+    }
+
+    #[test]
+    fn restore_in_progress_without_our_claim_is_left_alone() {
+        let f = facts(
+            in_progress(),
+            MarkerState::Absent,
+            Some(vec![with_backup(1)]),
+        );
+        assert!(!needs_repos(&f));
+        let d = decide_default(&f);
+        assert_eq!(d.action, Action::Refuse);
+        assert!(d.next.unwrap().contains("--delta restore"));
+    }
+
+    // partial | any | any | REFUSE
+    #[test]
+    fn row_partial_refuses() {
+        let partial = PgdataState::Partial {
+            entries: vec!["base".to_owned(), "postmaster.pid".to_owned()],
+            total: 2,
+        };
+        for marker in [MarkerState::Absent, receipt(SYSID)] {
+            let f = facts(partial.clone(), marker, Some(vec![with_backup(1)]));
+            assert!(!needs_repos(&f));
+            assert_eq!(decide_default(&f).action, Action::Refuse);
+        }
+    }
+
+    #[test]
+    fn policy_guard_never_restores_and_prints_the_command() {
+        let mut p = policy();
+        p.mode = Mode::Guard;
+        let d = decide(
+            &facts(
+                PgdataState::Empty,
+                receipt(SYSID),
+                Some(vec![with_backup(1)]),
+            ),
+            &p,
+        );
+        assert_eq!(d.action, Action::Refuse);
+        assert!(d
+            .next
+            .unwrap()
+            .contains("pg-preseed run --config /etc/pg-preseed/config.json --allow-restore"));
+        // Adoption is not a restore: guard allows it.
+        assert_eq!(
+            decide(&facts(initialized(), MarkerState::Absent, None), &p).action,
+            Action::Adopt
+        );
+    }
+
+    #[test]
+    fn policy_max_backup_age() {
+        let mut p = policy();
+        p.max_backup_age = Some(Duration::from_secs(1800));
+        let d = decide(
+            &facts(
+                PgdataState::Empty,
+                MarkerState::Absent,
+                Some(vec![with_backup(1)]),
+            ),
+            &p,
+        );
+        assert_eq!(d.action, Action::Refuse);
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.contains("older than max_backup_age")),
+            "{d:?}"
+        );
+        p.max_backup_age = Some(Duration::from_secs(7200));
+        assert_eq!(
+            decide(
+                &facts(
+                    PgdataState::Empty,
+                    MarkerState::Absent,
+                    Some(vec![with_backup(1)])
+                ),
+                &p
+            )
+            .action
+            .name(),
+            "restore"
+        );
+    }
+
+    #[test]
+    fn policy_major_mismatch_explains_the_upgrade_path() {
+        let f = facts(
+            PgdataState::Empty,
+            MarkerState::Absent,
+            Some(vec![repo(
+                1,
+                RepoStatus::Backups {
+                    backups: vec![backup("B15", 15, 60)],
+                },
+            )]),
+        );
+        let d = decide_default(&f);
+        assert_eq!(d.action, Action::Refuse);
+        assert!(
+            d.reasons
+                .iter()
+                .any(|r| r.contains("PostgreSQL 15") && r.contains("pg_upgrade")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn policy_newest_backup_of_another_major_is_not_skipped_for_an_older_one() {
+        // After an upgrade the newest data is in the new major's backups; restoring the older
+        // major's last backup would silently lose it.
+        let f = facts(
+            PgdataState::Empty,
+            MarkerState::Absent,
+            Some(vec![repo(
+                1,
+                RepoStatus::Backups {
+                    backups: vec![backup("B16", 16, 7200), backup("B17", 17, 60)],
+                },
+            )]),
+        );
+        assert_eq!(decide_default(&f).action, Action::Refuse);
+    }
+
+    #[test]
+    fn policy_set_picks_the_label_and_misses_cleanly() {
+        let mut p = policy();
+        p.set = Some("OLD".to_owned());
+        let d = decide(
+            &facts(
+                PgdataState::Empty,
+                MarkerState::Absent,
+                Some(vec![with_backup(1)]),
+            ),
+            &p,
+        );
+        let Action::Restore(candidates) = d.action else {
+            panic!()
+        };
+        assert_eq!(candidates[0].backup.label, "OLD");
+        p.set = Some("NOPE".to_owned());
+        let d = decide(
+            &facts(
+                PgdataState::Empty,
+                MarkerState::Absent,
+                Some(vec![with_backup(1)]),
+            ),
+            &p,
+        );
+        assert_eq!(d.action, Action::Refuse);
+    }
+
+    #[test]
+    fn policy_on_layering_warn_lets_the_table_decide_and_warns() {
+        let mut f = facts(initialized(), receipt(SYSID), None);
+        f.preflight = stacked();
+        f.preflight.findings[0].blocking = false;
+        let d = decide_default(&f);
+        assert_eq!(d.action, Action::Skip);
+        assert!(d.warnings[0].contains("on_layering"));
+    }
+
+    #[test]
+    fn repos_are_candidates_in_configured_order_and_unreachable_ones_are_skipped() {
+        let f = facts(
+            PgdataState::Empty,
+            MarkerState::Absent,
+            Some(vec![unreachable(1), with_backup(2), with_backup(3)]),
+        );
+        let d = decide_default(&f);
+        assert_eq!(repo_numbers(&d.action), [2, 3]);
+        assert!(d.reasons.iter().any(|r| r.contains("repo1 is unreachable")));
+    }
+
+    #[test]
+    fn finished_restore_awaiting_verification_is_skipped() {
+        let mut f = facts(initialized(), receipt(SYSID), None);
+        f.claim = Some(claim(ClaimKind::Restore));
+        let d = decide_default(&f);
+        assert_eq!(d.action, Action::Skip);
+        assert!(d.reasons.iter().any(|r| r.contains("pg-preseed verify")));
+    }
+
+    #[test]
+    fn unreadable_system_identifier_refuses_adoption() {
+        let mut f = facts(initialized(), MarkerState::Absent, None);
+        f.system_identifier = None;
+        f.system_identifier_error = Some("pg_controldata failed".to_owned());
+        assert_eq!(decide_default(&f).action, Action::Refuse);
+    }
+
+    #[test]
+    fn restore_claim_counts_as_having_had_data() {
+        let mut p = policy();
+        p.on_no_backup = OnNoBackup::Initdb;
+        let mut f = facts(
+            PgdataState::Empty,
+            MarkerState::Absent,
+            Some(vec![repo(1, RepoStatus::NoStanza)]),
+        );
+        f.claim = Some(claim(ClaimKind::Restore));
+        assert_eq!(decide(&f, &p).action, Action::Refuse);
+    }
+
+    #[test]
+    fn decision_json_has_the_contract_fields() {
+        let d = decide_default(&facts(
+            PgdataState::Empty,
+            MarkerState::Absent,
+            Some(vec![with_backup(1)]),
+        ));
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["decision"], "restore");
+        assert!(json["reasons"].is_array());
+        assert_eq!(json["candidates"][0]["repo"]["number"], 1);
+    }
+}

@@ -1,0 +1,448 @@
+//! The edge that gathers facts: mounts, ZFS, PGDATA, the receipt, the repositories. Everything
+//! here reads; nothing here changes the system.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use camino::{Utf8Path, Utf8PathBuf};
+use nix::unistd::Uid;
+
+use crate::config::{Config, RepoRef};
+use crate::decision::{Facts, RepoFacts, RepoStatus};
+use crate::exec::{Command, ExecError, Identity};
+use crate::mountinfo;
+use crate::pgbackrest::{self, code, Common, RepoLocation};
+use crate::pgdata::{self, PgdataState};
+use crate::postgres::Tools;
+use crate::preflight::{self, Layout, PgdataOwner, ZfsState};
+use crate::receipt::{Claim, Files};
+use crate::zfs;
+
+/// How long one `pgbackrest info` may take before the repository counts as unreachable (a hard
+/// NFS mount that went away blocks forever).
+const INFO_TIMEOUT: Duration = Duration::from_secs(120);
+const ZFS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What every command needs to reach the system.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Config,
+    pub config_path: Utf8PathBuf,
+    pub files: Files,
+    /// The configured PostgreSQL user, resolved.
+    pub pg_user: Identity,
+    /// Who children run as: the PostgreSQL user when we are root, else ourselves.
+    pub children: Option<Identity>,
+    pub tools: Tools,
+}
+
+impl Context {
+    /// # Errors
+    /// When the PostgreSQL user does not exist.
+    pub fn new(config: Config, config_path: Utf8PathBuf) -> anyhow::Result<Context> {
+        let pg_user = Identity::lookup(&config.postgres.user)?;
+        let children = Identity::for_children(&config.postgres.user)?;
+        let files = Files::new(config.marker_path());
+        let tools = Tools {
+            bin_dir: config.postgres.bin_dir.clone(),
+        };
+        Ok(Context {
+            config,
+            config_path,
+            files,
+            pg_user,
+            children,
+            tools,
+        })
+    }
+
+    /// Owner for files and directories we create: the PostgreSQL user when we are root (so the
+    /// verify unit, running as that user, can replace them).
+    #[must_use]
+    pub fn owner(&self) -> crate::fsutil::Owner {
+        Uid::effective()
+            .is_root()
+            .then_some((self.pg_user.uid, self.pg_user.gid))
+    }
+
+    #[must_use]
+    pub fn pgbackrest_program(&self) -> String {
+        self.config
+            .pgbackrest
+            .bin
+            .as_ref()
+            .map_or_else(|| "pgbackrest".to_owned(), ToString::to_string)
+    }
+
+    fn common(&self) -> Common<'_> {
+        Common {
+            stanza: &self.config.pgbackrest.stanza,
+            config: self.config.pgbackrest.config.as_deref(),
+        }
+    }
+}
+
+/// Resolves symlinks in the longest existing prefix of `path` and appends the rest.
+#[must_use]
+pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
+    for ancestor in path.ancestors() {
+        if let Ok(real) = ancestor.canonicalize_utf8() {
+            let rest = path.strip_prefix(ancestor).unwrap_or(Utf8Path::new(""));
+            return if rest.as_str().is_empty() {
+                real
+            } else {
+                real.join(rest)
+            };
+        }
+    }
+    path.to_owned()
+}
+
+fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Utf8Path::new("/"))
+}
+
+/// The kernel's mount id for the filesystem holding `path`, from `/proc/self/fdinfo`.
+fn mount_id(path: &Utf8Path) -> Option<u64> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsRawFd;
+    let fd = open(
+        path.as_std_path(),
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    parse_fdinfo_mnt_id(&text)
+}
+
+/// `mnt_id:\t42` from an fdinfo file.
+#[must_use]
+pub fn parse_fdinfo_mnt_id(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("mnt_id:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Finds the `zfs` command: PATH first, then where distributions and NixOS put it.
+#[must_use]
+pub fn find_zfs() -> Option<Utf8PathBuf> {
+    let from_path = std::env::var("PATH").ok().and_then(|path| {
+        path.split(':')
+            .map(|dir| Utf8Path::new(dir).join("zfs"))
+            .find(|candidate| candidate.is_file())
+    });
+    from_path.or_else(|| {
+        [
+            "/usr/sbin/zfs",
+            "/sbin/zfs",
+            "/run/current-system/sw/bin/zfs",
+        ]
+        .into_iter()
+        .map(Utf8PathBuf::from)
+        .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Runs `zfs list` (the column subset every ZFS prints).
+#[must_use]
+pub fn zfs_state() -> ZfsState {
+    let Some(zfs) = find_zfs() else {
+        return ZfsState::NotInstalled;
+    };
+    let args = zfs::LIST_ARGS.iter().map(|&a| a.to_owned()).collect();
+    match Command::new(zfs.as_str(), args).output(Some(ZFS_TIMEOUT)) {
+        Ok(output) => match zfs::parse_list(&String::from_utf8_lossy(&output.stdout)) {
+            Ok(datasets) => ZfsState::Listed(datasets),
+            Err(error) => ZfsState::Failed(error.to_string()),
+        },
+        Err(error) => ZfsState::Failed(error.to_string()),
+    }
+}
+
+/// Gathers the layout the preflight checks look at.
+#[must_use]
+pub fn layout(ctx: &Context) -> Layout {
+    let config = &ctx.config;
+    let pgdata = resolve(&config.pgdata);
+    let marker_configured = config.marker_path();
+    let marker_dir_configured = marker_configured.parent().unwrap_or(Utf8Path::new("/"));
+    // Resolve the marker's directory, not the marker: a symlinked marker is itself a finding.
+    let marker = resolve(marker_dir_configured).join(marker_configured.file_name().unwrap_or(""));
+    let marker_dir = marker.parent().unwrap_or(Utf8Path::new("/")).to_owned();
+
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("failed to read /proc/self/mountinfo")
+        .and_then(|text| mountinfo::parse(&text).map_err(anyhow::Error::from))
+        .map_err(|e| format!("{e:#}"));
+
+    let pgdata_exists = pgdata.exists();
+    let pgdata_owner = std::fs::metadata(&pgdata).ok().map(|metadata| PgdataOwner {
+        uid: metadata.uid(),
+        expected_uid: ctx.pg_user.uid.as_raw(),
+        expected_user: ctx.pg_user.name.clone(),
+        empty: std::fs::read_dir(&pgdata).is_ok_and(|mut d| d.next().is_none()),
+        fixable: Uid::effective().is_root(),
+    });
+
+    Layout {
+        pgdata_mount: mount_id(nearest_existing(&pgdata)),
+        marker_dir_mount: mount_id(nearest_existing(&marker_dir)),
+        marker_is_symlink: std::fs::symlink_metadata(&marker)
+            .is_ok_and(|m| m.file_type().is_symlink()),
+        marker_dir_unwritable: marker_dir_problem(&marker_dir),
+        pgdata,
+        marker,
+        mounts,
+        zfs: zfs_state(),
+        pgdata_exists,
+        pgdata_owner,
+        require_mount: config.require_mount.clone(),
+        on_layering: config.on_layering,
+    }
+}
+
+/// Why the engine (as the user it runs as) could not write the receipt's directory. Root can;
+/// a missing directory is created by `run` when its nearest existing ancestor is writable.
+fn marker_dir_problem(dir: &Utf8Path) -> Option<String> {
+    use nix::unistd::{access, AccessFlags};
+    if Uid::effective().is_root() {
+        return None;
+    }
+    let existing = nearest_existing(dir);
+    match access(
+        existing.as_std_path(),
+        AccessFlags::W_OK | AccessFlags::X_OK,
+    ) {
+        Ok(()) => None,
+        Err(errno) if existing == dir => Some(format!("{}", std::io::Error::from(errno))),
+        Err(errno) => Some(format!(
+            "it does not exist and {existing} is not writable ({})",
+            std::io::Error::from(errno)
+        )),
+    }
+}
+
+/// Runs the preflight checks.
+#[must_use]
+pub fn preflight(ctx: &Context) -> preflight::Report {
+    preflight::check(&layout(ctx))
+}
+
+/// Gathers everything but the repositories.
+#[must_use]
+pub fn gather(ctx: &Context) -> Facts {
+    let report = preflight(ctx);
+    let pgdata_state = pgdata::classify(&pgdata::observe(&ctx.config.pgdata));
+    let (system_identifier, system_identifier_error) =
+        if matches!(pgdata_state, PgdataState::Initialized { .. }) {
+            match ctx
+                .tools
+                .system_identifier(&ctx.config.pgdata, ctx.children.as_ref())
+            {
+                Ok(id) => (Some(id), None),
+                Err(error) => (None, Some(format!("{error:#}"))),
+            }
+        } else {
+            (None, None)
+        };
+    let mut warnings = Vec::new();
+    let claim = own_claim(ctx, &mut warnings);
+    let mut facts = Facts {
+        pgdata: pgdata_state,
+        system_identifier,
+        system_identifier_error,
+        marker: ctx.files.marker_state(),
+        claim,
+        preflight: report,
+        repos: None,
+    };
+    facts.preflight.warnings.extend(warnings);
+    facts
+}
+
+/// The engine's claim, if it is for this PGDATA and readable.
+pub fn own_claim(ctx: &Context, warnings: &mut Vec<String>) -> Option<Claim> {
+    match ctx.files.claim() {
+        Ok(Some(claim)) if claim.pgdata == ctx.config.pgdata => Some(claim),
+        Ok(Some(claim)) => {
+            warnings.push(format!(
+                "ignoring the claim {}: it is for {}, not {}",
+                ctx.files.claim, claim.pgdata, ctx.config.pgdata
+            ));
+            None
+        }
+        Ok(None) => None,
+        Err(error) => {
+            warnings.push(format!("ignoring an unreadable claim: {error:#}"));
+            None
+        }
+    }
+}
+
+/// Asks every configured repository, in order, waiting up to `repo_wait` for unreachable ones.
+#[must_use]
+pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
+    let repos = &ctx.config.pgbackrest.repos;
+    let wait = ctx.config.pgbackrest.repo_wait;
+    let started = Instant::now();
+    let mut statuses: Vec<Option<RepoStatus>> = vec![None; repos.len()];
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let mut last_unreachable = Vec::new();
+        for (index, repo) in repos.iter().enumerate() {
+            if matches!(statuses[index], Some(ref s) if !matches!(s, RepoStatus::Unreachable { .. }))
+            {
+                continue;
+            }
+            let status = probe(ctx, repo);
+            if let RepoStatus::Unreachable { reason } = &status {
+                last_unreachable.push(format!("{repo}: {reason}"));
+            }
+            statuses[index] = Some(status);
+        }
+        let elapsed = started.elapsed();
+        if last_unreachable.is_empty() || elapsed >= wait {
+            break;
+        }
+        let left = wait.saturating_sub(elapsed);
+        tracing::warn!(
+            waiting_for = %last_unreachable.join("; "),
+            seconds_left = left.as_secs(),
+            "repository not reachable yet; waiting (pgbackrest.repo_wait)"
+        );
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+    repos
+        .iter()
+        .zip(statuses)
+        .map(|(repo, status)| RepoFacts {
+            repo: repo.clone(),
+            status: status.unwrap_or(RepoStatus::Unreachable {
+                reason: "not examined".to_owned(),
+            }),
+        })
+        .collect()
+}
+
+/// One `pgbackrest info` for one repository, classified.
+fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
+    let unreachable = |reason: String| RepoStatus::Unreachable { reason };
+    let info = |echo| {
+        Command::new(
+            ctx.pgbackrest_program(),
+            pgbackrest::info_argv(&ctx.common(), repo.number, echo),
+        )
+        .run_as(ctx.children.as_ref())
+        .output(Some(INFO_TIMEOUT))
+    };
+    let output = match info(false) {
+        Ok(output) => output,
+        Err(error) => return unreachable(exec_reason(&error)),
+    };
+    let view = pgbackrest::parse_info(&String::from_utf8_lossy(&output.stdout))
+        .map_err(|e| format!("unexpected `pgbackrest info` output: {e}"))
+        .and_then(|infos| {
+            pgbackrest::repo_view(&infos, &ctx.config.pgbackrest.stanza, repo.number)
+        });
+    let view = match view {
+        Ok(view) => view,
+        Err(reason) => return unreachable(reason),
+    };
+    match view.code {
+        code::OK if view.backups.is_empty() => RepoStatus::NoBackups,
+        code::OK => RepoStatus::Backups {
+            backups: view.backups,
+        },
+        code::NO_BACKUP => RepoStatus::NoBackups,
+        code::MISSING_STANZA_PATH => {
+            // pgBackRest says the same for "no stanza here" and "the repository path is gone"
+            // (an NFS share that did not mount). Only the first is an empty repository.
+            let location = info(true).ok().and_then(|output| {
+                pgbackrest::parse_command_begin(&String::from_utf8_lossy(&output.stderr))
+                    .map(|options| pgbackrest::repo_location(&options, repo.number))
+            });
+            match location {
+                Some(RepoLocation::Posix { path }) => {
+                    if Utf8Path::new(&path).is_dir() {
+                        RepoStatus::NoStanza
+                    } else {
+                        unreachable(format!(
+                            "repository path {path} does not exist (an unmounted NFS share or disk looks like this)"
+                        ))
+                    }
+                }
+                Some(RepoLocation::Remote { .. } | RepoLocation::Service { .. }) => {
+                    RepoStatus::NoStanza
+                }
+                None => unreachable(
+                    "pgBackRest reports \"missing stanza path\" and its options could not be read to tell an empty repository from a missing one".to_owned(),
+                ),
+            }
+        }
+        other => unreachable(format!(
+            "pgBackRest reports status {other}: {}",
+            view.message
+        )),
+    }
+}
+
+fn exec_reason(error: &ExecError) -> String {
+    let (ExecError::Exited { output, .. } | ExecError::Signaled { output, .. }) = error else {
+        return error.to_string();
+    };
+    let head = error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let meaningful = || {
+        output
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("DEBUG:"))
+    };
+    // pgBackRest's first ERROR line says what went wrong; HINT lines follow it.
+    match meaningful()
+        .find(|l| l.contains("ERROR"))
+        .or_else(|| meaningful().next_back())
+    {
+        Some(line) => format!("{head}: {line}"),
+        None => head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fdinfo() {
+        let text = "pos:\t0\nflags:\t012100000\nmnt_id:\t44\nino:\t2\n";
+        assert_eq!(parse_fdinfo_mnt_id(text), Some(44));
+        assert_eq!(parse_fdinfo_mnt_id("pos:\t0\n"), None);
+    }
+
+    #[test]
+    fn resolve_keeps_the_missing_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&base, base.join("link")).unwrap();
+        assert_eq!(resolve(&base.join("link/a/b")), base.join("a/b"));
+        assert_eq!(resolve(&base), base);
+    }
+
+    #[test]
+    fn mount_id_of_root_is_in_mountinfo() {
+        let id = mount_id(Utf8Path::new("/")).expect("fdinfo has mnt_id on Linux >= 3.15");
+        let mounts =
+            mountinfo::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap()).unwrap();
+        assert_eq!(mountinfo::by_id(&mounts, id).unwrap().mount_point, "/");
+    }
+}

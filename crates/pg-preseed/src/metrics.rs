@@ -1,0 +1,199 @@
+//! Prometheus textfile-collector metrics, rendered from the last run of each command and the
+//! receipt. Rendering is pure; the file is written atomically by the caller.
+
+use std::fmt::Write as _;
+
+use crate::receipt::{LastRuns, MarkerState};
+
+/// Renders the metrics text.
+#[must_use]
+pub fn render(last_runs: &LastRuns, marker: &MarkerState, now: i64) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let per_command = |value: &dyn Fn(&crate::receipt::LastRun) -> Option<String>| {
+        last_runs
+            .iter()
+            .filter_map(|(command, run)| {
+                value(run).map(|v| (format!("{{command=\"{}\"}}", escape(command)), v))
+            })
+            .collect::<Vec<_>>()
+    };
+
+    family(
+        "pg_preseed_last_run_timestamp_seconds",
+        "gauge",
+        "When each pg-preseed command last ran (unix seconds).",
+        per_command(&|run| {
+            humantime::parse_rfc3339(&run.at).ok().map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+                    .to_string()
+            })
+        }),
+    );
+    family(
+        "pg_preseed_last_decision",
+        "gauge",
+        "The decision of each command's last run (1 for the decision taken).",
+        last_runs
+            .iter()
+            .map(|(command, run)| {
+                (
+                    format!(
+                        "{{command=\"{}\",decision=\"{}\"}}",
+                        escape(command),
+                        escape(&run.decision)
+                    ),
+                    "1".to_owned(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "pg_preseed_last_outcome",
+        "gauge",
+        "The outcome of each command's last run: ok, refused or failed (1 for the outcome).",
+        last_runs
+            .iter()
+            .map(|(command, run)| {
+                (
+                    format!(
+                        "{{command=\"{}\",outcome=\"{}\"}}",
+                        escape(command),
+                        escape(&run.outcome)
+                    ),
+                    "1".to_owned(),
+                )
+            })
+            .collect(),
+    );
+    family(
+        "pg_preseed_last_exit_code",
+        "gauge",
+        "Exit code of each command's last run (0 ok, 3 refused, 4 failed).",
+        per_command(&|run| Some(run.exit_code.to_string())),
+    );
+    family(
+        "pg_preseed_duration_seconds",
+        "gauge",
+        "How long each command's last run took.",
+        per_command(&|run| Some(format!("{:.3}", run.duration_seconds))),
+    );
+    family(
+        "pg_preseed_findings",
+        "gauge",
+        "Layering, mount, marker and ownership findings in each command's last run.",
+        per_command(&|run| Some(run.findings.to_string())),
+    );
+    family(
+        "pg_preseed_restored_bytes",
+        "gauge",
+        "Bytes restored by the last restore.",
+        per_command(&|run| run.restored_bytes.map(|b| b.to_string())),
+    );
+    family(
+        "pg_preseed_backup_age_seconds",
+        "gauge",
+        "Age of the backup the last restore used, when it started.",
+        per_command(&|run| run.backup_age_seconds.map(|a| a.to_string())),
+    );
+    let receipt_samples = match marker {
+        MarkerState::Valid { receipt } => {
+            let verified = receipt
+                .verified_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            vec![
+                ("present", "1".to_owned()),
+                (
+                    "verified_timestamp_seconds",
+                    verified.map_or_else(|| "0".to_owned(), |v| v.to_string()),
+                ),
+            ]
+        }
+        MarkerState::Absent => vec![("present", "0".to_owned())],
+        MarkerState::Unreadable { .. } => vec![("present", "-1".to_owned())],
+    };
+    for (suffix, value) in receipt_samples {
+        family(
+            &format!("pg_preseed_receipt_{suffix}"),
+            "gauge",
+            if suffix == "present" {
+                "1 when a valid receipt exists, 0 when none, -1 when unreadable."
+            } else {
+                "When the receipt was last verified (unix seconds, 0 if never)."
+            },
+            vec![(String::new(), value)],
+        );
+    }
+    family(
+        "pg_preseed_metrics_timestamp_seconds",
+        "gauge",
+        "When this file was written.",
+        vec![(String::new(), now.to_string())],
+    );
+    out
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::LastRun;
+
+    #[test]
+    fn renders_each_command_and_the_receipt() {
+        let mut runs = LastRuns::new();
+        runs.insert(
+            "run".to_owned(),
+            LastRun {
+                command: "run".to_owned(),
+                decision: "restore".to_owned(),
+                outcome: "ok".to_owned(),
+                exit_code: 0,
+                at: "2026-11-27T09:00:00Z".to_owned(),
+                duration_seconds: 12.5,
+                reasons: vec![],
+                findings: 0,
+                error: None,
+                restored_bytes: Some(1024),
+                backup_age_seconds: Some(3600),
+            },
+        );
+        let text = render(&runs, &MarkerState::Absent, 1_800_000_000);
+        assert!(text.contains("pg_preseed_last_decision{command=\"run\",decision=\"restore\"} 1\n"));
+        assert!(
+            text.contains("pg_preseed_last_run_timestamp_seconds{command=\"run\"} 1795770000\n")
+        );
+        assert!(text.contains("pg_preseed_restored_bytes{command=\"run\"} 1024\n"));
+        assert!(text.contains("pg_preseed_duration_seconds{command=\"run\"} 12.500\n"));
+        assert!(text.contains("pg_preseed_receipt_present 0\n"));
+        // Every sample line belongs to a declared family.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(text.contains(&format!("# TYPE {name} gauge")), "{line}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

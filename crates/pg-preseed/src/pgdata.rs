@@ -1,0 +1,331 @@
+//! What is in PGDATA: observed at the edge (`observe`), classified by a pure function.
+//!
+//! pgBackRest writes `backup.manifest` into PGDATA before it changes anything else, restores
+//! `global/pg_control` last, and removes the manifest when it finishes; so a manifest means a
+//! restore was cut short, and `PG_VERSION` + `global/pg_control` without one means a cluster.
+
+use std::fmt::Write as _;
+use std::io::ErrorKind;
+
+use camino::Utf8Path;
+use serde::Serialize;
+
+pub const PG_VERSION: &str = "PG_VERSION";
+pub const PG_CONTROL: &str = "global/pg_control";
+pub const BACKUP_MANIFEST: &str = "backup.manifest";
+pub const POSTMASTER_PID: &str = "postmaster.pid";
+
+/// How many entries of a partial PGDATA are named in messages.
+const NAMED_ENTRIES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum PgdataState {
+    Missing,
+    Empty,
+    Initialized {
+        /// Contents of `PG_VERSION` (the cluster's major version).
+        pg_version: Option<String>,
+        postmaster_pid: bool,
+    },
+    RestoreInProgress {
+        /// The label pgBackRest recorded in the manifest it left behind.
+        backup_label: Option<String>,
+    },
+    Partial {
+        entries: Vec<String>,
+        total: usize,
+    },
+    NotADirectory,
+    Unreadable {
+        error: String,
+    },
+}
+
+impl PgdataState {
+    /// The lower-case name DESIGN.md's table uses.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            PgdataState::Missing => "missing",
+            PgdataState::Empty => "empty",
+            PgdataState::Initialized { .. } => "initialized",
+            PgdataState::RestoreInProgress { .. } => "restore in progress",
+            PgdataState::Partial { .. } => "partial",
+            PgdataState::NotADirectory => "not a directory",
+            PgdataState::Unreadable { .. } => "unreadable",
+        }
+    }
+
+    #[must_use]
+    pub fn is_missing_or_empty(&self) -> bool {
+        matches!(self, PgdataState::Missing | PgdataState::Empty)
+    }
+
+    /// A sentence for reasons: "PGDATA /x is empty".
+    #[must_use]
+    pub fn describe(&self, pgdata: &Utf8Path) -> String {
+        match self {
+            PgdataState::Missing => format!("PGDATA {pgdata} does not exist"),
+            PgdataState::Empty => format!("PGDATA {pgdata} is empty"),
+            PgdataState::Initialized { pg_version, .. } => format!(
+                "PGDATA {pgdata} holds a PostgreSQL {} cluster (PG_VERSION and global/pg_control present)",
+                pg_version.as_deref().unwrap_or("?")
+            ),
+            PgdataState::RestoreInProgress { backup_label } => format!(
+                "PGDATA {pgdata} holds an unfinished pgBackRest restore (backup.manifest present{})",
+                backup_label
+                    .as_deref()
+                    .map(|label| format!(", backup {label}"))
+                    .unwrap_or_default()
+            ),
+            PgdataState::Partial { entries, total } => {
+                let mut listed = entries.join(", ");
+                if *total > entries.len() {
+                    let _ = write!(listed, " and {} more", total - entries.len());
+                }
+                let hint = if entries.iter().any(|e| e == "lost+found") {
+                    " (lost+found: PGDATA is a filesystem root; use a subdirectory of it)"
+                } else {
+                    ""
+                };
+                format!(
+                    "PGDATA {pgdata} is neither empty nor a cluster nor an unfinished restore: \
+                     it contains {listed}{hint}"
+                )
+            }
+            PgdataState::NotADirectory => format!("PGDATA {pgdata} exists but is not a directory"),
+            PgdataState::Unreadable { error } => format!("PGDATA {pgdata} cannot be read: {error}"),
+        }
+    }
+}
+
+/// Raw observations of PGDATA, gathered by [`observe`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub exists: bool,
+    pub is_dir: bool,
+    /// Names of the top-level entries, or the error listing them.
+    pub entries: Option<Result<Vec<String>, String>>,
+    pub has_pg_control: bool,
+    pub pg_version: Option<String>,
+    pub manifest: Option<String>,
+}
+
+/// Classifies observations; pure.
+#[must_use]
+pub fn classify(observed: &Observed) -> PgdataState {
+    if !observed.exists {
+        return PgdataState::Missing;
+    }
+    if !observed.is_dir {
+        return PgdataState::NotADirectory;
+    }
+    let mut entries = match &observed.entries {
+        None => return PgdataState::Missing,
+        Some(Err(error)) => {
+            return PgdataState::Unreadable {
+                error: error.clone(),
+            }
+        }
+        Some(Ok(entries)) => entries.clone(),
+    };
+    if entries.is_empty() {
+        return PgdataState::Empty;
+    }
+    let has = |name: &str| entries.iter().any(|entry| entry == name);
+    if has(BACKUP_MANIFEST) {
+        return PgdataState::RestoreInProgress {
+            backup_label: observed.manifest.as_deref().and_then(manifest_label),
+        };
+    }
+    if has(PG_VERSION) && observed.has_pg_control {
+        return PgdataState::Initialized {
+            pg_version: observed.pg_version.clone(),
+            postmaster_pid: has(POSTMASTER_PID),
+        };
+    }
+    entries.sort();
+    let total = entries.len();
+    entries.truncate(NAMED_ENTRIES);
+    PgdataState::Partial { entries, total }
+}
+
+/// `backup-label="20240101-000000F"` from the `[backup]` section of a pgBackRest manifest.
+#[must_use]
+pub fn manifest_label(manifest: &str) -> Option<String> {
+    let mut in_backup = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_backup = line == "[backup]";
+        } else if in_backup {
+            if let Some(value) = line.strip_prefix("backup-label=") {
+                return serde_json::from_str::<String>(value).ok();
+            }
+        }
+    }
+    None
+}
+
+/// Looks at PGDATA without changing it. The manifest is read only up to 64 KiB: its `[backup]`
+/// section comes first.
+#[must_use]
+pub fn observe(pgdata: &Utf8Path) -> Observed {
+    let metadata = match std::fs::metadata(pgdata) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Observed::default(),
+        Err(error) => {
+            return Observed {
+                exists: true,
+                is_dir: true,
+                entries: Some(Err(error.to_string())),
+                ..Observed::default()
+            }
+        }
+    };
+    if !metadata.is_dir() {
+        return Observed {
+            exists: true,
+            ..Observed::default()
+        };
+    }
+    let entries = std::fs::read_dir(pgdata)
+        .and_then(|dir| {
+            dir.map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(|error| error.to_string());
+    let manifest = read_head(&pgdata.join(BACKUP_MANIFEST), 64 * 1024);
+    Observed {
+        exists: true,
+        is_dir: true,
+        entries: Some(entries),
+        has_pg_control: pgdata.join(PG_CONTROL).is_file(),
+        pg_version: read_head(&pgdata.join(PG_VERSION), 64).map(|v| v.trim().to_owned()),
+        manifest,
+    }
+}
+
+fn read_head(path: &Utf8Path, limit: u64) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(limit)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(entries: &[&str]) -> Observed {
+        Observed {
+            exists: true,
+            is_dir: true,
+            entries: Some(Ok(entries.iter().map(|&e| e.to_owned()).collect())),
+            has_pg_control: false,
+            pg_version: None,
+            manifest: None,
+        }
+    }
+
+    #[test]
+    fn missing_and_empty() {
+        assert_eq!(classify(&Observed::default()), PgdataState::Missing);
+        assert_eq!(classify(&with(&[])), PgdataState::Empty);
+        let file = Observed {
+            exists: true,
+            ..Observed::default()
+        };
+        assert_eq!(classify(&file), PgdataState::NotADirectory);
+    }
+
+    #[test]
+    fn initialized_needs_both_files() {
+        let mut observed = with(&["PG_VERSION", "global", "base", "postmaster.pid"]);
+        assert!(matches!(classify(&observed), PgdataState::Partial { .. }));
+        observed.has_pg_control = true;
+        observed.pg_version = Some("16".to_owned());
+        assert_eq!(
+            classify(&observed),
+            PgdataState::Initialized {
+                pg_version: Some("16".to_owned()),
+                postmaster_pid: true
+            }
+        );
+    }
+
+    #[test]
+    fn manifest_wins_over_everything() {
+        // pgBackRest writes pg_control last but removes the manifest after it: in between, the
+        // restore is still unfinished.
+        let mut observed = with(&["PG_VERSION", "global", "backup.manifest"]);
+        observed.has_pg_control = true;
+        observed.manifest = Some(
+            "[backrest]\nbackrest-format=5\n\n[backup]\nbackup-label=\"20261127-090147F\"\n"
+                .to_owned(),
+        );
+        assert_eq!(
+            classify(&observed),
+            PgdataState::RestoreInProgress {
+                backup_label: Some("20261127-090147F".to_owned())
+            }
+        );
+    }
+
+    #[test]
+    fn partial_lists_a_few_entries_and_the_total() {
+        let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let PgdataState::Partial { entries, total } = classify(&with(&refs)) else {
+            panic!("expected partial");
+        };
+        assert_eq!(total, 20);
+        assert_eq!(entries.len(), NAMED_ENTRIES);
+        let text = classify(&with(&refs)).describe(Utf8Path::new("/pg"));
+        assert!(text.contains("and 12 more"), "{text}");
+    }
+
+    #[test]
+    fn lost_found_gets_a_hint() {
+        let text = classify(&with(&["lost+found"])).describe(Utf8Path::new("/pg"));
+        assert!(text.contains("filesystem root"), "{text}");
+    }
+
+    #[test]
+    fn only_postmaster_pid_is_partial() {
+        assert!(matches!(
+            classify(&with(&["postmaster.pid"])),
+            PgdataState::Partial { .. }
+        ));
+    }
+
+    #[test]
+    fn manifest_label_only_from_backup_section() {
+        assert_eq!(manifest_label("[other]\nbackup-label=\"x\"\n"), None);
+        assert_eq!(
+            manifest_label("[backup]\nbackup-archive-start=\"0001\"\nbackup-label=\"L\"\n")
+                .as_deref(),
+            Some("L")
+        );
+        assert_eq!(manifest_label("[backup]\nbackup-label=unquoted\n"), None);
+    }
+
+    #[test]
+    fn unreadable_is_its_own_state() {
+        let observed = Observed {
+            exists: true,
+            is_dir: true,
+            entries: Some(Err("Permission denied (os error 13)".to_owned())),
+            ..Observed::default()
+        };
+        assert!(matches!(
+            classify(&observed),
+            PgdataState::Unreadable { .. }
+        ));
+    }
+}

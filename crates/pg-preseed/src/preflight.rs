@@ -1,0 +1,761 @@
+//! Layering, mount identity, marker placement and ownership: pure checks over a [`Layout`]
+//! gathered by `facts`. Each problem is a [`Finding`] that names every mount or dataset
+//! involved and says how to fix it (DESIGN.md invariant 3).
+
+use std::collections::BTreeSet;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+
+use crate::config::{OnLayering, RequireMount};
+use crate::mountinfo::{self, MountEntry};
+use crate::zfs::{self, Dataset};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// More than one mount at one mount point: the lower ones are hidden.
+    StackedMount,
+    /// Two ZFS datasets with `canmount=on` claim one mountpoint.
+    SharedMountpoint,
+    /// A dataset that should be mounted on PGDATA (or above it, or at the marker) is not.
+    DatasetNotMounted,
+    /// `require_mount` is set and PGDATA is not a mount point.
+    MountMissing,
+    /// `require_mount` is set and something else is mounted at PGDATA.
+    MountMismatch,
+    MarkerInsidePgdata,
+    MarkerOnPgdataFilesystem,
+    MarkerSymlink,
+    MarkerDirUnwritable,
+    PgdataOwner,
+    /// A fact a safety check needs could not be gathered.
+    CheckFailed,
+}
+
+impl Kind {
+    /// Layering findings are the ones `on_layering = "warn"` may downgrade; mount identity,
+    /// placement and ownership always refuse.
+    #[must_use]
+    pub fn is_layering(self) -> bool {
+        matches!(self, Kind::StackedMount | Kind::SharedMountpoint)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub path: String,
+    pub detail: String,
+    pub fix: String,
+    /// False when `on_layering = "warn"` downgraded it.
+    pub blocking: bool,
+}
+
+/// What ZFS said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZfsState {
+    /// No `zfs` command on this host.
+    NotInstalled,
+    Listed(Vec<Dataset>),
+    Failed(String),
+}
+
+/// Who owns PGDATA, when it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgdataOwner {
+    pub uid: u32,
+    pub expected_uid: u32,
+    pub expected_user: String,
+    pub empty: bool,
+    /// The engine runs as root and may fix an empty directory's owner itself.
+    pub fixable: bool,
+}
+
+/// Everything the checks look at. Paths are resolved (symlinks in existing ancestors followed).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub pgdata: Utf8PathBuf,
+    pub marker: Utf8PathBuf,
+    pub mounts: Result<Vec<MountEntry>, String>,
+    pub zfs: ZfsState,
+    /// Mount id holding PGDATA (or its nearest existing ancestor).
+    pub pgdata_mount: Option<u64>,
+    pub pgdata_exists: bool,
+    /// Mount id holding the marker's directory (or its nearest existing ancestor).
+    pub marker_dir_mount: Option<u64>,
+    pub marker_is_symlink: bool,
+    /// Why the marker's directory cannot be written by the engine's user, if it cannot.
+    pub marker_dir_unwritable: Option<String>,
+    pub pgdata_owner: Option<PgdataOwner>,
+    pub require_mount: Option<RequireMount>,
+    pub on_layering: OnLayering,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Observations that do not block (shown, never acted on).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.blocking)
+    }
+
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.blocking().next().is_none()
+    }
+}
+
+/// Runs every check.
+#[must_use]
+pub fn check(layout: &Layout) -> Report {
+    let mut report = Report::default();
+    let pgdata = layout.pgdata.as_path();
+    let marker_dir = layout.marker.parent().unwrap_or(Utf8Path::new("/"));
+
+    // The paths whose layering matters: PGDATA and everything above it, the marker's directory
+    // and everything above it. Mounts below PGDATA (pg_wal on its own dataset) are added below.
+    let mut relevant: BTreeSet<&Utf8Path> = pgdata.ancestors().collect();
+    relevant.extend(marker_dir.ancestors());
+
+    match &layout.mounts {
+        Ok(mounts) => {
+            let below_pgdata: BTreeSet<&Utf8Path> = mounts
+                .iter()
+                .map(|m| Utf8Path::new(m.mount_point.as_str()))
+                .filter(|p| p.starts_with(pgdata) && *p != pgdata)
+                .collect();
+            for path in relevant.iter().chain(below_pgdata.iter()) {
+                stacked(&mut report, mounts, path, layout.on_layering);
+            }
+            mount_identity(&mut report, layout, mounts);
+            marker_filesystem(&mut report, layout, mounts);
+        }
+        Err(error) => report.findings.push(Finding {
+            kind: Kind::CheckFailed,
+            path: "/proc/self/mountinfo".to_owned(),
+            detail: format!(
+                "cannot read the mount table, so layering cannot be ruled out: {error}"
+            ),
+            fix: "make /proc available to the service (do not set ProcSubset=pid or similar)"
+                .to_owned(),
+            blocking: true,
+        }),
+    }
+
+    match &layout.zfs {
+        ZfsState::NotInstalled => {}
+        ZfsState::Listed(datasets) => {
+            shared_mountpoints(&mut report, datasets, &relevant, pgdata, layout.on_layering);
+            unmounted(&mut report, datasets, &relevant);
+        }
+        ZfsState::Failed(error) => {
+            let zfs_matters = layout
+                .require_mount
+                .as_ref()
+                .is_some_and(|r| r.dataset.is_some())
+                || layout.mounts.as_ref().is_ok_and(|mounts| {
+                    mounts.iter().any(|m| {
+                        is_zfs(&m.fstype) && relevant.contains(Utf8Path::new(&m.mount_point))
+                    })
+                });
+            if zfs_matters {
+                report.findings.push(Finding {
+                    kind: Kind::CheckFailed,
+                    path: pgdata.to_string(),
+                    detail: format!(
+                        "`zfs list` failed, so datasets sharing PGDATA's mountpoint cannot be ruled out: {error}"
+                    ),
+                    fix: "make sure the pool is imported before this unit runs and that `zfs` works for the service user".to_owned(),
+                    blocking: true,
+                });
+            } else {
+                report.warnings.push(format!(
+                    "`zfs list` failed (ignored: no ZFS mount is involved): {error}"
+                ));
+            }
+        }
+    }
+
+    marker_placement(&mut report, layout);
+    ownership(&mut report, layout);
+    report
+}
+
+fn is_zfs(fstype: &str) -> bool {
+    fstype == "zfs" || fstype == "fuse.zfs"
+}
+
+fn stacked(report: &mut Report, mounts: &[MountEntry], path: &Utf8Path, on_layering: OnLayering) {
+    let stack = mountinfo::stack_at(mounts, path);
+    if stack.len() < 2 {
+        return;
+    }
+    let Some((visible, hidden)) = stack.split_last() else {
+        return;
+    };
+    let hidden_list = hidden
+        .iter()
+        .map(|m| m.describe())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let zfs_hidden: Vec<&str> = hidden
+        .iter()
+        .filter(|m| is_zfs(&m.fstype))
+        .map(|m| m.source.as_str())
+        .collect();
+    let fix = if zfs_hidden.is_empty() {
+        format!(
+            "unmount the hidden filesystem(s) ({hidden_list}) and remove whatever mounts them \
+             there (fstab/fileSystems, a second unit), so that only {} is mounted at {path}",
+            visible.describe()
+        )
+    } else {
+        format!(
+            "give the stray dataset(s) their own mountpoint or none — `zfs set mountpoint=none {}` \
+             (or `zfs destroy` after checking their contents) — and set `overlay=off` on the \
+             dataset that belongs at {path} so ZFS refuses to mount over a busy directory",
+            zfs_hidden.join(" ")
+        )
+    };
+    report.findings.push(Finding {
+        kind: Kind::StackedMount,
+        path: path.to_string(),
+        detail: format!(
+            "{} filesystems are mounted at {path}: {} on top, hiding {hidden_list}; files on the \
+             hidden one (an old marker, old data) are invisible but still there",
+            stack.len(),
+            visible.describe()
+        ),
+        fix,
+        blocking: on_layering == OnLayering::Fail,
+    });
+}
+
+fn shared_mountpoints(
+    report: &mut Report,
+    datasets: &[Dataset],
+    relevant: &BTreeSet<&Utf8Path>,
+    pgdata: &Utf8Path,
+    on_layering: OnLayering,
+) {
+    let mut seen = BTreeSet::new();
+    for dataset in datasets {
+        let Some(path) = dataset.automount_path() else {
+            continue;
+        };
+        let path = Utf8Path::new(path);
+        let matters = relevant.contains(path) || path.starts_with(pgdata);
+        if !matters || !seen.insert(path) {
+            continue;
+        }
+        let claimants = zfs::claimants(datasets, path.as_str());
+        if claimants.len() < 2 {
+            continue;
+        }
+        let names: Vec<&str> = claimants.iter().map(|d| d.name.as_str()).collect();
+        let mounted: Vec<&str> = claimants
+            .iter()
+            .filter(|d| d.mounted)
+            .map(|d| d.name.as_str())
+            .collect();
+        report.findings.push(Finding {
+            kind: Kind::SharedMountpoint,
+            path: path.to_string(),
+            detail: format!(
+                "ZFS datasets {} all have mountpoint={path} and canmount=on (mounted now: {}); at \
+                 every import they stack on one another and whichever mounts last hides the rest",
+                names.join(", "),
+                if mounted.is_empty() { "none".to_owned() } else { mounted.join(", ") }
+            ),
+            fix: format!(
+                "keep one dataset at {path}; for each other one run `zfs set mountpoint=none <name>` \
+                 (or `zfs destroy <name>` once its contents are checked), and remove its \
+                 declaration from your configuration"
+            ),
+            blocking: on_layering == OnLayering::Fail,
+        });
+    }
+}
+
+fn unmounted(report: &mut Report, datasets: &[Dataset], relevant: &BTreeSet<&Utf8Path>) {
+    for dataset in datasets {
+        let Some(path) = dataset.automount_path() else {
+            continue;
+        };
+        if dataset.mounted || !relevant.contains(Utf8Path::new(path)) {
+            continue;
+        }
+        report.findings.push(Finding {
+            kind: Kind::DatasetNotMounted,
+            path: path.to_owned(),
+            detail: format!(
+                "ZFS dataset {} (canmount=on) should be mounted at {path} but is not; anything \
+                 written there now lands on the filesystem underneath",
+                dataset.name
+            ),
+            fix: format!(
+                "mount it (`zfs mount {}`), or find out why it failed (`journalctl -u zfs-mount`), \
+                 before PostgreSQL starts",
+                dataset.name
+            ),
+            blocking: true,
+        });
+    }
+}
+
+fn mount_identity(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
+    let Some(require) = &layout.require_mount else {
+        return;
+    };
+    let pgdata = layout.pgdata.as_str();
+    let expected = describe_requirement(require);
+    let holder = layout
+        .pgdata_mount
+        .and_then(|id| mountinfo::by_id(mounts, id));
+    let at_pgdata = holder.filter(|m| m.mount_point == pgdata && layout.pgdata_exists);
+    let Some(mount) = at_pgdata else {
+        let underneath = holder.map_or_else(
+            || "an unknown filesystem".to_owned(),
+            |m| format!("{} mounted at {}", m.describe(), m.mount_point),
+        );
+        report.findings.push(Finding {
+            kind: Kind::MountMissing,
+            path: pgdata.to_owned(),
+            detail: format!(
+                "{expected} must be mounted at PGDATA {pgdata}, but {}; restoring now would write \
+                 the cluster onto {underneath}",
+                if layout.pgdata_exists { "PGDATA is not a mount point" } else { "PGDATA does not exist" }
+            ),
+            fix: require.dataset.as_ref().map_or_else(
+                || format!("mount the {expected} filesystem at {pgdata} (check fileSystems / fstab and `journalctl -b`)"),
+                |dataset| format!(
+                    "import the pool and mount the dataset (`zfs mount {dataset}`); check its \
+                     mountpoint with `zfs get mountpoint {dataset}`"
+                ),
+            ),
+            blocking: true,
+        });
+        return;
+    };
+    let source_ok = require
+        .dataset
+        .as_ref()
+        .is_none_or(|dataset| &mount.source == dataset);
+    let fstype_ok = require.fstype.as_ref().is_none_or(|fstype| {
+        mount.fstype == *fstype || mount.fstype.strip_prefix("fuse.") == Some(fstype.as_str())
+    });
+    if !(source_ok && fstype_ok) {
+        report.findings.push(Finding {
+            kind: Kind::MountMismatch,
+            path: pgdata.to_owned(),
+            detail: format!(
+                "PGDATA {pgdata} is mounted from {}, but the config requires {expected}",
+                mount.describe()
+            ),
+            fix: format!(
+                "unmount {} from {pgdata} and mount {expected} there, or correct require_mount",
+                mount.source
+            ),
+            blocking: true,
+        });
+    }
+}
+
+fn describe_requirement(require: &RequireMount) -> String {
+    match (&require.dataset, &require.fstype) {
+        (Some(dataset), Some(fstype)) => format!("dataset {dataset} ({fstype})"),
+        (Some(dataset), None) => format!("dataset {dataset}"),
+        (None, Some(fstype)) => format!("a {fstype} filesystem"),
+        (None, None) => "a filesystem".to_owned(),
+    }
+}
+
+fn marker_filesystem(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
+    let (Some(pg_id), Some(marker_id)) = (layout.pgdata_mount, layout.marker_dir_mount) else {
+        return;
+    };
+    let (Some(pg_mount), Some(marker_mount)) = (
+        mountinfo::by_id(mounts, pg_id),
+        mountinfo::by_id(mounts, marker_id),
+    ) else {
+        return;
+    };
+    let same_filesystem =
+        (pg_mount.major, pg_mount.minor) == (marker_mount.major, marker_mount.minor);
+    if !same_filesystem {
+        return;
+    }
+    let dedicated = layout.pgdata_exists && pg_mount.mount_point == layout.pgdata.as_str();
+    if dedicated || layout.require_mount.is_some() {
+        report.findings.push(Finding {
+            kind: Kind::MarkerOnPgdataFilesystem,
+            path: layout.marker.to_string(),
+            detail: format!(
+                "the marker {} is on PGDATA's own filesystem ({}); it would vanish with that \
+                 filesystem or survive on it when hidden, exactly like the incident's marker",
+                layout.marker,
+                pg_mount.describe()
+            ),
+            fix: "put the marker on another filesystem (the default, /var/lib/postgresql-preseed/<major>/receipt.json, is outside PGDATA's dataset)".to_owned(),
+            blocking: true,
+        });
+    } else {
+        report.warnings.push(format!(
+            "the marker and PGDATA share the filesystem {} mounted at {}; if PGDATA had its own \
+             filesystem the marker would be independent of it",
+            pg_mount.describe(),
+            pg_mount.mount_point
+        ));
+    }
+}
+
+fn marker_placement(report: &mut Report, layout: &Layout) {
+    if layout.marker.starts_with(&layout.pgdata) {
+        report.findings.push(Finding {
+            kind: Kind::MarkerInsidePgdata,
+            path: layout.marker.to_string(),
+            detail: format!(
+                "the marker {} resolves to a path inside PGDATA {} (through a symlink in its \
+                 directory); emptying PGDATA would delete it, and a hidden PGDATA would keep it",
+                layout.marker, layout.pgdata
+            ),
+            fix: "point the marker at a directory outside PGDATA and its filesystem".to_owned(),
+            blocking: true,
+        });
+    }
+    if layout.marker_is_symlink {
+        report.findings.push(Finding {
+            kind: Kind::MarkerSymlink,
+            path: layout.marker.to_string(),
+            detail: format!(
+                "the marker path {} is a symlink; the engine never reads or writes a receipt \
+                 through a link, which could point anywhere (into PGDATA, onto a hidden dataset)",
+                layout.marker
+            ),
+            fix: format!(
+                "remove the link (`rm {}`) and let the engine write a real file",
+                layout.marker
+            ),
+            blocking: true,
+        });
+    }
+    if let Some(why) = &layout.marker_dir_unwritable {
+        let dir = layout.marker.parent().unwrap_or(Utf8Path::new("/"));
+        report.findings.push(Finding {
+            kind: Kind::MarkerDirUnwritable,
+            path: dir.to_string(),
+            detail: format!("the marker's directory {dir} cannot be written: {why}"),
+            fix: format!(
+                "create it writable for the PostgreSQL user (`install -d -o postgres -g postgres -m 0750 {dir}`) or choose another marker path"
+            ),
+            blocking: true,
+        });
+    }
+}
+
+fn ownership(report: &mut Report, layout: &Layout) {
+    let Some(owner) = &layout.pgdata_owner else {
+        return;
+    };
+    if owner.uid == owner.expected_uid {
+        return;
+    }
+    if owner.empty && owner.fixable {
+        report.warnings.push(format!(
+            "PGDATA {} is owned by uid {}, not {}; `run` gives the empty directory to {} before \
+             restoring",
+            layout.pgdata, owner.uid, owner.expected_user, owner.expected_user
+        ));
+        return;
+    }
+    report.findings.push(Finding {
+        kind: Kind::PgdataOwner,
+        path: layout.pgdata.to_string(),
+        detail: format!(
+            "PGDATA {} is owned by uid {}, not by {} (uid {}); PostgreSQL and pgBackRest refuse or \
+             fail on it",
+            layout.pgdata, owner.uid, owner.expected_user, owner.expected_uid
+        ),
+        fix: format!(
+            "chown {}: {} && chmod 0700 {} (check first that it really is this cluster's data)",
+            owner.expected_user, layout.pgdata, layout.pgdata
+        ),
+        blocking: true,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INCIDENT_MOUNTS: &str = include_str!("../tests/fixtures/mountinfo-incident-zfs-fuse.txt");
+    const INCIDENT_ZFS: &str = include_str!("../tests/fixtures/zfs-list-incident-zfs-fuse.txt");
+
+    fn layout(mounts: &str) -> Layout {
+        Layout {
+            pgdata: "/var/lib/postgresql/16".into(),
+            marker: "/var/lib/postgresql-preseed/16/receipt.json".into(),
+            mounts: mountinfo::parse(mounts).map_err(|e| e.to_string()),
+            zfs: ZfsState::NotInstalled,
+            pgdata_mount: None,
+            pgdata_exists: true,
+            marker_dir_mount: None,
+            marker_is_symlink: false,
+            marker_dir_unwritable: None,
+            pgdata_owner: None,
+            require_mount: None,
+            on_layering: OnLayering::Fail,
+        }
+    }
+
+    fn kinds(report: &Report) -> Vec<Kind> {
+        report.findings.iter().map(|f| f.kind).collect()
+    }
+
+    /// The seed's incident, from real captures: both datasets are named, and the fix too.
+    #[test]
+    fn incident_stacked_datasets_are_found_and_named() {
+        let mut layout = layout(INCIDENT_MOUNTS);
+        layout.zfs = ZfsState::Listed(zfs::parse_list(INCIDENT_ZFS).unwrap());
+        layout.pgdata_mount = Some(44);
+        layout.marker_dir_mount = Some(27);
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::StackedMount, Kind::SharedMountpoint]);
+        for finding in &report.findings {
+            assert!(finding.blocking);
+            assert_eq!(finding.path, "/var/lib/postgresql/16");
+            let words: Vec<&str> = finding.detail.split([' ', ',', '(', ')']).collect();
+            assert!(
+                words.contains(&"tank/services/postgres"),
+                "{}",
+                finding.detail
+            );
+            assert!(
+                words.contains(&"tank/services/postgresql"),
+                "{}",
+                finding.detail
+            );
+        }
+        assert!(report.findings[0]
+            .fix
+            .contains("zfs set mountpoint=none tank/services/postgres"));
+        assert!(!report.is_clean());
+    }
+
+    #[test]
+    fn on_layering_warn_downgrades_layering_only() {
+        let mut layout = layout(INCIDENT_MOUNTS);
+        layout.on_layering = OnLayering::Warn;
+        layout.require_mount = Some(RequireMount {
+            dataset: Some("tank/other".to_owned()),
+            fstype: None,
+        });
+        layout.pgdata_mount = Some(44);
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::StackedMount, Kind::MountMismatch]);
+        assert!(!report.findings[0].blocking);
+        assert!(report.findings[1].blocking);
+    }
+
+    #[test]
+    fn stacking_on_an_ancestor_or_below_pgdata_counts() {
+        let text = "\
+27 1 254:0 / / rw - ext4 /dev/vda rw
+40 27 0:50 / /var/lib rw - tmpfs lower rw
+41 40 0:51 / /var/lib rw - tmpfs upper rw
+42 41 0:52 / /var/lib/postgresql/16/pg_wal rw - tmpfs wal1 rw
+43 42 0:53 / /var/lib/postgresql/16/pg_wal rw - tmpfs wal2 rw
+44 27 0:54 / /srv rw - tmpfs a rw
+45 44 0:55 / /srv rw - tmpfs b rw
+";
+        let report = check(&layout(text));
+        let paths: Vec<_> = report.findings.iter().map(|f| f.path.as_str()).collect();
+        // /srv is stacked too, but it is not PGDATA's business.
+        assert_eq!(paths, ["/var/lib", "/var/lib/postgresql/16/pg_wal"]);
+        assert!(report.findings[0]
+            .detail
+            .contains("upper (tmpfs) on top, hiding lower (tmpfs)"));
+    }
+
+    #[test]
+    fn stacking_at_the_marker_directory_counts() {
+        let text = "\
+27 1 254:0 / / rw - ext4 /dev/vda rw
+40 27 0:50 / /var/lib/postgresql-preseed rw - tmpfs m1 rw
+41 40 0:51 / /var/lib/postgresql-preseed rw - tmpfs m2 rw
+";
+        let report = check(&layout(text));
+        assert_eq!(kinds(&report), [Kind::StackedMount]);
+        assert_eq!(report.findings[0].path, "/var/lib/postgresql-preseed");
+    }
+
+    #[test]
+    fn a_clean_host_is_clean() {
+        let text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n40 27 0:50 / /var/lib/postgresql/16 rw - zfs tank/pg rw\n";
+        let mut layout = layout(text);
+        layout.zfs = ZfsState::Listed(
+            zfs::parse_list("tank\tnone\ton\tno\ntank/pg\t/var/lib/postgresql/16\ton\tyes\n")
+                .unwrap(),
+        );
+        layout.require_mount = Some(RequireMount {
+            dataset: Some("tank/pg".to_owned()),
+            fstype: Some("zfs".to_owned()),
+        });
+        layout.pgdata_mount = Some(40);
+        layout.marker_dir_mount = Some(27);
+        let report = check(&layout);
+        assert!(report.findings.is_empty(), "{report:?}");
+        assert!(report.warnings.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn shared_mountpoint_is_found_even_when_only_one_is_mounted() {
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.zfs = ZfsState::Listed(
+            zfs::parse_list(
+                "tank/a\t/var/lib/postgresql/16\ton\tyes\ntank/b\t/var/lib/postgresql/16\ton\tno\ntank/c\t/elsewhere\ton\tyes\ntank/d\t/elsewhere\ton\tyes\n",
+            )
+            .unwrap(),
+        );
+        let report = check(&layout);
+        assert_eq!(
+            kinds(&report),
+            [Kind::SharedMountpoint, Kind::DatasetNotMounted]
+        );
+        assert!(report.findings[0].detail.contains("mounted now: tank/a"));
+        assert!(report.findings[1].detail.contains("tank/b"));
+    }
+
+    #[test]
+    fn dataset_not_mounted_at_pgdata() {
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.zfs =
+            ZfsState::Listed(zfs::parse_list("tank/pg\t/var/lib/postgresql/16\ton\tno\n").unwrap());
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::DatasetNotMounted]);
+        assert!(report.findings[0].fix.contains("zfs mount tank/pg"));
+    }
+
+    #[test]
+    fn require_mount_missing_names_what_is_underneath() {
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.require_mount = Some(RequireMount {
+            dataset: Some("tank/pg".to_owned()),
+            fstype: None,
+        });
+        layout.pgdata_mount = Some(27);
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::MountMissing]);
+        assert!(
+            report.findings[0]
+                .detail
+                .contains("/dev/vda (ext4) mounted at /"),
+            "{}",
+            report.findings[0].detail
+        );
+        layout.pgdata_exists = false;
+        assert!(check(&layout).findings[0].detail.contains("does not exist"));
+    }
+
+    #[test]
+    fn require_fstype_matches_fuse_variant() {
+        let text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n40 27 0:50 / /var/lib/postgresql/16 rw - fuse.zfs tank/pg rw\n";
+        let mut layout = layout(text);
+        layout.require_mount = Some(RequireMount {
+            dataset: None,
+            fstype: Some("zfs".to_owned()),
+        });
+        layout.pgdata_mount = Some(40);
+        assert!(check(&layout).findings.is_empty());
+        layout.require_mount = Some(RequireMount {
+            dataset: None,
+            fstype: Some("xfs".to_owned()),
+        });
+        assert_eq!(kinds(&check(&layout)), [Kind::MountMismatch]);
+    }
+
+    #[test]
+    fn marker_on_pgdata_filesystem() {
+        // A bind mount of PGDATA's filesystem at the marker's directory: same device.
+        let text = "\
+27 1 254:0 / / rw - ext4 /dev/vda rw
+40 27 0:50 / /var/lib/postgresql/16 rw - tmpfs pg rw
+41 27 0:50 /sub /var/lib/postgresql-preseed/16 rw - tmpfs pg rw
+";
+        let mut layout = layout(text);
+        layout.pgdata_mount = Some(40);
+        layout.marker_dir_mount = Some(41);
+        assert_eq!(kinds(&check(&layout)), [Kind::MarkerOnPgdataFilesystem]);
+        // PGDATA is a plain directory on the root filesystem, like the marker: a warning.
+        let mut layout = self::layout(text);
+        layout.pgdata = "/srv/pg".into();
+        layout.pgdata_mount = Some(27);
+        layout.marker_dir_mount = Some(27);
+        let report = check(&layout);
+        assert!(report.findings.is_empty());
+        assert_eq!(report.warnings.len(), 1);
+    }
+
+    #[test]
+    fn marker_symlink_inside_and_unwritable() {
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.marker = "/var/lib/postgresql/16/.preseed-completed".into();
+        layout.marker_is_symlink = true;
+        layout.marker_dir_unwritable = Some("permission denied".to_owned());
+        assert_eq!(
+            kinds(&check(&layout)),
+            [
+                Kind::MarkerInsidePgdata,
+                Kind::MarkerSymlink,
+                Kind::MarkerDirUnwritable
+            ]
+        );
+    }
+
+    #[test]
+    fn ownership_is_a_finding_unless_empty_and_fixable() {
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.pgdata_owner = Some(PgdataOwner {
+            uid: 0,
+            expected_uid: 102,
+            expected_user: "postgres".to_owned(),
+            empty: true,
+            fixable: true,
+        });
+        let report = check(&layout);
+        assert!(report.findings.is_empty());
+        assert_eq!(report.warnings.len(), 1);
+        layout.pgdata_owner.as_mut().unwrap().empty = false;
+        assert_eq!(kinds(&check(&layout)), [Kind::PgdataOwner]);
+    }
+
+    #[test]
+    fn unreadable_mount_table_fails_closed() {
+        let mut layout = layout("");
+        layout.mounts = Err("permission denied".to_owned());
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::CheckFailed]);
+        assert!(!report.is_clean());
+    }
+
+    #[test]
+    fn failed_zfs_list_blocks_only_when_zfs_is_involved() {
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.zfs = ZfsState::Failed("no pools".to_owned());
+        let report = check(&layout);
+        assert!(report.is_clean());
+        assert_eq!(report.warnings.len(), 1);
+        layout.mounts = mountinfo::parse(INCIDENT_MOUNTS).map_err(|e| e.to_string());
+        layout.on_layering = OnLayering::Warn;
+        let report = check(&layout);
+        assert!(report
+            .findings
+            .iter()
+            .any(|f| f.kind == Kind::CheckFailed && f.blocking));
+    }
+}

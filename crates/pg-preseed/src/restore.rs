@@ -1,0 +1,257 @@
+//! Acting on RESTORE/RESUME: prepare PGDATA, run `pgbackrest restore` against each candidate
+//! repository in order until one succeeds, streaming pgBackRest's output into the log.
+//!
+//! Nothing here deletes anything. The only change to a non-empty PGDATA is pgBackRest's own
+//! `--delta`, used only when PGDATA holds an unfinished restore that the engine's claim proves
+//! it started (DESIGN.md invariants 6 and 7).
+
+use std::os::fd::RawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::config::RepoRef;
+use crate::decision::Candidate;
+use crate::exec::Command;
+use crate::facts::Context;
+use crate::fsutil;
+use crate::pgbackrest::{self, Common, Level};
+use crate::pgdata::{self, PgdataState};
+use crate::receipt::{now_rfc3339, unix_to_rfc3339, Attempt, Claim, Source};
+
+/// How often restore progress is logged while pgBackRest copies files.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A successful restore.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub repo: RepoRef,
+    pub label: Option<String>,
+    pub duration: Duration,
+    pub bytes: Option<u64>,
+}
+
+/// Every repository failed; one message per attempt.
+#[derive(Debug)]
+pub struct Failed {
+    pub attempts: Vec<(RepoRef, String)>,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the restore failed from every repository tried")?;
+        for (repo, error) in &self.attempts {
+            write!(f, "\n  {repo}: {error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// Parallel restore processes: configured, else one per CPU (pgBackRest's own default is 1).
+#[must_use]
+pub fn process_max(ctx: &Context) -> u32 {
+    ctx.config.pgbackrest.process_max.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+            .min(64)
+    })
+}
+
+/// Makes PGDATA ready for a first restore: creates it when missing (it is then ours), and gives
+/// an empty one to the PostgreSQL user when we are root. Returns what it did, for the log.
+///
+/// # Errors
+/// When PGDATA is not missing or empty any more, or cannot be prepared.
+pub fn prepare_pgdata(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    let pgdata = &ctx.config.pgdata;
+    let mut done = Vec::new();
+    match pgdata::classify(&pgdata::observe(pgdata)) {
+        PgdataState::Missing => {
+            for dir in fsutil::create_dirs(pgdata, 0o700, ctx.owner())? {
+                done.push(format!("created {dir}"));
+            }
+        }
+        PgdataState::Empty => {
+            let metadata =
+                std::fs::metadata(pgdata).with_context(|| format!("failed to examine {pgdata}"))?;
+            if let Some((uid, gid)) = ctx.owner() {
+                if metadata.uid() != uid.as_raw() || metadata.gid() != gid.as_raw() {
+                    nix::unistd::chown(pgdata.as_std_path(), Some(uid), Some(gid)).with_context(
+                        || format!("failed to give {pgdata} to {}", ctx.pg_user.name),
+                    )?;
+                    done.push(format!("gave the empty {pgdata} to {}", ctx.pg_user.name));
+                }
+            }
+            if metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("failed to set mode 0700 on {pgdata}"))?;
+                done.push(format!("set mode 0700 on the empty {pgdata}"));
+            }
+        }
+        PgdataState::RestoreInProgress { .. } => {}
+        other => bail!(
+            "PGDATA changed while deciding: {}; nothing was restored",
+            other.describe(pgdata)
+        ),
+    }
+    Ok(done)
+}
+
+/// Tries each candidate in order. The claim is updated (and written) before and after every
+/// attempt, so a crash at any point leaves a true record.
+///
+/// # Errors
+/// [`Failed`] with every attempt's error; other errors when the claim cannot be written (then
+/// nothing further is attempted).
+pub fn restore(
+    ctx: &Context,
+    candidates: &[Candidate],
+    claim: &mut Claim,
+    lock_fd: RawFd,
+) -> anyhow::Result<Restored> {
+    let mut failures = Vec::new();
+    for candidate in candidates {
+        // Re-read PGDATA every time: a failed attempt may have left pgBackRest's manifest.
+        let delta = match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
+            PgdataState::Missing | PgdataState::Empty => false,
+            PgdataState::RestoreInProgress { .. } => true,
+            other => bail!(
+                "not trying {}: {}; the engine only restores into an empty PGDATA or resumes its own restore",
+                candidate.repo,
+                other.describe(&ctx.config.pgdata)
+            ),
+        };
+        claim.attempts.push(Attempt {
+            repo: candidate.repo.number,
+            started_at: now_rfc3339(),
+            delta,
+            error: None,
+        });
+        ctx.files.write_claim(claim, ctx.owner())?;
+        match attempt(ctx, candidate, delta, lock_fd) {
+            Ok(restored) => {
+                claim.source = Some(Source {
+                    repo: candidate.repo.number,
+                    repo_name: candidate.repo.name.clone(),
+                    stanza: ctx.config.pgbackrest.stanza.clone(),
+                    backup_label: restored.label.clone(),
+                    backup_stop: (restored.label.as_deref()
+                        == Some(candidate.backup.label.as_str()))
+                    .then(|| unix_to_rfc3339(candidate.backup.stop)),
+                    target: (ctx.config.pgbackrest.target.kind
+                        != crate::config::TargetType::Default)
+                        .then(|| ctx.config.pgbackrest.target.clone()),
+                });
+                claim.finished_at = Some(now_rfc3339());
+                claim.duration_seconds = Some(restored.duration.as_secs_f64());
+                claim.restored_bytes = restored.bytes;
+                ctx.files.write_claim(claim, ctx.owner())?;
+                return Ok(restored);
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                tracing::error!(repo = %candidate.repo, error = %message, "restore from this repository failed");
+                if let Some(last) = claim.attempts.last_mut() {
+                    last.error = Some(message.clone());
+                }
+                ctx.files.write_claim(claim, ctx.owner())?;
+                failures.push((candidate.repo.clone(), message));
+            }
+        }
+    }
+    Err(Failed { attempts: failures }.into())
+}
+
+fn attempt(
+    ctx: &Context,
+    candidate: &Candidate,
+    delta: bool,
+    lock_fd: RawFd,
+) -> anyhow::Result<Restored> {
+    let config = &ctx.config.pgbackrest;
+    let process_max = process_max(ctx);
+    let argv = pgbackrest::restore_argv(&pgbackrest::Restore {
+        common: Common {
+            stanza: &config.stanza,
+            config: config.config.as_deref(),
+        },
+        repo: candidate.repo.number,
+        pgdata: &ctx.config.pgdata,
+        process_max,
+        delta,
+        set: config.set.as_deref(),
+        target: &config.target,
+        archive_mode_off: false,
+    });
+    tracing::info!(
+        repo = %candidate.repo,
+        backup = %candidate.backup.label,
+        delta,
+        process_max,
+        "restoring"
+    );
+    let started = Instant::now();
+    let mut label = None;
+    let mut bytes = None;
+    let mut last_progress = Instant::now();
+    let mut on_line = |line: &str| {
+        let Some(parsed) = pgbackrest::parse_log_line(line) else {
+            if !line.trim().is_empty() {
+                tracing::info!(target: "pgbackrest", "{}", line.trim());
+            }
+            return;
+        };
+        if let Some(set) = pgbackrest::restored_backup_set(parsed.message) {
+            label = Some(set.to_owned());
+        }
+        if let Some(size) = pgbackrest::restore_size(parsed.message) {
+            bytes = pgbackrest::parse_size(size);
+        }
+        match parsed.level {
+            Level::Error => tracing::error!(target: "pgbackrest", "{}", parsed.message),
+            Level::Warn => tracing::warn!(target: "pgbackrest", "{}", parsed.message),
+            Level::Info => tracing::info!(target: "pgbackrest", "{}", parsed.message),
+            Level::Detail | Level::Debug | Level::Trace => {
+                if let Some(percent) = pgbackrest::restore_progress(parsed.message) {
+                    if last_progress.elapsed() >= PROGRESS_EVERY {
+                        last_progress = Instant::now();
+                        tracing::info!(
+                            repo = %candidate.repo,
+                            percent,
+                            elapsed_seconds = started.elapsed().as_secs(),
+                            "restore progress {percent:.1}%"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    Command::new(ctx.pgbackrest_program(), argv)
+        .run_as(ctx.children.as_ref())
+        .inherit_fd(lock_fd)
+        .stream(&mut on_line)?;
+    let duration = started.elapsed();
+    // pgBackRest exited 0; confirm what it promises: a cluster, no manifest left.
+    match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
+        PgdataState::Initialized { .. } => {}
+        other => bail!(
+            "pgBackRest reported success but {}",
+            other.describe(&ctx.config.pgdata)
+        ),
+    }
+    tracing::info!(
+        repo = %candidate.repo,
+        backup = label.as_deref().unwrap_or(&candidate.backup.label),
+        duration_seconds = duration.as_secs_f64(),
+        "restore finished"
+    );
+    Ok(Restored {
+        repo: candidate.repo.clone(),
+        label: label.or_else(|| Some(candidate.backup.label.clone())),
+        duration,
+        bytes,
+    })
+}
