@@ -1,6 +1,8 @@
 //! Logs go to stderr, or straight to journald (with structured fields such as `DECISION`, `REPO`
 //! and `DURATION_SECONDS`) when systemd connected stderr to the journal.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
@@ -29,6 +31,7 @@ pub fn init(verbose: u8, acting: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .compact()
         .init();
 }

@@ -329,7 +329,7 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let pgdata = &ctx.config.pgdata;
-    println!("PGDATA   {}", facts.pgdata.describe(pgdata));
+    println!("pgdata   {}", facts.pgdata.describe(pgdata));
     if let Some(id) = facts.system_identifier {
         println!("         system identifier {id}");
     }

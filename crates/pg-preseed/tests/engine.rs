@@ -1,0 +1,504 @@
+//! Tier 2: the engine against real PostgreSQL, pgBackRest, mounts and zfs-fuse, as root.
+//!
+//! Built only with `--features real-system` (the Nix build sandbox leaves it out); when built,
+//! every test runs and fails without root rather than skipping.
+
+use std::fs;
+use std::process::Stdio;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::json;
+use testbed::{golden, mounts, zfs::Pool, Golden, Host, Sandbox};
+
+fn bin() -> &'static Utf8Path {
+    Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
+}
+
+/// A host that has been restored, verified and holds a receipt: the state before a disaster.
+fn provisioned(sandbox: &Sandbox, repos: usize) -> Host<'_> {
+    let host = Host::new(sandbox, bin(), repos);
+    host.boot().expect_code(0);
+    assert_eq!(host.rows(), golden::ROWS);
+    assert_eq!(host.receipt()["action"], "restored");
+    host
+}
+
+fn finding_kinds(run: &testbed::Run) -> Vec<String> {
+    run.json()["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// DR drill: `rm -rf PGDATA/*` with the receipt left in place is enough to get a restore; no
+/// marker has to be deleted first (DESIGN.md invariant 2).
+#[test]
+fn wipe_pgdata_alone_restores() {
+    let sandbox = Sandbox::new("wipe");
+    let host = provisioned(&sandbox, 1);
+    host.wipe_pgdata();
+    assert!(host.marker.exists(), "the receipt stays where it was");
+
+    let run = host.boot();
+    run.expect_code(0);
+    assert_eq!(run.decision(), "restore");
+    assert_eq!(host.rows(), golden::ROWS);
+    let receipt = host.receipt();
+    assert_eq!(receipt["action"], "restored");
+    assert_eq!(
+        receipt["system_identifier"],
+        host.cluster.system_identifier().to_string(),
+        "the receipt records the restored cluster's system identifier"
+    );
+    assert_eq!(receipt["source"]["repo"], 1);
+    assert_eq!(receipt["source"]["backup_label"], Golden::get().labels[0]);
+    assert!(host.claim().is_none(), "verify removes the claim");
+}
+
+/// Two tmpfs stacked on PGDATA: refused with exit 3, both mounts named, nothing written.
+#[test]
+fn stacked_tmpfs_on_pgdata_refuses_and_writes_nothing() {
+    let sandbox = Sandbox::new("stacked");
+    let pgdata = sandbox.path("pgdata");
+    mounts::tmpfs(&pgdata, 64, "bottom-fs");
+    fs::write(pgdata.join("old-marker"), b"hidden").expect("write on the bottom");
+    mounts::tmpfs(&pgdata, 64, "top-fs");
+    testbed::chown_postgres(&pgdata);
+    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let before = testbed::tree(&pgdata);
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    assert_eq!(run.decision(), "refuse");
+    assert!(finding_kinds(&run).contains(&"stacked_mount".to_owned()));
+    let output = run.all_output();
+    assert!(
+        output.contains("bottom-fs") && output.contains("top-fs"),
+        "{output}"
+    );
+    assert_eq!(testbed::tree(&pgdata), before, "PGDATA untouched");
+    assert!(!host.marker.exists());
+    assert!(host.claim().is_none());
+    // preflight says the same, with the same exit code.
+    host.preseed(&["preflight"]).expect_code(3);
+}
+
+/// The incident on zfs-fuse: two datasets with one mountpoint, the old marker on the bottom
+/// one, PGDATA emptied on the top one. Refused, naming both datasets; no initdb can follow.
+#[test]
+fn incident_zfs_two_datasets_one_mountpoint_refuses() {
+    let sandbox = Sandbox::new("incident");
+    let pool = Pool::create(&sandbox, "inc");
+    let pgdata = sandbox.path("var/lib/postgresql/16");
+    let (bottom, top) = testbed::zfs::stack_incident(&sandbox, &pool, &pgdata);
+    testbed::chown_postgres(&pgdata);
+    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let kinds = finding_kinds(&run);
+    assert!(kinds.contains(&"stacked_mount".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"shared_mountpoint".to_owned()), "{kinds:?}");
+    let output = run.all_output();
+    for dataset in [&bottom, &top] {
+        assert!(
+            output.contains(&format!("{dataset} ")) || output.contains(&format!("{dataset},")),
+            "{dataset} in {output}"
+        );
+    }
+    assert!(!pgdata.join("PG_VERSION").exists());
+    assert!(testbed::tree(&pgdata).is_empty());
+}
+
+/// `require_mount` names a dataset that is not mounted: refused, and the directory underneath
+/// (on the root filesystem) stays untouched (pgBackRest would have restored onto it).
+#[test]
+fn require_mount_not_mounted_refuses_and_leaves_directory_untouched() {
+    let sandbox = Sandbox::new("notmounted");
+    let pool = Pool::create(&sandbox, "nm");
+    let pgdata = sandbox.path("pgdata");
+    let dataset = pool.create_dataset("pg", Some(&pgdata));
+    pool.zfs(&["umount", &dataset]);
+    testbed::chown_postgres(&pgdata);
+    let mut host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    host.set("/require_mount", json!({"dataset": dataset}));
+    let before = testbed::tree(&pgdata);
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let kinds = finding_kinds(&run);
+    assert!(kinds.contains(&"mount_missing".to_owned()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"dataset_not_mounted".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(run.all_output().contains(&dataset));
+    assert_eq!(testbed::tree(&pgdata), before);
+
+    // The same without ZFS: an fstype requirement and a plain directory.
+    host.set("/require_mount", json!({"fstype": "tmpfs"}));
+    pool.zfs(&["mount", &dataset]);
+    host.preseed(&["run"]).expect_code(3);
+    assert!(!pgdata.join("PG_VERSION").exists());
+}
+
+/// An initialized PGDATA without a receipt is adopted: the receipt records its identifier.
+#[test]
+fn initialized_pgdata_without_marker_is_adopted() {
+    let sandbox = Sandbox::new("adopt");
+    let host = Host::new(&sandbox, bin(), 1);
+    host.cluster.initdb();
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(0);
+    assert_eq!(run.decision(), "adopt");
+    let receipt = host.receipt();
+    assert_eq!(receipt["action"], "adopted");
+    assert_eq!(
+        receipt["system_identifier"],
+        host.cluster.system_identifier().to_string()
+    );
+    // The next run finds the receipt matching and does nothing.
+    let again = host.preseed(&["run"]);
+    again.expect_code(0);
+    assert_eq!(again.decision(), "skip");
+}
+
+/// A host with a receipt, PGDATA wiped, and its repository gone (the NFS share did not mount):
+/// refused; no PG_VERSION appears, so the stock initdb never gets its chance.
+#[test]
+fn unreachable_repo_with_marker_never_creates_pg_version() {
+    let sandbox = Sandbox::new("unreachable");
+    let host = provisioned(&sandbox, 1);
+    host.wipe_pgdata();
+    let repo = &host.pgbackrest.repos[0];
+    let away = sandbox.path("repo1-unmounted");
+    fs::rename(repo, &away).expect("take the repository away");
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let output = run.all_output();
+    assert!(output.contains("unreachable"), "{output}");
+    assert!(
+        output.contains(repo.as_str()),
+        "names the missing path: {output}"
+    );
+    assert!(!host.pgdata.join("PG_VERSION").exists());
+    assert!(testbed::tree(&host.pgdata).is_empty());
+
+    // Even with on_no_backup = "initdb": unreachable is not empty.
+    let mut host = host;
+    host.set("/on_no_backup", json!("initdb"));
+    host.preseed(&["run"]).expect_code(3);
+    assert!(host.claim().is_none() || host.claim().expect("claim")["kind"] != "fresh");
+}
+
+/// A first deployment: the repository is reachable and has no stanza, there is no receipt. FRESH
+/// only with on_no_backup = "initdb"; then initdb, start and verify write a "fresh" receipt.
+#[test]
+fn no_stanza_no_marker_is_fresh_only_with_initdb() {
+    let sandbox = Sandbox::new("fresh");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    let repo = host.pgbackrest.repos[0].clone();
+    fs::remove_dir_all(&repo).expect("empty the repository");
+    let _ = sandbox.shared_dir("repo1");
+
+    let refused = host.preseed(&["run"]);
+    refused.expect_code(3);
+    assert!(refused.all_output().contains("on_no_backup"));
+
+    host.set("/on_no_backup", json!("initdb"));
+    host.set("/verify/sql", json!([]));
+    let run = host.preseed(&["run"]);
+    run.expect_code(0);
+    assert_eq!(run.decision(), "fresh");
+    assert!(
+        !host.pgdata.join("PG_VERSION").exists(),
+        "pg-preseed itself never runs initdb"
+    );
+    // What postgresql.service does next on NixOS: initdb, start. Then the verify unit.
+    host.cluster.initdb();
+    host.cluster.start();
+    host.preseed(&["verify"]).expect_code(0);
+    assert_eq!(host.receipt()["action"], "fresh");
+}
+
+/// pgBackRest killed mid-restore: the next run resumes with --delta and completes.
+#[test]
+fn interrupted_restore_is_resumed_with_delta() {
+    let sandbox = Sandbox::new("resume");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.set("/pgbackrest/process_max", json!(1));
+    let mut first = host
+        .preseed_command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start run");
+    let manifest = host.pgdata.join("backup.manifest");
+    testbed::wait_for(
+        "pgBackRest to start restoring",
+        Duration::from_secs(60),
+        || manifest.exists(),
+    );
+    testbed::kill9(&testbed::pids_with_arg(&format!(
+        "--pg1-path={}",
+        host.pgdata
+    )));
+    let status = first.wait().expect("wait for the first run");
+    assert_eq!(
+        status.code(),
+        Some(4),
+        "a killed restore is a failed restore"
+    );
+    assert!(manifest.exists(), "the restore was cut short");
+    assert!(
+        !host.marker.exists(),
+        "no receipt for an unfinished restore"
+    );
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(0);
+    assert_eq!(run.decision(), "resume");
+    let claim = host.claim().expect("the claim stays until verify");
+    let attempts = claim["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.first().expect("first")["delta"], false);
+    assert_eq!(attempts.last().expect("last")["delta"], true);
+    host.cluster.start();
+    host.preseed(&["verify"]).expect_code(0);
+    assert_eq!(host.rows(), golden::ROWS);
+}
+
+/// repo1's backup is corrupt: pgBackRest fails on it, the engine falls back to repo2, and the
+/// receipt says where the data came from.
+#[test]
+fn broken_repo1_falls_back_to_repo2() {
+    let sandbox = Sandbox::new("fallback");
+    let host = Host::new(&sandbox, bin(), 2);
+    corrupt_a_backup_file(&host.pgbackrest.repos[0]);
+
+    let run = host.boot();
+    run.expect_code(0);
+    let claim_attempts = run.json()["result"]["attempts"].clone();
+    assert_eq!(claim_attempts[0]["repo"], 1);
+    assert!(claim_attempts[0]["error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    assert_eq!(claim_attempts[1]["repo"], 2);
+    assert_eq!(host.rows(), golden::ROWS);
+    let receipt = host.receipt();
+    assert_eq!(receipt["source"]["repo"], 2);
+    assert_eq!(receipt["source"]["backup_label"], Golden::get().labels[1]);
+}
+
+/// Flips bytes in the largest file of a repository's backup (a table's data).
+fn corrupt_a_backup_file(repo: &Utf8Path) {
+    let backup_dir = repo.join("backup/main");
+    let mut largest: Option<(u64, Utf8PathBuf)> = None;
+    for relative in testbed::tree(&backup_dir) {
+        let path = backup_dir.join(&relative);
+        if relative.contains("/pg_data/") && path.is_file() {
+            let size = fs::metadata(&path).expect("stat").len();
+            if largest.as_ref().is_none_or(|(s, _)| size > *s) {
+                largest = Some((size, path));
+            }
+        }
+    }
+    let (_, path) = largest.expect("a backup file");
+    let mut bytes = fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 64] {
+        *byte ^= 0xff;
+    }
+    fs::write(&path, bytes).expect("write");
+}
+
+/// The newest backup is of another major version (the server was upgraded in the config):
+/// refused with the upgrade path explained; PGDATA untouched.
+#[test]
+fn backup_of_another_major_is_refused() {
+    let sandbox = Sandbox::new("major");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    let server_major = testbed::pg_major() + 1;
+    host.set("/postgres/major", json!(server_major));
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let output = run.all_output();
+    assert!(
+        output.contains(&format!("PostgreSQL {}", testbed::pg_major())),
+        "{output}"
+    );
+    assert!(output.contains("pg_upgrade"), "{output}");
+    assert!(testbed::tree(&host.pgdata).is_empty());
+}
+
+/// Guard mode never restores; it says what to run, and that command restores.
+#[test]
+fn guard_mode_refuses_and_prints_the_command() {
+    let sandbox = Sandbox::new("guard");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.set("/mode", json!("guard"));
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let next = run.json()["next"].as_str().unwrap_or_default().to_owned();
+    assert!(next.contains("--allow-restore"), "{next}");
+    assert!(testbed::tree(&host.pgdata).is_empty());
+    let run = host.preseed(&["run", "--allow-restore"]);
+    run.expect_code(0);
+    assert_eq!(run.decision(), "restore");
+}
+
+/// A failing verification check: exit 4 and no receipt; the claim stays for the next try.
+#[test]
+fn failing_verify_check_writes_no_receipt() {
+    let sandbox = Sandbox::new("verifyfail");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.set(
+        "/verify/sql",
+        json!([{"name": "impossible", "sql": "SELECT count(*) FROM preseed_check", "expect": "1"}]),
+    );
+    host.preseed(&["run"]).expect_code(0);
+    host.cluster.start();
+    let verify = host.preseed(&["verify"]);
+    verify.expect_code(4);
+    assert!(verify.all_output().contains("impossible"));
+    assert!(!host.marker.exists());
+    assert!(host.claim().is_some());
+}
+
+/// PGDATA holding something that is neither empty, a cluster nor our restore: refused, untouched.
+#[test]
+fn partial_pgdata_is_refused_and_untouched() {
+    let sandbox = Sandbox::new("partial");
+    let host = Host::new(&sandbox, bin(), 1);
+    fs::write(host.pgdata.join("notes.txt"), b"someone's files").expect("write");
+    fs::create_dir(host.pgdata.join("base")).expect("mkdir");
+    let before = testbed::tree(&host.pgdata);
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    assert!(run.all_output().contains("notes.txt"));
+    assert_eq!(testbed::tree(&host.pgdata), before);
+}
+
+/// A restore somebody started by hand and that died: not provably ours, so left alone.
+#[test]
+fn foreign_unfinished_restore_is_left_alone() {
+    let sandbox = Sandbox::new("foreign");
+    let host = Host::new(&sandbox, bin(), 1);
+    let mut restore = testbed::as_postgres("pgbackrest");
+    restore
+        .arg(format!("--config={}", host.pgbackrest.config))
+        .args(["--stanza=main", "--process-max=1", "restore"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = restore.spawn().expect("start pgbackrest");
+    let manifest = host.pgdata.join("backup.manifest");
+    testbed::wait_for(
+        "the manual restore to start",
+        Duration::from_secs(60),
+        || manifest.exists(),
+    );
+    testbed::kill9(&testbed::pids_with_arg(&format!(
+        "--config={}",
+        host.pgbackrest.config
+    )));
+    let _ = child.wait();
+    let before = testbed::tree(&host.pgdata);
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    assert!(
+        run.all_output().contains("not provably"),
+        "{}",
+        run.all_output()
+    );
+    assert_eq!(testbed::tree(&host.pgdata), before);
+}
+
+/// A symlink at the marker path: refused, and the link's target is never written.
+#[test]
+fn symlinked_marker_is_refused() {
+    let sandbox = Sandbox::new("symlink");
+    let host = Host::new(&sandbox, bin(), 1);
+    host.cluster.initdb();
+    let target = sandbox.path("elsewhere.json");
+    fs::write(&target, b"precious").expect("write");
+    fs::create_dir_all(host.marker.parent().expect("dir")).expect("mkdir");
+    std::os::unix::fs::symlink(&target, &host.marker).expect("symlink");
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    assert!(finding_kinds(&run).contains(&"marker_symlink".to_owned()));
+    assert_eq!(fs::read(&target).expect("read"), b"precious");
+}
+
+/// Two runs at once: exactly one restores; the other refuses clearly, naming the holder.
+#[test]
+fn two_runs_at_once_only_one_restores() {
+    let sandbox = Sandbox::new("twice");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.set("/pgbackrest/process_max", json!(1));
+    let first = host
+        .preseed_command(&["run"])
+        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let manifest = host.pgdata.join("backup.manifest");
+    testbed::wait_for("the first run to restore", Duration::from_secs(60), || {
+        manifest.exists()
+    });
+    let second = host.preseed(&["run"]);
+    second.expect_code(3);
+    assert!(
+        second.all_output().contains("another pg-preseed holds"),
+        "{}",
+        second.all_output()
+    );
+    let first = first.wait_with_output().expect("first run");
+    assert_eq!(first.status.code(), Some(0));
+    let claim = host.claim().expect("claim");
+    assert_eq!(
+        claim["attempts"].as_array().expect("attempts").len(),
+        1,
+        "one restore only"
+    );
+}
+
+/// `check-config` exits 2 and names the key for each kind of bad input.
+#[test]
+fn check_config_names_the_key() {
+    let sandbox = Sandbox::new("checkconfig");
+    let cases = [
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}, "bogus": 1}"#,
+            "bogus",
+        ),
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": "16"}, "pgbackrest": {"stanza": "main"}}"#,
+            "postgres.major",
+        ),
+        (
+            r#"{"pgdata": "x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#,
+            "pgdata",
+        ),
+        (
+            r#"{"pgdata": "/x", "marker": "/x/m", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#,
+            "marker",
+        ),
+    ];
+    for (index, (text, key)) in cases.iter().enumerate() {
+        let path = sandbox.path(&format!("bad{index}.json"));
+        fs::write(&path, text).expect("write");
+        let output = std::process::Command::new(bin())
+            .args(["check-config", path.as_str()])
+            .output()
+            .expect("run");
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{key} named in {stderr}");
+    }
+}

@@ -1,0 +1,503 @@
+//! Throwaway PostgreSQL clusters, pgBackRest repositories, mounts and zfs-fuse pools for the
+//! real-system tests (tier 2), benchmarks and the demo.
+//!
+//! Everything lives under one [`Sandbox`] directory that is torn down (servers stopped, mounts
+//! unmounted, files removed) when it is dropped. The harness needs root, as the tests it serves
+//! do: [`require_root`] fails loudly instead of letting a test skip.
+
+// Harness calls run for their effect far more often than for their value.
+#![allow(clippy::must_use_candidate)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+pub mod golden;
+pub mod host;
+pub mod mounts;
+pub mod zfs;
+
+pub use golden::Golden;
+pub use host::{Host, Run};
+
+/// Where sandboxes live. Not `/tmp` itself: PostgreSQL needs every ancestor traversable by the
+/// `postgres` user, and a private directory keeps the tests' debris in one place.
+pub const ROOT: &str = "/tmp/pg-preseed-testbed";
+
+/// The PostgreSQL user every cluster runs as.
+pub const PG_USER: &str = "postgres";
+
+/// Fails the test (never skips it) when not running as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this real-system test needs root (mounts, zfs, running PostgreSQL as {PG_USER}); \
+         run the suite as root, as .ci/run does — it is never skipped"
+    );
+}
+
+/// PostgreSQL's binaries: `$PG_BIN_DIR`, else the newest `/usr/lib/postgresql/*/bin`.
+#[must_use]
+pub fn pg_bin_dir() -> Utf8PathBuf {
+    static DIR: OnceLock<Utf8PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(dir) = std::env::var("PG_BIN_DIR") {
+            return Utf8PathBuf::from(dir);
+        }
+        let mut versions: Vec<u32> = fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed under /usr/lib/postgresql (or set PG_BIN_DIR)")
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        let newest = versions.last().expect("a PostgreSQL version directory");
+        Utf8PathBuf::from(format!("/usr/lib/postgresql/{newest}/bin"))
+    })
+    .clone()
+}
+
+/// The major version of [`pg_bin_dir`]'s PostgreSQL.
+#[must_use]
+pub fn pg_major() -> u32 {
+    let output = run_ok(Command::new(pg_bin_dir().join("postgres")).arg("--version"));
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.split('.').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the major version from {text:?}"))
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A command run as the PostgreSQL user (through `runuser`, as root).
+#[must_use]
+pub fn as_postgres(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("runuser");
+    command
+        .args(["-u", PG_USER, "--"])
+        .arg(program)
+        .current_dir("/");
+    command
+}
+
+/// uid and gid of the PostgreSQL user.
+#[must_use]
+pub fn postgres_ids() -> (nix::unistd::Uid, nix::unistd::Gid) {
+    let user = nix::unistd::User::from_name(PG_USER)
+        .expect("user lookup")
+        .expect("the postgres user exists (install PostgreSQL)");
+    (user.uid, user.gid)
+}
+
+/// Gives a path to the PostgreSQL user.
+pub fn chown_postgres(path: &Utf8Path) {
+    let (uid, gid) = postgres_ids();
+    nix::unistd::chown(path.as_std_path(), Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {path}: {e}"));
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A directory for one test, removed with everything in it when dropped.
+pub struct Sandbox {
+    pub root: Utf8PathBuf,
+    clusters: std::cell::RefCell<Vec<Utf8PathBuf>>,
+}
+
+impl Sandbox {
+    /// Creates `/tmp/pg-preseed-testbed/<name>-<pid>`, traversable by the PostgreSQL user.
+    #[must_use]
+    pub fn new(name: &str) -> Sandbox {
+        require_root();
+        let base = Utf8Path::new(ROOT);
+        fs::create_dir_all(base).expect("create the testbed root");
+        fs::set_permissions(base, fs::Permissions::from_mode(0o755)).expect("chmod testbed root");
+        let root = base.join(format!("{name}-{}", std::process::id()));
+        if root.exists() {
+            mounts::unmount_below(&root);
+            fs::remove_dir_all(&root).expect("remove an old sandbox");
+        }
+        fs::create_dir_all(&root).expect("create the sandbox");
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).expect("chmod sandbox");
+        Sandbox {
+            root,
+            clusters: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    #[must_use]
+    pub fn path(&self, relative: &str) -> Utf8PathBuf {
+        self.root.join(relative)
+    }
+
+    /// A directory owned by the PostgreSQL user (mode 0700, as PGDATA must be).
+    #[must_use]
+    pub fn pg_dir(&self, relative: &str) -> Utf8PathBuf {
+        let dir = self.path(relative);
+        fs::create_dir_all(&dir).expect("create a directory");
+        chown_postgres(&dir);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+        dir
+    }
+
+    /// A directory owned by the PostgreSQL user (mode 0755).
+    #[must_use]
+    pub fn shared_dir(&self, relative: &str) -> Utf8PathBuf {
+        let dir = self.path(relative);
+        fs::create_dir_all(&dir).expect("create a directory");
+        chown_postgres(&dir);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+        dir
+    }
+
+    /// A cluster handle for PGDATA at `pgdata`, listening only on a socket in this sandbox.
+    /// Servers started through it are stopped when the sandbox is dropped.
+    #[must_use]
+    pub fn cluster(&self, pgdata: &Utf8Path) -> Cluster {
+        self.clusters.borrow_mut().push(pgdata.to_owned());
+        Cluster {
+            pgdata: pgdata.to_owned(),
+            socket_dir: self.shared_dir("sockets"),
+            log: self.shared_dir("logs").join(format!(
+                "{}.log",
+                pgdata
+                    .strip_prefix(&self.root)
+                    .unwrap_or(pgdata)
+                    .as_str()
+                    .trim_start_matches('/')
+                    .replace('/', "_")
+            )),
+            pgbackrest_config: None,
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for pgdata in self.clusters.borrow().iter() {
+            if pgdata.join("postmaster.pid").exists() {
+                let _ = as_postgres(pg_bin_dir().join("pg_ctl"))
+                    .args(["-D", pgdata.as_str(), "-m", "immediate", "-w", "stop"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        mounts::unmount_below(&self.root);
+        if std::env::var_os("TESTBED_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A PostgreSQL cluster in a sandbox.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub pgdata: Utf8PathBuf,
+    pub socket_dir: Utf8PathBuf,
+    pub log: Utf8PathBuf,
+    /// Passed to the server as `PGBACKREST_CONFIG`, so `archive_command`/`restore_command` use
+    /// this sandbox's repositories.
+    pub pgbackrest_config: Option<Utf8PathBuf>,
+}
+
+/// The port every test cluster uses: each listens only on a socket in its own sandbox.
+pub const PORT: u16 = 5432;
+
+impl Cluster {
+    /// `initdb` as the PostgreSQL user, with archiving through pgBackRest.
+    pub fn initdb(&self) {
+        run_ok(
+            as_postgres(pg_bin_dir().join("initdb"))
+                .args([
+                    "-D",
+                    self.pgdata.as_str(),
+                    "-A",
+                    "trust",
+                    "-U",
+                    PG_USER,
+                    "--no-sync",
+                ])
+                .env("LC_ALL", "C"),
+        );
+        let mut conf = String::new();
+        let _ = writeln!(conf, "listen_addresses = ''");
+        let _ = writeln!(conf, "archive_mode = on");
+        let _ = writeln!(
+            conf,
+            "archive_command = 'pgbackrest --stanza=main archive-push %p'"
+        );
+        let _ = writeln!(conf, "fsync = off");
+        let _ = writeln!(conf, "shared_buffers = 32MB");
+        let path = self.pgdata.join("postgresql.conf");
+        let mut existing = fs::read_to_string(&path).expect("read postgresql.conf");
+        existing.push_str(&conf);
+        fs::write(&path, existing).expect("write postgresql.conf");
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) {
+        let output = self.start_command().output().expect("run pg_ctl");
+        assert!(
+            output.status.success(),
+            "pg_ctl start failed: {}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// The `pg_ctl start` command, for tests that expect it to fail.
+    #[must_use]
+    pub fn start_command(&self) -> Command {
+        let mut command = as_postgres(pg_bin_dir().join("pg_ctl"));
+        command.args([
+            "-D",
+            self.pgdata.as_str(),
+            "-l",
+            self.log.as_str(),
+            "-w",
+            "-t",
+            "120",
+            "-o",
+            &format!(
+                "-p {PORT} -k {} -c listen_addresses='' -c fsync=off",
+                self.socket_dir
+            ),
+            "start",
+        ]);
+        if let Some(config) = &self.pgbackrest_config {
+            command.env("PGBACKREST_CONFIG", config);
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+
+    pub fn stop(&self) {
+        run_ok(as_postgres(pg_bin_dir().join("pg_ctl")).args([
+            "-D",
+            self.pgdata.as_str(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ]));
+    }
+
+    /// Runs SQL and returns the output (`psql -At`).
+    pub fn psql(&self, sql: &str) -> String {
+        let output = run_ok(as_postgres(pg_bin_dir().join("psql")).args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.socket_dir.as_str(),
+            "-p",
+            &PORT.to_string(),
+            "-U",
+            PG_USER,
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ]));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Waits until the server has left recovery (after a restore).
+    pub fn wait_promoted(&self) {
+        wait_for(
+            "the server to leave recovery",
+            Duration::from_secs(120),
+            || self.psql("SELECT pg_is_in_recovery()") == "f",
+        );
+    }
+
+    /// The system identifier, from `pg_controldata`.
+    #[must_use]
+    pub fn system_identifier(&self) -> u64 {
+        let output = run_ok(
+            Command::new(pg_bin_dir().join("pg_controldata"))
+                .args(["-D", self.pgdata.as_str()])
+                .env("LC_ALL", "C"),
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("Database system identifier:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("pg_controldata prints the system identifier")
+    }
+}
+
+/// A pgBackRest configuration for one stanza (`main`) in a sandbox.
+#[derive(Debug, Clone)]
+pub struct Pgbackrest {
+    pub config: Utf8PathBuf,
+    pub repos: Vec<Utf8PathBuf>,
+}
+
+impl Pgbackrest {
+    /// Writes `pgbackrest.conf` in `dir` for `cluster`, with the given posix repositories
+    /// (repo1, repo2, …) and every pgBackRest working path inside the sandbox.
+    #[must_use]
+    pub fn write(sandbox: &Sandbox, cluster: &Cluster, repos: &[Utf8PathBuf]) -> Pgbackrest {
+        let work = sandbox.shared_dir("pgbackrest");
+        let mut text = String::from("[global]\n");
+        for (index, repo) in repos.iter().enumerate() {
+            let _ = writeln!(text, "repo{}-path={repo}", index + 1);
+        }
+        for (key, sub) in [
+            ("lock-path", "lock"),
+            ("log-path", "log"),
+            ("spool-path", "spool"),
+        ] {
+            let dir = sandbox.shared_dir(&format!("pgbackrest/{sub}"));
+            let _ = writeln!(text, "{key}={dir}");
+        }
+        let _ = writeln!(text, "log-level-file=off");
+        let _ = writeln!(text, "start-fast=y");
+        let _ = writeln!(text, "compress-type=lz4");
+        let _ = writeln!(text, "\n[main]");
+        let _ = writeln!(text, "pg1-path={}", cluster.pgdata);
+        let _ = writeln!(text, "pg1-socket-path={}", cluster.socket_dir);
+        let _ = writeln!(text, "pg1-port={PORT}");
+        let config = work.join("pgbackrest.conf");
+        fs::write(&config, text).expect("write pgbackrest.conf");
+        chown_postgres(&config);
+        Pgbackrest {
+            config,
+            repos: repos.to_vec(),
+        }
+    }
+
+    /// Runs a pgBackRest command as the PostgreSQL user.
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_ok(
+            as_postgres("pgbackrest")
+                .arg(format!("--config={}", self.config))
+                .arg("--stanza=main")
+                .args(args),
+        )
+    }
+}
+
+/// The pg-preseed config for a sandbox, as JSON, ready to be adjusted by a test.
+#[must_use]
+pub fn preseed_config(
+    pgdata: &Utf8Path,
+    marker: &Utf8Path,
+    pgbackrest: &Pgbackrest,
+) -> serde_json::Value {
+    serde_json::json!({
+        "pgdata": pgdata,
+        "marker": marker,
+        "postgres": {"bin_dir": pg_bin_dir(), "major": pg_major(), "user": PG_USER},
+        "pgbackrest": {
+            "stanza": "main",
+            "config": pgbackrest.config,
+            "repos": (1..=pgbackrest.repos.len()).collect::<Vec<_>>(),
+        },
+        "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]}
+    })
+}
+
+/// Writes a config to the sandbox and returns its path.
+#[must_use]
+pub fn write_config(sandbox: &Sandbox, name: &str, config: &serde_json::Value) -> Utf8PathBuf {
+    let path = sandbox.path(name);
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(config).expect("serialise config"),
+    )
+    .expect("write config");
+    path
+}
+
+/// Every file and directory below `dir` (relative paths, sorted): to prove nothing was written.
+#[must_use]
+pub fn tree(dir: &Utf8Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = Utf8PathBuf::from_path_buf(entry.path()).expect("utf-8 path");
+            out.push(path.strip_prefix(dir).expect("below dir").to_string());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Processes whose command line has an argument containing `needle` (e.g. `--pg1-path=/x`).
+pub fn pids_with_arg(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if cmdline
+            .split(|&b| b == 0)
+            .any(|arg| String::from_utf8_lossy(arg).contains(needle))
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGKILL, the way a power cut ends a process.
+pub fn kill9(pids: &[i32]) {
+    for &pid in pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}

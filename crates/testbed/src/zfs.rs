@@ -1,0 +1,127 @@
+//! Real `zfs` commands on zfs-fuse (Debian's package), for the tests that need ZFS datasets:
+//! a pool on a sparse file per test, destroyed when dropped.
+//!
+//! zfs-fuse is OpenZFS's old ancestor: no `-p`, no `-u` on create, no `overlay` property. A
+//! dataset created while its mountpoint directory is empty mounts on top of whatever is there,
+//! which reproduces the incident's stacked layout.
+
+use std::fs;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::{run_ok, wait_for, Sandbox, ROOT};
+
+/// Starts the zfs-fuse daemon unless one answers already.
+pub fn ensure_daemon() {
+    crate::require_root();
+    fs::create_dir_all(ROOT).expect("create the testbed root");
+    let lock = fs::File::create(Utf8Path::new(ROOT).join("zfs-fuse.lock")).expect("create lock");
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock zfs-fuse start");
+    if daemon_answers() {
+        return;
+    }
+    let status = Command::new("zfs-fuse")
+        .args(["--no-kstat-mount", "--pidfile", "/run/zfs-fuse.pid"])
+        .stdin(Stdio::null())
+        .status()
+        .expect("zfs-fuse is installed (apt-get install zfs-fuse)");
+    assert!(status.success(), "zfs-fuse failed to start: {status}");
+    wait_for(
+        "zfs-fuse to answer",
+        Duration::from_secs(30),
+        daemon_answers,
+    );
+}
+
+fn daemon_answers() -> bool {
+    Command::new("zpool")
+        .arg("list")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A pool on a sparse file in the sandbox.
+pub struct Pool {
+    pub name: String,
+    pub file: Utf8PathBuf,
+}
+
+impl Pool {
+    /// Creates pool `<prefix><pid>` (pool names must be unique while imported).
+    #[must_use]
+    pub fn create(sandbox: &Sandbox, prefix: &str) -> Pool {
+        ensure_daemon();
+        let name = format!("{prefix}{}", std::process::id());
+        let file = sandbox.path(&format!("{name}.img"));
+        run_ok(Command::new("truncate").args(["-s", "512M", file.as_str()]));
+        // A pool left behind by a crashed run of this pid would block the name.
+        let _ = Command::new("zpool")
+            .args(["destroy", "-f", &name])
+            .stderr(Stdio::null())
+            .status();
+        run_ok(Command::new("zpool").args(["create", "-m", "none", &name, file.as_str()]));
+        Pool { name, file }
+    }
+
+    /// `pool/relative`.
+    #[must_use]
+    pub fn dataset(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.name)
+    }
+
+    /// Runs `zfs` with these arguments, panicking on failure.
+    pub fn zfs(&self, args: &[&str]) -> Output {
+        run_ok(Command::new("zfs").args(args))
+    }
+
+    /// Creates `pool/relative` (and parents) with a mountpoint; it mounts at once.
+    pub fn create_dataset(&self, relative: &str, mountpoint: Option<&Utf8Path>) -> String {
+        let name = self.dataset(relative);
+        let mut args = vec!["create".to_owned(), "-p".to_owned()];
+        if let Some(mountpoint) = mountpoint {
+            fs::create_dir_all(mountpoint).expect("create mountpoint");
+            args.push("-o".to_owned());
+            args.push(format!("mountpoint={mountpoint}"));
+        }
+        args.push(name.clone());
+        run_ok(Command::new("zfs").args(&args));
+        name
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = Command::new("zpool")
+            .args(["destroy", "-f", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The seed's incident on `pool`: `services/postgres` mounted at `pgdata` holding the old
+/// `.preseed-completed` marker, with `services/postgresql` mounted over it, empty. Returns
+/// (bottom, top) dataset names.
+///
+/// zfs-fuse will not mount over a non-empty directory (OpenZFS does, `overlay=on`), so the
+/// marker is written through a bind mount of the bottom dataset after the top one is mounted.
+pub fn stack_incident(sandbox: &Sandbox, pool: &Pool, pgdata: &Utf8Path) -> (String, String) {
+    let bottom = pool.create_dataset("services/postgres", Some(pgdata));
+    let view = sandbox.path("bottom-view");
+    fs::create_dir_all(&view).expect("create the view");
+    run_ok(Command::new("mount").args(["--bind", pgdata.as_str(), view.as_str()]));
+    let top = pool.create_dataset("services/postgresql", Some(pgdata));
+    fs::write(view.join(".preseed-completed"), b"").expect("the old marker, on the bottom dataset");
+    run_ok(Command::new("umount").arg(view.as_str()));
+    assert!(
+        !pgdata.join(".preseed-completed").exists(),
+        "the old marker is hidden under the top dataset"
+    );
+    (bottom, top)
+}
