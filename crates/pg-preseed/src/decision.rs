@@ -634,6 +634,7 @@ mod tests {
             finished_at: None,
             duration_seconds: None,
             restored_bytes: None,
+            backup_system_identifier: None,
         }
     }
 

@@ -44,9 +44,7 @@ impl Context {
         let pg_user = Identity::lookup(&config.postgres.user)?;
         let children = Identity::for_children(&config.postgres.user)?;
         let files = Files::new(config.marker_path());
-        let tools = Tools {
-            bin_dir: config.postgres.bin_dir.clone(),
-        };
+        let tools = Tools::locate(config.postgres.bin_dir.as_deref(), config.postgres.major);
         Ok(Context {
             config,
             config_path,

@@ -18,6 +18,34 @@ pub struct Tools {
 }
 
 impl Tools {
+    /// `bin_dir` when configured; otherwise PATH if it has `pg_controldata`; otherwise the
+    /// per-major directories Debian (`/usr/lib/postgresql/<major>/bin`) and the PGDG RPMs
+    /// (`/usr/pgsql-<major>/bin`) install to, which are not in PATH.
+    #[must_use]
+    pub fn locate(bin_dir: Option<&Utf8Path>, major: u32) -> Tools {
+        if let Some(dir) = bin_dir {
+            return Tools {
+                bin_dir: Some(dir.to_owned()),
+            };
+        }
+        let in_path = std::env::var("PATH").is_ok_and(|path| {
+            path.split(':')
+                .any(|dir| Utf8Path::new(dir).join("pg_controldata").is_file())
+        });
+        let bin_dir = if in_path {
+            None
+        } else {
+            [
+                format!("/usr/lib/postgresql/{major}/bin"),
+                format!("/usr/pgsql-{major}/bin"),
+            ]
+            .into_iter()
+            .map(Utf8PathBuf::from)
+            .find(|dir| dir.join("pg_controldata").is_file())
+        };
+        Tools { bin_dir }
+    }
+
     #[must_use]
     pub fn program(&self, name: &str) -> String {
         match &self.bin_dir {

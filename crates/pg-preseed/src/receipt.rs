@@ -120,6 +120,10 @@ pub struct Claim {
     pub duration_seconds: Option<f64>,
     #[serde(default)]
     pub restored_bytes: Option<u64>,
+    /// The system identifier pgBackRest recorded for the restored backup: `verify` checks the
+    /// running server has it.
+    #[serde(default)]
+    pub backup_system_identifier: Option<String>,
 }
 
 /// What a command concluded the last time it ran, for `status` and metrics.

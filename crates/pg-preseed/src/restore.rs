@@ -148,6 +148,8 @@ pub fn restore(
                 claim.finished_at = Some(now_rfc3339());
                 claim.duration_seconds = Some(restored.duration.as_secs_f64());
                 claim.restored_bytes = restored.bytes;
+                claim.backup_system_identifier =
+                    candidate.backup.system_id.map(|id| id.to_string());
                 ctx.files.write_claim(claim, ctx.owner())?;
                 return Ok(restored);
             }

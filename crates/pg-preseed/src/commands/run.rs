@@ -126,6 +126,7 @@ fn new_claim(ctx: &Context, kind: ClaimKind) -> Claim {
         finished_at: None,
         duration_seconds: None,
         restored_bytes: None,
+        backup_system_identifier: None,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::receipt::{self, CheckResult, Claim, ClaimKind, MarkerState, Receipt};
 use crate::report::Report;
 
 /// How long to wait for `postmaster.pid` to appear when PostgreSQL is not running at all.
-const POSTMASTER_APPEAR: Duration = Duration::from_secs(60);
+const POSTMASTER_APPEAR: Duration = Duration::from_secs(15);
 /// One query's own limit.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -42,7 +42,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let claim = facts::own_claim(&ctx, &mut report.warnings);
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
 
-    let exit = match check(&ctx, timeout) {
+    let exit = match check(&ctx, timeout, claim.as_ref()) {
         Ok((system_identifier, checks)) => {
             report.reasons = checks
                 .iter()
@@ -123,7 +123,11 @@ fn connection(ctx: &Context, deadline: Instant) -> anyhow::Result<Connection> {
 
 /// Waits for the server to accept connections and leave recovery, checks its identity, runs the
 /// configured checks. Returns the system identifier and every check's result.
-fn check(ctx: &Context, timeout: Duration) -> anyhow::Result<(u64, Vec<CheckResult>)> {
+fn check(
+    ctx: &Context,
+    timeout: Duration,
+    claim: Option<&Claim>,
+) -> anyhow::Result<(u64, Vec<CheckResult>)> {
     let deadline = Instant::now() + timeout;
     let conn = connection(ctx, deadline)?;
     let query = |sql: &str| conn.query_first(&ctx.tools, ctx.children.as_ref(), sql, QUERY_TIMEOUT);
@@ -172,6 +176,16 @@ fn check(ctx: &Context, timeout: Duration) -> anyhow::Result<(u64, Vec<CheckResu
     let system_identifier: u64 = query("SELECT system_identifier FROM pg_control_system()")?
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("the server did not report its system identifier"))?;
+    if let Some(expected) = claim.and_then(|c| c.backup_system_identifier.as_deref()) {
+        let ok = expected == system_identifier.to_string();
+        checks.push(CheckResult {
+            name: "the cluster is the one restored".to_owned(),
+            ok,
+            detail: (!ok).then(|| {
+                format!("the server's system identifier is {system_identifier}, the restored backup's {expected}")
+            }),
+        });
+    }
 
     for sql_check in &ctx.config.verify.sql {
         let (ok, detail) = match query(&sql_check.sql) {
