@@ -51,6 +51,17 @@ pub enum Command {
     /// Read or remove the receipt.
     #[command(subcommand)]
     Marker(MarkerCommand),
+    /// Compare (check) or reconcile (ensure) the declared ZFS datasets; refuse conflicts.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Report what differs from the declaration, change nothing (0 / 3 on conflicts).
+    Check,
+    /// Create missing datasets (unmounted) and set declared properties; refuse conflicts.
+    Ensure,
 }
 
 #[derive(Debug, Args)]

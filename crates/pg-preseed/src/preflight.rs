@@ -390,7 +390,12 @@ fn marker_filesystem(report: &mut Report, layout: &Layout, mounts: &[MountEntry]
     if !same_filesystem {
         return;
     }
-    let dedicated = layout.pgdata_exists && pg_mount.mount_point == layout.pgdata.as_str();
+    // A filesystem of its own is mounted at PGDATA from its root. A bind of a subdirectory of
+    // another filesystem (systemd's ReadWritePaths= bind-mounts a path onto itself inside the
+    // unit's namespace) is not PGDATA's own filesystem.
+    let dedicated = layout.pgdata_exists
+        && pg_mount.mount_point == layout.pgdata.as_str()
+        && pg_mount.root == "/";
     if dedicated || layout.require_mount.is_some() {
         report.findings.push(Finding {
             kind: Kind::MarkerOnPgdataFilesystem,
@@ -698,6 +703,23 @@ mod tests {
         layout.marker_dir_mount = Some(27);
         let report = check(&layout);
         assert!(report.findings.is_empty());
+        assert_eq!(report.warnings.len(), 1);
+    }
+
+    /// Inside a unit with ProtectSystem=strict, systemd bind-mounts each ReadWritePaths= entry
+    /// onto itself; PGDATA on the root filesystem then looks like a mount point.
+    #[test]
+    fn systemd_self_binds_are_not_a_dedicated_filesystem() {
+        let text = "\
+27 1 254:0 / / ro - ext4 /dev/vda rw
+60 27 254:0 /var/lib/postgresql/16 /var/lib/postgresql/16 rw - ext4 /dev/vda rw
+61 27 254:0 /var/lib/postgresql-preseed/16 /var/lib/postgresql-preseed/16 rw - ext4 /dev/vda rw
+";
+        let mut layout = layout(text);
+        layout.pgdata_mount = Some(60);
+        layout.marker_dir_mount = Some(61);
+        let report = check(&layout);
+        assert!(report.findings.is_empty(), "{report:?}");
         assert_eq!(report.warnings.len(), 1);
     }
 

@@ -502,3 +502,38 @@ fn check_config_names_the_key() {
         assert!(stderr.contains(key), "{key} named in {stderr}");
     }
 }
+
+/// What systemd does for a hardened unit (ProtectSystem=strict + ReadWritePaths=): a private
+/// mount namespace where PGDATA and the marker's directory are bind-mounted onto themselves.
+/// Those binds are not layering, and a plain-directory PGDATA stays usable.
+#[test]
+fn systemd_style_namespace_binds_are_not_findings() {
+    let sandbox = Sandbox::new("namespace");
+    let host = Host::new(&sandbox, bin(), 1);
+    let state = host.marker.parent().expect("dir").to_owned();
+    fs::create_dir_all(&state).expect("mkdir");
+    let script = format!(
+        "mount --make-rprivate / && mount --bind {pgdata} {pgdata} && mount --bind {state} {state} && exec {bin} --config {config} --json preflight",
+        pgdata = host.pgdata,
+        state = state,
+        bin = bin(),
+        config = host.config_path,
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(report["decision"], "clean");
+    assert!(
+        report["findings"].as_array().expect("findings").is_empty(),
+        "{report}"
+    );
+}

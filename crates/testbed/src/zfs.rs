@@ -97,11 +97,22 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let _ = Command::new("zpool")
-            .args(["destroy", "-f", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // zfs-fuse sometimes reports a freshly used pool busy; retry briefly, and say so if the
+        // pool outlives the test (a leak would break later runs' mounts).
+        for attempt in 0..20 {
+            let output = Command::new("zpool")
+                .args(["destroy", "-f", &self.name])
+                .output();
+            match output {
+                Ok(output) if output.status.success() => return,
+                Ok(output) if attempt == 19 => eprintln!(
+                    "testbed: could not destroy pool {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+                _ => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The subcommands. Each prints its report and returns the exit code; errors that escape are
 //! mapped to exit codes by [`exit_code_for`].
 
+mod datasets;
 mod run;
 mod verify;
 
@@ -77,6 +78,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Marker(MarkerCommand::Clear { yes, lock }) => {
             marker_clear(cli, *yes, lock.lock_wait)
         }
+        Command::Datasets(command) => datasets::datasets(cli, command),
     }
 }
 

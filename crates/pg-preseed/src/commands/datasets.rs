@@ -1,0 +1,213 @@
+//! `datasets check` / `datasets ensure`: reconcile the declared ZFS datasets (the datasets unit
+//! runs `ensure` as root before the pools' datasets are mounted).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use super::{context, Exit};
+use crate::cli::{Cli, DatasetsCommand};
+use crate::datasets::{self, Change};
+use crate::exec::Command;
+use crate::facts;
+use crate::report::Report;
+use crate::zfs;
+
+const ZFS_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
+    let ctx = context(cli)?;
+    let name = match command {
+        DatasetsCommand::Check => "datasets check",
+        DatasetsCommand::Ensure => "datasets ensure",
+    };
+    let declared = &ctx.config.datasets;
+    let mut report = Report::new(name, "clean");
+    if declared.is_empty() {
+        report
+            .reasons
+            .push("no datasets are declared in the config".to_owned());
+        report.print(cli.json);
+        return Ok(Exit::Ok);
+    }
+    let zfs = facts::find_zfs().context("no `zfs` command found, but datasets are declared")?;
+    let run = |args: Vec<String>| Command::new(zfs.as_str(), args).output(Some(ZFS_TIMEOUT));
+
+    let listed = zfs::parse_list(&String::from_utf8_lossy(
+        &run(zfs::LIST_ARGS.iter().map(|&a| a.to_owned()).collect())?.stdout,
+    ))?;
+
+    // `overlay` exists in OpenZFS 2.x (zfs-fuse and old releases lack it): ask the first pool.
+    let pool = declared[0]
+        .name
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let overlay_supported = run(vec![
+        "get".into(),
+        "-H".into(),
+        "-o".into(),
+        "value".into(),
+        "overlay".into(),
+        pool,
+    ])
+    .is_ok();
+    let mut extra = BTreeMap::new();
+    for decl in declared
+        .iter()
+        .filter(|d| d.mountpoint == ctx.config.pgdata)
+    {
+        if overlay_supported {
+            extra.insert(
+                decl.name.clone(),
+                BTreeMap::from([("overlay".to_owned(), "off".to_owned())]),
+            );
+        } else {
+            report.warnings.push(format!(
+                "this ZFS has no `overlay` property; {} could not be set to refuse mounting over a busy directory",
+                decl.name
+            ));
+        }
+    }
+
+    let existing: Vec<&str> = declared
+        .iter()
+        .filter(|d| listed.iter().any(|l| l.name == d.name))
+        .map(|d| d.name.as_str())
+        .collect();
+    let mut properties: Vec<String> = declared
+        .iter()
+        .flat_map(|d| d.properties.keys().cloned())
+        .chain(extra.values().flat_map(|p| p.keys().cloned()))
+        .collect();
+    properties.sort();
+    properties.dedup();
+    let current = if existing.is_empty() || properties.is_empty() {
+        datasets::Properties::new()
+    } else {
+        let mut args: Vec<String> = vec![
+            "get".into(),
+            "-H".into(),
+            "-o".into(),
+            "name,property,value".into(),
+            properties.join(","),
+        ];
+        args.extend(existing.iter().map(|&n| n.to_owned()));
+        datasets::parse_get(&String::from_utf8_lossy(&run(args)?.stdout))
+            .map_err(anyhow::Error::msg)?
+    };
+
+    let plan = datasets::plan(declared, &listed, &current, &extra);
+    report.findings.clone_from(&plan.findings);
+    report.reasons.extend(
+        plan.in_order
+            .iter()
+            .map(|n| format!("{n} exists as declared")),
+    );
+    if !plan.findings.is_empty() {
+        report.decision = "refuse".to_owned();
+        report
+            .reasons
+            .extend(plan.findings.iter().map(|f| f.detail.clone()));
+        report.next = Some(format!(
+            "fix: {}",
+            plan.findings
+                .iter()
+                .map(|f| f.fix.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+        report.print(cli.json);
+        return Ok(Exit::Refused);
+    }
+    if plan.changes.is_empty() {
+        report.print(cli.json);
+        return Ok(Exit::Ok);
+    }
+    match command {
+        DatasetsCommand::Check => {
+            report.decision = "changes".to_owned();
+            report
+                .reasons
+                .extend(plan.changes.iter().map(|c| format!("would {c}")));
+            report.next = Some(
+                "run `pg-preseed datasets ensure` (the datasets unit does at boot)".to_owned(),
+            );
+        }
+        DatasetsCommand::Ensure => {
+            report.decision = "changed".to_owned();
+            for change in &plan.changes {
+                apply(&run, change)?;
+                tracing::info!(change = %change, "dataset reconciled");
+                report.reasons.push(format!("did {change}"));
+            }
+        }
+    }
+    report.result = serde_json::to_value(&plan.changes)?;
+    report.print(cli.json);
+    Ok(Exit::Ok)
+}
+
+fn apply(
+    run: &dyn Fn(Vec<String>) -> Result<std::process::Output, crate::exec::ExecError>,
+    change: &Change,
+) -> anyhow::Result<()> {
+    match change {
+        Change::Create {
+            name,
+            mountpoint,
+            properties,
+        } => {
+            let mut options = vec!["-o".to_owned(), format!("mountpoint={mountpoint}")];
+            for (property, value) in properties {
+                options.extend(["-o".to_owned(), format!("{property}={value}")]);
+            }
+            // `-u`: create without mounting; the pool's mount unit mounts it in order.
+            let mut args = vec!["create".to_owned(), "-u".to_owned(), "-p".to_owned()];
+            args.extend(options.iter().cloned());
+            args.push(name.clone());
+            match run(args) {
+                Ok(_) => Ok(()),
+                Err(crate::exec::ExecError::Exited { output, .. })
+                    if output.contains("invalid option 'u'") =>
+                {
+                    // Older ZFS (zfs-fuse) has no -u: create it unmountable, then allow mounting.
+                    let mut args = vec![
+                        "create".to_owned(),
+                        "-p".to_owned(),
+                        "-o".to_owned(),
+                        "canmount=noauto".to_owned(),
+                    ];
+                    args.extend(options);
+                    args.push(name.clone());
+                    run(args)?;
+                    run(vec![
+                        "set".to_owned(),
+                        "canmount=on".to_owned(),
+                        name.clone(),
+                    ])?;
+                    Ok(())
+                }
+                Err(error) => {
+                    Err(error).with_context(|| format!("failed to create dataset {name}"))
+                }
+            }
+        }
+        Change::Set {
+            name, property, to, ..
+        } => {
+            if property == "mountpoint" {
+                bail!("refusing to change the mountpoint of {name} automatically");
+            }
+            run(vec![
+                "set".to_owned(),
+                format!("{property}={to}"),
+                name.clone(),
+            ])
+            .with_context(|| format!("failed to set {property}={to} on {name}"))?;
+            Ok(())
+        }
+    }
+}
