@@ -1,0 +1,74 @@
+{
+  description = "Restore PostgreSQL from pgBackRest when its data directory is empty, and refuse when that is unsafe";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+
+  outputs = {
+    self,
+    nixpkgs,
+  }: let
+    inherit (nixpkgs) lib;
+    systems = ["x86_64-linux" "aarch64-linux"];
+    forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+  in {
+    packages = forAllSystems (pkgs: rec {
+      pg-preseed = pkgs.callPackage ./nix/package.nix {};
+      nix-format = pkgs.callPackage ./nix/nix-format.nix {};
+      default = pg-preseed;
+    });
+
+    nixosModules.postgresql-preseed = {
+      lib,
+      pkgs,
+      ...
+    }: {
+      imports = [./modules/postgresql-preseed.nix];
+      services.postgresql-preseed.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+    };
+    nixosModules.default = self.nixosModules.postgresql-preseed;
+
+    checks = forAllSystems (pkgs: let
+      inherit (pkgs.stdenv.hostPlatform) system;
+      source = lib.fileset.toSource {
+        root = ./.;
+        fileset = lib.fileset.fileFilter (file: file.hasExt "nix") ./.;
+      };
+    in {
+      package = self.packages.${system}.pg-preseed;
+
+      module-eval = let
+        failures = import ./modules/tests/eval.nix {inherit lib;};
+      in
+        pkgs.runCommand "postgresql-preseed-module-eval" {} (
+          if failures == []
+          then "touch $out"
+          else throw "module eval tests failed: ${builtins.toJSON failures}"
+        );
+
+      format = pkgs.runCommand "postgresql-preseed-format" {} ''
+        cd ${source}
+        ${lib.getExe self.packages.${system}.nix-format} --check .
+        ${lib.getExe pkgs.deadnix} --fail .
+        touch $out
+      '';
+    });
+
+    formatter = forAllSystems (pkgs: self.packages.${pkgs.stdenv.hostPlatform.system}.nix-format);
+
+    devShells = forAllSystems (pkgs: {
+      default = pkgs.mkShell {
+        packages = with pkgs; [
+          cargo
+          rustc
+          clippy
+          rustfmt
+          cargo-nextest
+          postgresql
+          pgbackrest
+          deadnix
+          self.packages.${pkgs.stdenv.hostPlatform.system}.nix-format
+        ];
+      };
+    });
+  };
+}

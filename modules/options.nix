@@ -1,0 +1,313 @@
+# The options of services.postgresql-preseed (the interface); ./postgresql-preseed.nix is the
+# implementation.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}: let
+  inherit (lib) mkOption types literalExpression;
+  cfg = config.services.postgresql-preseed;
+  pg = config.services.postgresql;
+  pgbackrest = config.services.pgbackrest;
+  helpers = import ./lib.nix {inherit lib;};
+
+  absolutePath = types.strMatching "/.*";
+
+  # `services.pgbackrest` numbers its repositories by attribute name (repo1 = first name in
+  # alphabetical order), so the names are what users know and the numbers are what pgBackRest
+  # needs.
+  pgbackrestRepoNames =
+    if pgbackrest.enable or false
+    then builtins.attrNames (pgbackrest.repos or {})
+    else [];
+  pgbackrestStanzas =
+    if pgbackrest.enable or false
+    then builtins.attrNames (pgbackrest.stanzas or {})
+    else [];
+
+  sqlCheck = types.submodule {
+    options = {
+      name = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Name shown in the log and the receipt (default: the SQL itself).";
+      };
+      sql = mkOption {
+        type = types.str;
+        description = "The query. It passes when it runs and its first value is not false or NULL (or equals `expect`).";
+      };
+      expect = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Exact text the first value must have.";
+      };
+    };
+  };
+in {
+  options.services.postgresql-preseed = {
+    enable = lib.mkEnableOption ''
+      postgresql-preseed: restore PostgreSQL from pgBackRest when its data directory is empty,
+      and refuse, before PostgreSQL starts, whenever that is not safe (stacked or missing mounts,
+      unreachable repositories, a backup of another major version)
+    '';
+
+    package = mkOption {
+      type = types.package;
+      description = "The pg-preseed package. The flake's module sets it to the flake's own build.";
+      example = literalExpression "inputs.postgresql-preseed.packages.\${pkgs.system}.default";
+    };
+
+    dataDir = mkOption {
+      type = absolutePath;
+      default = pg.dataDir;
+      defaultText = literalExpression "config.services.postgresql.dataDir";
+      description = "PostgreSQL's data directory (PGDATA). Must be the one PostgreSQL uses.";
+    };
+
+    markerFile = mkOption {
+      type = absolutePath;
+      default = "/var/lib/postgresql-preseed/${helpers.pgMajor pg}/receipt.json";
+      defaultText = literalExpression ''"/var/lib/postgresql-preseed/''${major version of services.postgresql.package}/receipt.json"'';
+      description = ''
+        The receipt written once a restored (or adopted, or new) cluster was verified. It must be
+        outside dataDir and outside dataDir's filesystem: a marker inside PGDATA is exactly what
+        survived on a hidden dataset in the incident this module exists for. Nobody ever has to
+        delete it before a restore; emptying dataDir is enough.
+      '';
+    };
+
+    mode = mkOption {
+      type = types.enum ["restore" "guard"];
+      default = "restore";
+      description = ''
+        `restore`: restore automatically when dataDir is empty. `guard`: never restore by
+        itself; refuse (PostgreSQL stays down) and print the command that would restore.
+      '';
+    };
+
+    requireMount = mkOption {
+      type = types.nullOr (types.submodule {
+        options = {
+          dataset = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "tank/services/postgresql";
+            description = "ZFS dataset that must be mounted at dataDir.";
+          };
+          fstype = mkOption {
+            type = types.nullOr types.str;
+            default = null;
+            example = "zfs";
+            description = "Filesystem type that must be mounted at dataDir.";
+          };
+        };
+      });
+      default = helpers.requireMountDefault cfg.datasets cfg.dataDir;
+      defaultText = literalExpression ''
+        { dataset = <the entry of datasets whose mountpoint is dataDir>; } (or null if none)
+      '';
+      example = {dataset = "tank/services/postgresql";};
+      description = ''
+        What must be mounted at dataDir. When it is not mounted there, nothing is restored:
+        pgBackRest would otherwise create dataDir on the root filesystem and restore onto it.
+      '';
+    };
+
+    onLayering = mkOption {
+      type = types.enum ["fail" "warn"];
+      default = "fail";
+      description = ''
+        What stacked mounts or two datasets sharing a mountpoint (on dataDir, above it, or at the
+        marker) do: `fail` keeps PostgreSQL down with a message naming every mount and the fix;
+        `warn` only logs it. Mount identity and marker placement always fail.
+      '';
+    };
+
+    onNoBackup = mkOption {
+      type = types.enum ["initdb" "fail"];
+      default = "fail";
+      description = ''
+        With no receipt, an empty dataDir and repositories that are all reachable and hold no
+        backup (a first deployment): `initdb` lets PostgreSQL create a new cluster, `fail` keeps
+        it down. A host that has a receipt is never initialised afresh either way.
+      '';
+    };
+
+    pgbackrest = {
+      package = mkOption {
+        type = types.package;
+        default = pkgs.pgbackrest;
+        defaultText = literalExpression "pkgs.pgbackrest";
+        description = "The pgBackRest package used to restore.";
+      };
+
+      stanza = mkOption {
+        type = types.nullOr types.str;
+        default =
+          if builtins.length pgbackrestStanzas == 1
+          then builtins.head pgbackrestStanzas
+          else null;
+        defaultText = literalExpression "the only stanza of services.pgbackrest.stanzas, if there is exactly one";
+        description = "The pgBackRest stanza to restore.";
+      };
+
+      repos = mkOption {
+        type = types.listOf (types.either (types.ints.between 1 256) types.str);
+        default =
+          if pgbackrestRepoNames == []
+          then [1]
+          else if builtins.length pgbackrestRepoNames == 1
+          then pgbackrestRepoNames
+          else [];
+        defaultText = literalExpression ''
+          the only repository of services.pgbackrest.repos; [ 1 ] without services.pgbackrest;
+          no default when services.pgbackrest has several (an assertion asks for the order)
+        '';
+        example = ["nas" "s3"];
+        description = ''
+          Repositories to restore from, in the order they are tried: a later one is used only
+          when the earlier ones are unreachable, hold no usable backup, or fail mid-restore.
+          Write repository numbers (`2` for repo2) or names of `services.pgbackrest.repos`.
+          That module numbers its repositories by attribute name in alphabetical order
+          (repo1 = first name), so names are mapped to those numbers here; this list, not the
+          alphabet, decides the order in which they are tried.
+        '';
+      };
+
+      set = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "20240101-000000F";
+        description = "A backup label to restore instead of the newest backup.";
+      };
+
+      target = {
+        type = mkOption {
+          type = types.enum ["default" "immediate" "time" "lsn" "name" "xid"];
+          default = "default";
+          description = "Recovery target type (`default` replays all WAL). Recovery promotes at the target.";
+        };
+        value = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+          example = "2024-01-02 03:04:05+00";
+          description = "Recovery target value (for time, lsn, name and xid).";
+        };
+      };
+
+      processMax = mkOption {
+        type = types.nullOr (types.ints.between 1 999);
+        default = null;
+        description = "Parallel restore processes (default: the number of CPUs).";
+      };
+
+      configFile = mkOption {
+        type = types.nullOr absolutePath;
+        default =
+          if pgbackrest.enable or false
+          then "/etc/pgbackrest/pgbackrest.conf"
+          else null;
+        defaultText = literalExpression ''"/etc/pgbackrest/pgbackrest.conf" when services.pgbackrest is enabled, else pgBackRest's default'';
+        description = "pgBackRest's configuration file.";
+      };
+
+      environmentFile = mkOption {
+        type = types.nullOr absolutePath;
+        default = null;
+        example = "/run/secrets/pgbackrest.env";
+        description = ''
+          A file of `PGBACKREST_REPO2_S3_KEY=…` lines (systemd EnvironmentFile) with the
+          repository credentials. Secrets reach pgBackRest only through it: never through argv,
+          the config, the receipt or the Nix store.
+        '';
+      };
+
+      maxBackupAge = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "7days";
+        description = "A newest backup older than this is not restored automatically.";
+      };
+
+      repoWait = mkOption {
+        type = types.str;
+        default = "1min";
+        description = "How long to wait at boot for a repository that is not reachable yet (an NFS share mounting late).";
+      };
+    };
+
+    verify = {
+      sql = mkOption {
+        type = types.listOf (types.either types.str sqlCheck);
+        default = [];
+        example = literalExpression ''[ "SELECT count(*) > 0 FROM orders" { name = "users"; sql = "SELECT count(*) >= 1 FROM users"; } ]'';
+        description = ''
+          Checks run by postgresql-preseed-verify.service once PostgreSQL has finished recovery.
+          The receipt is written only when all pass (besides the built-in ones: recovery has
+          ended, the server runs on dataDir, it is the cluster that was restored).
+        '';
+      };
+      database = mkOption {
+        type = types.str;
+        default = "postgres";
+        description = "Database the checks connect to.";
+      };
+      timeout = mkOption {
+        type = types.str;
+        default = "1h";
+        description = "How long verification waits for PostgreSQL to accept connections and finish recovery.";
+      };
+    };
+
+    datasets = mkOption {
+      type = types.attrsOf (types.submodule {
+        options = {
+          mountpoint = mkOption {
+            type = absolutePath;
+            description = "Where the dataset mounts (its `mountpoint` property).";
+          };
+          properties = mkOption {
+            type = types.attrsOf types.str;
+            default = {};
+            example = {
+              recordsize = "16K";
+              compression = "lz4";
+            };
+            description = "ZFS properties to set on it (besides mountpoint).";
+          };
+        };
+      });
+      default = {};
+      example = literalExpression ''
+        { "tank/services/postgresql" = { mountpoint = "/var/lib/postgresql/16"; properties.recordsize = "16K"; }; }
+      '';
+      description = ''
+        ZFS datasets this host declares, by full name. At boot, before ZFS mounts anything,
+        postgresql-preseed-datasets.service creates missing ones (unmounted), sets their
+        properties, sets `overlay=off` on dataDir's dataset, and refuses — keeping PostgreSQL
+        down — when a dataset not declared here claims one of these mountpoints.
+      '';
+    };
+
+    metrics.textfile = mkOption {
+      type = types.nullOr absolutePath;
+      default = null;
+      example = "/var/lib/prometheus-node-exporter/pg-preseed.prom";
+      description = "A Prometheus textfile-collector file the units keep up to date.";
+    };
+
+    configFile = mkOption {
+      type = types.path;
+      readOnly = true;
+      description = "The generated, build-time-checked JSON config (/etc/pg-preseed/config.json).";
+    };
+
+    settings = mkOption {
+      type = types.attrsOf types.anything;
+      readOnly = true;
+      internal = true;
+      description = "The config the module writes, before it becomes JSON (for tests).";
+    };
+  };
+}
