@@ -33,25 +33,31 @@
         root = ./.;
         fileset = lib.fileset.fileFilter (file: file.hasExt "nix") ./.;
       };
-    in {
-      package = self.packages.${system}.pg-preseed;
+    in
+      {
+        package = self.packages.${system}.pg-preseed;
 
-      module-eval = let
-        failures = import ./modules/tests/eval.nix {inherit lib;};
-      in
-        pkgs.runCommand "postgresql-preseed-module-eval" {} (
-          if failures == []
-          then "touch $out"
-          else throw "module eval tests failed: ${builtins.toJSON failures}"
-        );
+        module-eval = let
+          failures = import ./modules/tests/eval.nix {inherit lib;};
+        in
+          pkgs.runCommand "postgresql-preseed-module-eval" {} (
+            if failures == []
+            then "touch $out"
+            else throw "module eval tests failed: ${builtins.toJSON failures}"
+          );
 
-      format = pkgs.runCommand "postgresql-preseed-format" {} ''
-        cd ${source}
-        ${lib.getExe self.packages.${system}.nix-format} --check .
-        ${lib.getExe pkgs.deadnix} --fail .
-        touch $out
-      '';
-    });
+        format = pkgs.runCommand "postgresql-preseed-format" {} ''
+          cd ${source}
+          ${lib.getExe self.packages.${system}.nix-format} --check .
+          ${lib.getExe pkgs.deadnix} --fail .
+          touch $out
+        '';
+      }
+      # The disaster-recovery scenarios as NixOS VM tests (they need KVM): vm-<scenario>.
+      // import ./nixos-tests {
+        inherit pkgs;
+        module = self.nixosModules.postgresql-preseed;
+      });
 
     formatter = forAllSystems (pkgs: self.packages.${pkgs.stdenv.hostPlatform.system}.nix-format);
 

@@ -213,7 +213,7 @@ in {
       };
 
       environmentFile = mkOption {
-        type = types.nullOr absolutePath;
+        type = types.nullOr types.path;
         default = null;
         example = "/run/secrets/pgbackrest.env";
         description = ''

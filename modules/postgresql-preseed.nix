@@ -196,7 +196,13 @@ in {
     environment.etc."pg-preseed/config.json".source = configFile;
     environment.systemPackages = [cfg.package];
 
-    systemd.tmpfiles.rules = ["d ${markerDir} 0755 postgres postgres - -"];
+    systemd.tmpfiles.rules = [
+      "d ${markerDir} 0755 postgres postgres - -"
+      # PGDATA belongs to postgres before the restore unit (running as postgres) looks at it: a
+      # freshly created dataset's root is root's. Mode untouched ("-"): pgBackRest and initdb set
+      # it. (nixpkgs' StateDirectory does this too, but only when postgresql.service starts.)
+      "d ${cfg.dataDir} - postgres postgres - -"
+    ];
 
     systemd.services = {
       postgresql-preseed-datasets = lib.mkIf hasDatasets {
@@ -268,7 +274,7 @@ in {
             RemainAfterExit = true;
             # PGDATA may not exist yet (the engine creates it): its parent must be writable too.
             ReadWritePaths = writablePaths ++ ["-${cfg.dataDir}" "-${dirOf cfg.dataDir}" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
-            EnvironmentFile = lib.optional (cfg.pgbackrest.environmentFile != null) cfg.pgbackrest.environmentFile;
+            EnvironmentFile = lib.optional (cfg.pgbackrest.environmentFile != null) (toString cfg.pgbackrest.environmentFile);
             # A restore takes as long as it takes; progress is in the journal.
             TimeoutStartSec = "infinity";
             ExecStart = "${exe} --config ${configPath} run --lock-wait 1h";

@@ -3,7 +3,7 @@
 # Sourced by scripts/test, scripts/demo and scripts/bench.
 
 install_deps() {
-  local packages=(postgresql postgresql-contrib pgbackrest zfs-fuse util-linux procps)
+  local packages=(postgresql postgresql-contrib pgbackrest zfs-fuse util-linux procps stunnel4 openssl)
   local missing=()
   for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -16,6 +16,11 @@ install_deps() {
   fi
   if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
+  fi
+  # The S3 server of the repo-fallback scenario (pgBackRest reaches it through stunnel's TLS).
+  # 0.14.1: the newest release that builds with this machine's Rust.
+  if ! command -v s3s-fs >/dev/null && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs ]]; then
+    cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
   fi
 }
 

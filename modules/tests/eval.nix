@@ -6,150 +6,8 @@
 # It evaluates the module against the smallest honest stubs of the NixOS options it reads and
 # writes, and returns the failures as a list (lib.runTests: [] means every test passed).
 {lib}: let
-  inherit (lib) mkOption types;
-
-  # A stand-in for a package: what the module reads of one (a store path, a version, the main
-  # program). Nothing is built.
-  fakePackage = name: version: {
-    type = "derivation";
-    inherit name version;
-    pname = name;
-    outPath = "/nix/store/00000000000000000000000000000000-${name}-${version}";
-    meta.mainProgram = name;
-    psqlSchema = lib.versions.major version;
-  };
-
-  # The part of pkgs the module uses: runCommand (the checked config) and pgbackrest.
-  pkgs = {
-    pgbackrest = fakePackage "pgbackrest" "2.55.1";
-    runCommand = name: env: script:
-      fakePackage name "1"
-      // {
-        inherit env script;
-      };
-  };
-
-  anything = types.anything;
-  listOfAnything = mkOption {
-    type = types.listOf anything;
-    default = [];
-  };
-
-  # The NixOS options the module touches, typed like NixOS types them (lists concatenate,
-  # attribute sets merge), with nothing behind them.
-  stubs = {config, ...}: {
-    options = {
-      assertions = listOfAnything;
-      warnings = mkOption {
-        type = types.listOf types.str;
-        default = [];
-      };
-      environment.etc = mkOption {
-        type = types.attrsOf (types.submodule {freeformType = types.attrsOf anything;});
-        default = {};
-      };
-      environment.systemPackages = listOfAnything;
-      systemd.tmpfiles.rules = mkOption {
-        type = types.listOf types.str;
-        default = [];
-      };
-      systemd.timers = mkOption {
-        type = types.attrsOf (types.submodule {freeformType = types.attrsOf anything;});
-        default = {};
-      };
-      systemd.services = mkOption {
-        type = types.attrsOf (types.submodule {
-          freeformType = types.attrsOf anything;
-          options =
-            lib.genAttrs ["wantedBy" "requiredBy" "requires" "wants" "after" "before" "conflicts" "path"] (_: listOfAnything)
-            // lib.genAttrs ["serviceConfig" "unitConfig" "environment"] (_:
-              mkOption {
-                type = types.attrsOf anything;
-                default = {};
-              });
-        });
-        default = {};
-      };
-      fileSystems = mkOption {
-        type = types.attrsOf (types.submodule ({name, ...}: {
-          options = {
-            mountPoint = mkOption {
-              type = types.str;
-              default = name;
-            };
-            device = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-            };
-            label = mkOption {
-              type = types.nullOr types.str;
-              default = null;
-            };
-            fsType = mkOption {
-              type = types.str;
-              default = "auto";
-            };
-            options = listOfAnything;
-          };
-        }));
-        default = {};
-      };
-      boot.zfs = {
-        enabled = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        package = mkOption {
-          type = anything;
-          default = fakePackage "zfs" "2.3.4";
-        };
-      };
-      services.postgresql = {
-        enable = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        package = mkOption {
-          type = anything;
-          default = fakePackage "postgresql" "16.4";
-        };
-        finalPackage = mkOption {
-          type = anything;
-          default = config.services.postgresql.package;
-        };
-        dataDir = mkOption {
-          type = types.str;
-          default = "/var/lib/postgresql/${config.services.postgresql.package.psqlSchema}";
-        };
-        settings = mkOption {
-          type = types.attrsOf anything;
-          default = {port = 5432;};
-        };
-      };
-      services.pgbackrest = {
-        enable = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        repos = mkOption {
-          type = types.attrsOf (types.attrsOf anything);
-          default = {};
-        };
-        stanzas = mkOption {
-          type = types.attrsOf (types.attrsOf anything);
-          default = {};
-        };
-      };
-    };
-  };
-
-  # disko's option, for the tests of a configuration that imports disko.
-  diskoStub = {
-    options.disko.devices = mkOption {
-      type = types.attrsOf anything;
-      default = {};
-    };
-  };
+  support = import ./support.nix {inherit lib;};
+  inherit (support) fakePackage pkgs stubs diskoStub;
 
   base = {
     services.postgresql.enable = true;
@@ -185,11 +43,36 @@
             nas.path = "/mnt/nas/pgbackrest";
             s3.type = "s3";
           };
-          stanzas.main = {};
         };
       }
       extra
     ];
+
+  # The VM scenarios (nixos-tests/), evaluated as far as this machine can: each scenario's
+  # definition, and each node that imports the module, through the same stubs.
+  vmModule = {
+    imports = [../postgresql-preseed.nix];
+    services.postgresql-preseed.package = lib.mkDefault (fakePackage "pg-preseed" "0.1.0");
+  };
+  vmTests = import ../../nixos-tests {
+    inherit pkgs;
+    module = vmModule;
+  };
+  resolveTest = test:
+    if builtins.isFunction test
+    then test {inherit pkgs;}
+    else test;
+  vmNode = node:
+    (lib.evalModules {
+      modules = [stubs node];
+      specialArgs = {inherit pkgs;};
+    })
+    .config;
+  vmDbNodes = lib.concatLists (lib.mapAttrsToList (
+      _: test:
+        lib.mapAttrsToList (_: vmNode) (lib.filterAttrs (name: _: name != "backup") (resolveTest test).nodes)
+    )
+    vmTests);
 
   # The seed's configuration: its dataset declared here, the old one still in fileSystems.
   incident = eval [
@@ -386,7 +269,8 @@ in
         failed = failed c;
       };
       expected = {
-        stanza = "main";
+        # nixpkgs' pgbackrest module defines the stanza `default` for the local PostgreSQL.
+        stanza = "default";
         # services.pgbackrest numbers repositories by attribute name: nas = repo1, s3 = repo2.
         repos = [
           {
@@ -427,6 +311,22 @@ in
       expected = true;
     };
 
+    testAStanzaBesidesTheDefaultOneMustBeNamed = {
+      expr = let
+        c = withPgbackrest {
+          services.pgbackrest.stanzas.main = {};
+          services.postgresql-preseed.pgbackrest.repos = ["nas"];
+        };
+      in {
+        stanza = c.services.postgresql-preseed.settings.pgbackrest.stanza;
+        fires = firesWith "defines 2 stanzas (default, main)" c;
+      };
+      expected = {
+        stanza = null;
+        fires = true;
+      };
+    };
+
     testOneRepoAndOneStanzaNeedNothing = {
       expr = let
         c = evalBare [
@@ -434,7 +334,6 @@ in
             services.pgbackrest = {
               enable = true;
               repos.localhost.path = "/var/lib/pgbackrest";
-              stanzas.default = {};
             };
           }
         ];
@@ -602,7 +501,80 @@ in
 
     testMarkerDirectoryIsCreated = {
       expr = good.systemd.tmpfiles.rules;
-      expected = ["d /var/lib/postgresql-preseed/16 0755 postgres postgres - -"];
+      expected = [
+        "d /var/lib/postgresql-preseed/16 0755 postgres postgres - -"
+        "d /var/lib/postgresql/16 - postgres postgres - -"
+      ];
+    };
+
+    testVmScenariosAreTheSevenOfTheIssue = {
+      expr = builtins.attrNames vmTests;
+      expected = map (n: "vm-${n}") [
+        "crash-mid-restore"
+        "dataset-not-mounted"
+        "first-boot-restore"
+        "first-deploy"
+        "incident-stacked-datasets"
+        "repo-fallback"
+        "wipe-restores"
+      ];
+    };
+
+    testVmScenariosHaveTimeoutsAndTheirScripts = {
+      expr =
+        lib.mapAttrsToList (name: test: let
+          t = resolveTest test;
+        in {
+          timeout = t.globalTimeout > 0;
+          script = lib.hasPrefix "# Helpers shared by every scenario" t.testScript && lib.hasInfix "subtest(" t.testScript;
+          named = t.name == "postgresql-preseed-${lib.removePrefix "vm-" name}";
+        })
+        vmTests;
+      expected =
+        builtins.genList (_: {
+          timeout = true;
+          script = true;
+          named = true;
+        })
+        7;
+    };
+
+    testVmDatabaseNodesEvaluateWithoutAssertionFailures = {
+      expr =
+        map (c: {
+          failed = failed c;
+          zfs = c.boot.zfs.enabled;
+          unit = c.systemd.services ? postgresql-preseed-datasets;
+        })
+        vmDbNodes;
+      expected = builtins.genList (_: {
+        failed = [];
+        zfs = true;
+        unit = true;
+      }) (builtins.length vmDbNodes);
+    };
+
+    testVmRepoFallbackTriesNfsThenS3 = {
+      expr = let
+        t = resolveTest vmTests.vm-repo-fallback;
+        c = vmNode t.nodes.db;
+      in {
+        repos = c.services.postgresql-preseed.settings.pgbackrest.repos;
+        envFile = builtins.length c.systemd.services.postgresql-preseed.serviceConfig.EnvironmentFile;
+      };
+      expected = {
+        repos = [
+          {
+            number = 1;
+            name = "nfs";
+          }
+          {
+            number = 2;
+            name = "s3";
+          }
+        ];
+        envFile = 1;
+      };
     };
 
     testTargetNeedsValue = {

@@ -18,7 +18,7 @@ fn bin() -> &'static Utf8Path {
 /// A host that has been restored, verified and holds a receipt: the state before a disaster.
 fn provisioned(sandbox: &Sandbox, repos: usize) -> Host<'_> {
     let host = Host::new(sandbox, bin(), repos);
-    host.boot().expect_code(0);
+    host.boot().expect_verified();
     assert_eq!(host.rows(), golden::ROWS);
     assert_eq!(host.receipt()["action"], "restored");
     host
@@ -42,9 +42,10 @@ fn wipe_pgdata_alone_restores() {
     host.wipe_pgdata();
     assert!(host.marker.exists(), "the receipt stays where it was");
 
-    let run = host.boot();
-    run.expect_code(0);
-    assert_eq!(run.decision(), "restore");
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "restore");
+    assert!(!boot.initdb_ran);
     assert_eq!(host.rows(), golden::ROWS);
     let receipt = host.receipt();
     assert_eq!(receipt["action"], "restored");
@@ -280,9 +281,10 @@ fn broken_repo1_falls_back_to_repo2() {
     let host = Host::new(&sandbox, bin(), 2);
     corrupt_a_backup_file(&host.pgbackrest.repos[0]);
 
-    let run = host.boot();
-    run.expect_code(0);
-    let claim_attempts = run.json()["result"]["attempts"].clone();
+    let boot = host.boot();
+    boot.expect_verified();
+    let claim_attempts =
+        boot.run.as_ref().expect("the unit ran").json()["result"]["attempts"].clone();
     assert_eq!(claim_attempts[0]["repo"], 1);
     assert!(claim_attempts[0]["error"]
         .as_str()

@@ -53,6 +53,34 @@ impl Run {
     }
 }
 
+/// What one [`Host::boot`] did.
+#[derive(Debug)]
+pub struct Boot {
+    pub preflight: Run,
+    /// `None` when systemd's condition skipped the unit (PGDATA holds a cluster).
+    pub run: Option<Run>,
+    /// nixpkgs' postgresql.service ran initdb (PG_VERSION was missing when it started).
+    pub initdb_ran: bool,
+    pub started: bool,
+    pub verify: Option<Run>,
+}
+
+impl Boot {
+    /// Panics with every step's output unless PostgreSQL started and verify passed.
+    pub fn expect_verified(&self) -> &Boot {
+        let ok = self.started && self.verify.as_ref().is_some_and(|v| v.code == 0);
+        assert!(ok, "the boot did not end verified: {self:#?}");
+        self
+    }
+
+    /// The decision of the restore unit (`"skipped"` when its condition skipped it).
+    pub fn decision(&self) -> String {
+        self.run
+            .as_ref()
+            .map_or_else(|| "skipped".to_owned(), Run::decision)
+    }
+}
+
 pub struct Host<'a> {
     pub sandbox: &'a Sandbox,
     pub bin: Utf8PathBuf,
@@ -62,6 +90,8 @@ pub struct Host<'a> {
     pub config: Value,
     pub cluster: Cluster,
     pub pgbackrest: Pgbackrest,
+    /// Environment pg-preseed runs with (what the unit's EnvironmentFile would set).
+    pub env: Vec<(String, String)>,
 }
 
 impl<'a> Host<'a> {
@@ -95,9 +125,20 @@ impl<'a> Host<'a> {
             config,
             cluster,
             pgbackrest,
+            env: Vec::new(),
         };
         host.write_config();
         host
+    }
+
+    /// Adds an S3 repository as repository `n`: its options in pgbackrest.conf, its credentials in
+    /// the environment of pg-preseed, pgBackRest and the server (archive_command).
+    pub fn add_s3_repo(&mut self, s3: &crate::s3::S3, n: u32) {
+        self.pgbackrest.add_global(&s3.repo_options(n));
+        let env = crate::s3::S3::env(n);
+        self.pgbackrest.env.extend(env.iter().cloned());
+        self.cluster.env.extend(env.iter().cloned());
+        self.env.extend(env);
     }
 
     /// Sets a config value by JSON pointer ("/pgbackrest/process_max") and rewrites the file.
@@ -143,19 +184,48 @@ impl<'a> Host<'a> {
             .arg("--json")
             .args(args)
             .stdin(Stdio::null())
-            .env("PG_PRESEED_LOG", "info");
+            .env("PG_PRESEED_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
 
-    /// What the preseed unit, PostgreSQL and the verify unit do at boot: run; if that succeeds
-    /// and PGDATA holds a cluster, start PostgreSQL and verify. Returns run's result.
-    pub fn boot(&self) -> Run {
-        let run = self.preseed(&["run"]);
-        if run.code == 0 && self.pgdata.join("PG_VERSION").exists() {
-            self.cluster.start();
-            self.preseed(&["verify"]).expect_code(0);
+    /// One boot, as the NixOS units run it: `postgresql-preseed-preflight` (every boot); the
+    /// `postgresql-preseed` unit when its condition holds (no `PG_VERSION`, no `pg_control`, or
+    /// pgBackRest's manifest present); then, only if both succeeded, what `postgresql.service`
+    /// does — nixpkgs' preStart runs `initdb` whenever `PG_VERSION` is missing — and starts the
+    /// server; then `postgresql-preseed-verify`. Doing nixpkgs' initdb here keeps the twins
+    /// honest: an engine that wrongly let an empty PGDATA through would get an empty database.
+    pub fn boot(&self) -> Boot {
+        let preflight = self.preseed(&["preflight"]);
+        let mut boot = Boot {
+            preflight,
+            run: None,
+            initdb_ran: false,
+            started: false,
+            verify: None,
+        };
+        if boot.preflight.code != 0 {
+            return boot;
         }
-        run
+        let condition = !self.pgdata.join("PG_VERSION").exists()
+            || !self.pgdata.join("global/pg_control").exists()
+            || self.pgdata.join("backup.manifest").exists();
+        if condition {
+            let run = self.preseed(&["run"]);
+            let ok = run.code == 0;
+            boot.run = Some(run);
+            if !ok {
+                return boot;
+            }
+        }
+        if !self.pgdata.join("PG_VERSION").exists() {
+            self.cluster.initdb();
+            boot.initdb_ran = true;
+        }
+        self.cluster.start();
+        boot.started = true;
+        boot.verify = Some(self.preseed(&["verify"]));
+        boot
     }
 
     /// Rows in the golden table (the server must be running).

@@ -20,10 +20,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 pub mod golden;
 pub mod host;
 pub mod mounts;
+pub mod s3;
 pub mod zfs;
 
 pub use golden::Golden;
-pub use host::{Host, Run};
+pub use host::{Boot, Host, Run};
 
 /// Where sandboxes live. Not `/tmp` itself: PostgreSQL needs every ancestor traversable by the
 /// `postgres` user, and a private directory keeps the tests' debris in one place.
@@ -197,6 +198,7 @@ impl Sandbox {
                     .replace('/', "_")
             )),
             pgbackrest_config: None,
+            env: Vec::new(),
         }
     }
 }
@@ -228,6 +230,8 @@ pub struct Cluster {
     /// Passed to the server as `PGBACKREST_CONFIG`, so `archive_command`/`restore_command` use
     /// this sandbox's repositories.
     pub pgbackrest_config: Option<Utf8PathBuf>,
+    /// More environment for the server (repository credentials for archive_command).
+    pub env: Vec<(String, String)>,
 }
 
 /// The port every test cluster uses: each listens only on a socket in its own sandbox.
@@ -298,6 +302,7 @@ impl Cluster {
         if let Some(config) = &self.pgbackrest_config {
             command.env("PGBACKREST_CONFIG", config);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.stdin(Stdio::null());
         command
     }
@@ -365,6 +370,8 @@ impl Cluster {
 pub struct Pgbackrest {
     pub config: Utf8PathBuf,
     pub repos: Vec<Utf8PathBuf>,
+    /// Environment every pgBackRest command gets (repository credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Pgbackrest {
@@ -398,13 +405,23 @@ impl Pgbackrest {
         Pgbackrest {
             config,
             repos: repos.to_vec(),
+            env: Vec::new(),
         }
+    }
+
+    /// Adds lines to the `[global]` section (another repository, say).
+    pub fn add_global(&self, lines: &str) {
+        let text = fs::read_to_string(&self.config).expect("read pgbackrest.conf");
+        let text = text.replacen("[global]\n", &format!("[global]\n{lines}"), 1);
+        fs::write(&self.config, text).expect("write pgbackrest.conf");
     }
 
     /// Runs a pgBackRest command as the PostgreSQL user.
     pub fn run(&self, args: &[&str]) -> Output {
         run_ok(
+            // runuser keeps the environment: credentials travel there, never in argv.
             as_postgres("pgbackrest")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .arg(format!("--config={}", self.config))
                 .arg("--stanza=main")
                 .args(args),

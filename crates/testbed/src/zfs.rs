@@ -80,6 +80,24 @@ impl Pool {
         run_ok(Command::new("zfs").args(args))
     }
 
+    /// `zfs destroy`, retried for a few seconds: zfs-fuse reports a dataset it just unmounted
+    /// busy for a moment.
+    pub fn destroy_dataset(&self, name: &str) {
+        let mut last = String::new();
+        for _ in 0..40 {
+            let output = Command::new("zfs")
+                .args(["destroy", name])
+                .output()
+                .expect("run zfs");
+            if output.status.success() {
+                return;
+            }
+            last = String::from_utf8_lossy(&output.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("zfs destroy {name} kept failing: {last}");
+    }
+
     /// Creates `pool/relative` (and parents) with a mountpoint; it mounts at once.
     pub fn create_dataset(&self, relative: &str, mountpoint: Option<&Utf8Path>) -> String {
         let name = self.dataset(relative);

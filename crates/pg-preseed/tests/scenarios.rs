@@ -1,0 +1,305 @@
+//! Tier 2 twins of the NixOS VM scenarios (`nixos-tests/<name>.nix`): the same story, the same
+//! names (with underscores), on real PostgreSQL, pgBackRest, mounts, zfs-fuse and an S3 server,
+//! driving the units' sequence through [`Host::boot`]: preflight → run (when its condition
+//! holds) → nixpkgs' initdb-if-no-PG_VERSION → start PostgreSQL → verify.
+
+use std::fs;
+use std::process::Stdio;
+use std::time::Duration;
+
+use camino::Utf8Path;
+use serde_json::json;
+use testbed::{golden, zfs::Pool, Golden, Host, Sandbox};
+
+fn bin() -> &'static Utf8Path {
+    Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
+}
+
+fn kinds(run: &testbed::Run) -> Vec<String> {
+    run.json()["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A new machine: empty PGDATA, no receipt, backups in the repository. PostgreSQL comes up with
+/// the data and the receipt records the restored cluster's system identifier.
+#[test]
+fn first_boot_restore() {
+    let sandbox = Sandbox::new("first-boot-restore");
+    let host = Host::new(&sandbox, bin(), 1);
+    assert!(!host.marker.exists());
+
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "restore");
+    assert!(!boot.initdb_ran, "initdb never ran");
+    assert_eq!(host.rows(), golden::ROWS);
+    let receipt = host.receipt();
+    assert_eq!(receipt["action"], "restored");
+    assert_eq!(
+        receipt["system_identifier"],
+        Golden::get().system_identifier.to_string()
+    );
+    assert_eq!(
+        receipt["system_identifier"],
+        host.cluster.system_identifier().to_string()
+    );
+}
+
+/// A running server is stopped, PGDATA emptied, the receipt left where it is: the next start
+/// restores. (The seed's runbook needed "Delete marker (CRITICAL!)" here.)
+#[test]
+fn wipe_restores() {
+    let sandbox = Sandbox::new("wipe-restores");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    // The data changes below make the golden row count wrong on purpose.
+    host.set(
+        "/verify/sql",
+        json!(["SELECT count(*) > 0 FROM preseed_check"]),
+    );
+    host.boot().expect_verified();
+    // Work done after the backup, archived (`pgbackrest check` switches WAL and waits for the
+    // archive): the restore replays it.
+    host.cluster
+        .psql(&format!("DELETE FROM {} WHERE id > 10", golden::TABLE));
+    host.pgbackrest.run(&["check"]);
+    let before = host.receipt();
+
+    host.wipe_pgdata();
+    assert!(host.marker.exists(), "nobody deletes the receipt");
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "restore");
+    assert!(!boot.initdb_ran);
+    assert_eq!(
+        host.cluster
+            .psql(&format!("SELECT count(*) FROM {}", golden::TABLE)),
+        "10"
+    );
+    assert_eq!(
+        host.receipt()["system_identifier"],
+        before["system_identifier"]
+    );
+    assert_ne!(host.receipt()["verified_at"], serde_json::Value::Null);
+}
+
+/// The seed's exact layout on zfs-fuse: `…/postgres` and `…/postgresql` both mounted at PGDATA,
+/// the old marker on the bottom one, PGDATA (the top one) empty. The datasets unit and preflight
+/// refuse naming both datasets, PostgreSQL does not start, no initdb runs. With the stray dataset
+/// destroyed, the next start restores.
+#[test]
+fn incident_stacked_datasets() {
+    let sandbox = Sandbox::new("incident-stacked-datasets");
+    let pool = Pool::create(&sandbox, "isd");
+    let pgdata = sandbox.path("var/lib/postgresql/16");
+    let (stray, declared) = testbed::zfs::stack_incident(&sandbox, &pool, &pgdata);
+    testbed::chown_postgres(&pgdata);
+    let mut host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    host.set(
+        "/datasets",
+        json!([{"name": declared, "mountpoint": pgdata}]),
+    );
+    host.set("/require_mount", json!({"dataset": declared}));
+
+    let datasets = host.preseed(&["datasets", "ensure"]);
+    datasets.expect_code(3);
+    assert!(datasets.all_output().contains(&stray));
+
+    let boot = host.boot();
+    assert_eq!(boot.preflight.code, 3);
+    assert!(
+        !boot.started && !boot.initdb_ran,
+        "PostgreSQL must not start"
+    );
+    let output = boot.preflight.all_output();
+    assert!(
+        output.contains(&format!("{stray} ")) || output.contains(&format!("{stray},")),
+        "{output}"
+    );
+    assert!(output.contains(&declared), "{output}");
+    assert!(!pgdata.join("PG_VERSION").exists());
+
+    // The fix the finding gives: take the stray dataset away (unmounting the top one first, since
+    // the stray one is underneath it), then start again.
+    pool.zfs(&["umount", &declared]);
+    pool.zfs(&["umount", &stray]);
+    pool.destroy_dataset(&stray);
+    pool.zfs(&["mount", &declared]);
+    host.preseed(&["datasets", "check"]).expect_code(0);
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "restore");
+    assert_eq!(host.rows(), golden::ROWS);
+}
+
+/// PGDATA's dataset did not mount: refused; nothing is written to the directory underneath (on
+/// the root filesystem), where pgBackRest would otherwise have restored.
+#[test]
+fn dataset_not_mounted() {
+    let sandbox = Sandbox::new("dataset-not-mounted");
+    let pool = Pool::create(&sandbox, "dnm");
+    let pgdata = sandbox.path("var/lib/postgresql/16");
+    let dataset = pool.create_dataset("services/postgresql", Some(&pgdata));
+    pool.zfs(&["umount", &dataset]);
+    testbed::chown_postgres(&pgdata);
+    let mut host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    host.set(
+        "/datasets",
+        json!([{"name": dataset, "mountpoint": pgdata}]),
+    );
+    host.set("/require_mount", json!({"dataset": dataset}));
+
+    let boot = host.boot();
+    assert_eq!(boot.preflight.code, 3);
+    let found = kinds(&boot.preflight);
+    assert!(
+        found.contains(&"dataset_not_mounted".to_owned()),
+        "{found:?}"
+    );
+    assert!(found.contains(&"mount_missing".to_owned()), "{found:?}");
+    assert!(!boot.started);
+    // The restore unit refuses on its own too (it does not rely on preflight having run).
+    host.preseed(&["run"]).expect_code(3);
+    assert!(
+        testbed::tree(&pgdata).is_empty(),
+        "nothing written on the root filesystem"
+    );
+}
+
+/// Power loss mid-restore (kill -9 of the engine and pgBackRest): the next boot resumes and
+/// completes; no receipt exists before the verify step.
+#[test]
+fn crash_mid_restore() {
+    let sandbox = Sandbox::new("crash-mid-restore");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.set("/pgbackrest/process_max", json!(1));
+    let engine = host
+        .preseed_command(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the restore");
+    let manifest = host.pgdata.join("backup.manifest");
+    testbed::wait_for("the restore to start", Duration::from_secs(60), || {
+        manifest.exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut victims = testbed::pids_with_arg(&format!("--pg1-path={}", host.pgdata));
+    victims.push(i32::try_from(engine.id()).expect("pid"));
+    testbed::kill9(&victims);
+    let _ = engine.wait_with_output();
+    testbed::wait_for("pgBackRest to be gone", Duration::from_secs(30), || {
+        testbed::pids_with_arg(&format!("--pg1-path={}", host.pgdata)).is_empty()
+    });
+    assert!(manifest.exists(), "the restore was cut short");
+    assert!(!host.marker.exists(), "no receipt after a crash");
+
+    // The next boot: preflight, run (the unit's condition holds: backup.manifest), …
+    let preflight = host.preseed(&["preflight"]);
+    preflight.expect_code(0);
+    let run = host.preseed(&["run"]);
+    run.expect_code(0);
+    assert_eq!(run.decision(), "resume");
+    assert!(!host.marker.exists(), "no receipt before the verify step");
+    host.cluster.start();
+    host.preseed(&["verify"]).expect_code(0);
+    assert_eq!(host.rows(), golden::ROWS);
+    assert_eq!(host.receipt()["action"], "restored");
+}
+
+/// A first deployment: an empty repository without a stanza, no receipt, onNoBackup = "initdb".
+/// PostgreSQL initialises a new cluster; then stanza-create and a first backup succeed, and that
+/// backup restores (the loop closes).
+#[test]
+fn first_deploy() {
+    let sandbox = Sandbox::new("first-deploy");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    fs::remove_dir_all(&host.pgbackrest.repos[0]).expect("empty the repository");
+    let _ = sandbox.shared_dir("repo1");
+    host.set("/on_no_backup", json!("initdb"));
+    host.set("/verify/sql", json!(["SELECT true"]));
+
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "fresh");
+    assert!(
+        boot.initdb_ran,
+        "this is the one case where initdb is right"
+    );
+    assert_eq!(host.receipt()["action"], "fresh");
+
+    host.pgbackrest.run(&["stanza-create"]);
+    host.cluster.psql(
+        "CREATE TABLE deployed (id int); INSERT INTO deployed SELECT generate_series(1, 42);",
+    );
+    host.pgbackrest.run(&["--type=full", "backup"]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&host.pgbackrest.run(&["--output=json", "info"]).stdout)
+            .expect("json");
+    assert_eq!(info[0]["backup"].as_array().map(Vec::len), Some(1));
+
+    host.wipe_pgdata();
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "restore");
+    assert_eq!(host.cluster.psql("SELECT count(*) FROM deployed"), "42");
+}
+
+/// repo1 (posix, the NFS-like one) is unreachable: the restore comes from repo2, an S3 object
+/// store (s3s-fs behind TLS: real S3 traffic), and the receipt says so.
+#[test]
+fn repo_fallback() {
+    let sandbox = Sandbox::new("repo-fallback");
+    let s3 = testbed::s3::S3::start(&sandbox);
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.add_s3_repo(&s3, 2);
+    host.set(
+        "/pgbackrest/repos",
+        json!([{"number": 1, "name": "nfs"}, {"number": 2, "name": "s3"}]),
+    );
+    host.set(
+        "/verify/sql",
+        json!(["SELECT count(*) > 0 FROM preseed_check"]),
+    );
+
+    // A server with data (from repo1), then a backup of it in the S3 repository too.
+    host.boot().expect_verified();
+    host.pgbackrest.run(&["stanza-create"]);
+    host.pgbackrest.run(&["--repo=2", "--type=full", "backup"]);
+    let s3_label = {
+        let info: serde_json::Value = serde_json::from_slice(
+            &host
+                .pgbackrest
+                .run(&["--repo=2", "--output=json", "info"])
+                .stdout,
+        )
+        .expect("json");
+        info[0]["backup"][0]["label"]
+            .as_str()
+            .expect("a backup in repo2")
+            .to_owned()
+    };
+
+    // The NFS share does not mount: repo1's path is gone.
+    host.wipe_pgdata();
+    let repo1 = host.pgbackrest.repos[0].clone();
+    fs::rename(&repo1, sandbox.path("repo1-share-not-mounted")).expect("take repo1 away");
+
+    let boot = host.boot();
+    boot.expect_verified();
+    assert_eq!(boot.decision(), "restore");
+    let run = boot.run.as_ref().expect("the unit ran").all_output();
+    assert!(run.contains("repo1 (nfs) is unreachable"), "{run}");
+    assert_eq!(host.rows(), golden::ROWS);
+    let receipt = host.receipt();
+    assert_eq!(receipt["source"]["repo"], 2);
+    assert_eq!(receipt["source"]["repo_name"], "s3");
+    assert_eq!(receipt["source"]["backup_label"], s3_label);
+    assert!(
+        !run.contains(testbed::s3::SECRET_KEY),
+        "the secret never shows in the output"
+    );
+}

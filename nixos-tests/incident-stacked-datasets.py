@@ -1,0 +1,47 @@
+STRAY = "tank/services/postgres"
+
+backup.start()
+backup.wait_for_unit("nfs-server.service")
+db.start()
+
+with subtest("a server with data and a backup"):
+    create_pool(db)
+    wait_verified(db)
+    fill(db, 1000)
+    take_backup(db)
+
+with subtest("the incident's layout: a stray dataset under PGDATA's, the top one emptied"):
+    db.systemctl("stop postgresql.service")
+    db.succeed(
+        f"zfs umount {DATASET}",
+        f"zfs create -o mountpoint={PGDATA} {STRAY}",
+        f"touch {PGDATA}/.preseed-completed",
+        # What overlay=on did at boot: mount the real dataset over the busy directory.
+        f"zfs mount -O {DATASET}",
+        f"find {PGDATA} -mindepth 1 -delete",
+    )
+    db.shutdown()
+    db.start()
+    db.wait_for_unit("multi-user.target")
+
+with subtest("refused before PostgreSQL: no initdb, both datasets named"):
+    db.require_unit_state("postgresql-preseed-datasets.service", "failed")
+    db.fail("systemctl is-active postgresql.service")
+    db.fail(f"test -e {PGDATA}/PG_VERSION")
+    log = boot_log(db, "postgresql-preseed-datasets.service")
+    assert f"dataset {STRAY} " in log, log
+    assert DATASET in log, log
+    db.fail("journalctl -b -u postgresql.service | grep -q 'The files belonging to this database system'")
+
+with subtest("with the stray dataset destroyed, a restart restores"):
+    db.succeed(
+        f"zfs umount -f {DATASET} || true",
+        f"zfs umount -f {STRAY} || true",
+        f"zfs destroy {STRAY}",
+        f"zfs mount {DATASET}",
+        "systemctl reset-failed",
+    )
+    db.systemctl("start postgresql.service")
+    wait_verified(db)
+    assert psql(db, "SELECT count(*) FROM t") == "1000"
+    assert receipt(db)["action"] == "restored"

@@ -1,0 +1,32 @@
+S3_ENV = "env PGBACKREST_REPO2_S3_KEY=preseedkey PGBACKREST_REPO2_S3_KEY_SECRET=preseedsecret"
+
+backup.start()
+backup.wait_for_unit("nfs-server.service")
+backup.wait_for_unit("minio.service")
+backup.wait_until_succeeds(
+    "mc alias set local https://localhost:9000 preseedkey preseedsecret --insecure"
+    " && mc mb --insecure --ignore-existing local/pgbackrest"
+)
+db.start()
+
+with subtest("a server with data, backed up to both repositories"):
+    create_pool(db)
+    wait_verified(db)
+    fill(db, 1000)
+    db.succeed(f"sudo -u postgres {S3_ENV} pgbackrest --stanza={STANZA} stanza-create")
+    db.succeed(f"sudo -u postgres {S3_ENV} pgbackrest --stanza={STANZA} --repo=1 --type=full backup")
+    db.succeed(f"sudo -u postgres {S3_ENV} pgbackrest --stanza={STANZA} --repo=2 --type=full backup")
+
+with subtest("the NFS share is gone at the next boot"):
+    wipe(db)
+    backup.systemctl("stop nfs-server.service")
+    db.shutdown()
+    db.start()
+
+with subtest("restored from the S3 repository, and the receipt says so"):
+    wait_verified(db)
+    assert psql(db, "SELECT count(*) FROM t") == "1000"
+    r = receipt(db)
+    assert r["source"]["repo"] == 2, r
+    log = boot_log(db, "postgresql-preseed.service")
+    assert "repo1 (nfs) is unreachable" in log, log
