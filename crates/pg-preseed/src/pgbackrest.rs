@@ -98,6 +98,55 @@ pub fn restore_argv(restore: &Restore<'_>) -> Vec<String> {
     argv
 }
 
+/// `verify` of one backup set: pgBackRest re-reads it and names every file that does not match
+/// its checksum (used after a restore failed in a way that smells of corruption).
+#[must_use]
+pub fn verify_argv(common: &Common<'_>, repo: u32, set: &str) -> Vec<String> {
+    let mut argv = Vec::new();
+    common.push(&mut argv);
+    argv.push(format!("--repo={repo}"));
+    argv.push(format!("--set={set}"));
+    argv.push("--log-level-console=info".to_owned());
+    argv.push("--log-level-stderr=off".to_owned());
+    argv.push("--log-level-file=off".to_owned());
+    argv.push("verify".to_owned());
+    argv
+}
+
+/// Whether a failed restore's output suggests a damaged repository file (as opposed to an
+/// unreachable repository or a full disk).
+#[must_use]
+pub fn looks_like_corruption(output: &str) -> bool {
+    [
+        "checksum",
+        "FormatError",
+        "lz4 error",
+        "zlib error",
+        "zst error",
+        "bz2 error",
+        "unexpected eof",
+        "[029]",
+        "[039]",
+    ]
+    .iter()
+    .any(|needle| output.contains(needle))
+}
+
+/// The repository files `verify` found damaged or missing (`invalid checksum '…'`, …).
+#[must_use]
+pub fn corrupt_files(verify_output: &str) -> Vec<String> {
+    verify_output
+        .lines()
+        .filter_map(parse_log_line)
+        .filter(|line| line.message.starts_with("invalid ") || line.message.contains("missing"))
+        .filter_map(|line| {
+            let end = line.message.rfind('\'')?;
+            let start = line.message[..end].rfind('\'')?;
+            Some(line.message[start + 1..end].to_owned())
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // info --output=json
 
@@ -661,6 +710,20 @@ mod tests {
         assert_eq!(parse_size("0B"), Some(0));
         assert_eq!(parse_size("12XB"), None);
         assert_eq!(parse_size("MB"), None);
+    }
+
+    #[test]
+    fn verify_names_the_corrupt_file() {
+        let output = include_str!("../tests/fixtures/pgbackrest-verify-corrupt.txt");
+        assert_eq!(
+            corrupt_files(output),
+            ["20261127-090147F/pg_data/base/5/16396.gz"]
+        );
+        assert!(corrupt_files("P00   INFO: verify command end: completed successfully").is_empty());
+        assert!(looks_like_corruption("ERROR: [029]: raised from local-1 protocol: lz4 error: [-18] ERROR_contentChecksum_invalid"));
+        assert!(!looks_like_corruption(
+            "ERROR: [047]: unable to create path '/x': [28] No space left on device"
+        ));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::receipt::{now_rfc3339, unix_to_rfc3339, Attempt, Claim, Source};
 
 /// How often restore progress is logged while pgBackRest copies files.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// `pgbackrest verify` of one backup set re-reads it whole; bound it.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// A successful restore.
 #[derive(Debug, Clone)]
@@ -154,7 +156,10 @@ pub fn restore(
                 return Ok(restored);
             }
             Err(error) => {
-                let message = format!("{error:#}");
+                let mut message = format!("{error:#}");
+                if pgbackrest::looks_like_corruption(&message) {
+                    message.push_str(&name_corrupt_files(ctx, candidate));
+                }
                 tracing::error!(repo = %candidate.repo, error = %message, "restore from this repository failed");
                 if let Some(last) = claim.attempts.last_mut() {
                     last.error = Some(message.clone());
@@ -165,6 +170,42 @@ pub fn restore(
         }
     }
     Err(Failed { attempts: failures }.into())
+}
+
+/// After a restore failed on what looks like a damaged file, asks `pgbackrest verify` which
+/// files of the backup set are damaged, so the error names them. Returns text to append.
+fn name_corrupt_files(ctx: &Context, candidate: &Candidate) -> String {
+    let config = &ctx.config.pgbackrest;
+    let argv = pgbackrest::verify_argv(
+        &Common {
+            stanza: &config.stanza,
+            config: config.config.as_deref(),
+        },
+        candidate.repo.number,
+        &candidate.backup.label,
+    );
+    tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, "checking the backup set for damaged files (pgbackrest verify)");
+    match Command::new(ctx.pgbackrest_program(), argv)
+        .run_as(ctx.children.as_ref())
+        .output_any_status(Some(VERIFY_TIMEOUT))
+    {
+        Ok(output) => {
+            let files = pgbackrest::corrupt_files(&String::from_utf8_lossy(&output.stdout));
+            if files.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\ndamaged in {} (pgbackrest verify): {}",
+                    candidate.repo,
+                    files.join(", ")
+                )
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "pgbackrest verify could not run");
+            String::new()
+        }
+    }
 }
 
 fn attempt(

@@ -294,6 +294,12 @@ fn broken_repo1_falls_back_to_repo2() {
     let receipt = host.receipt();
     assert_eq!(receipt["source"]["repo"], 2);
     assert_eq!(receipt["source"]["backup_label"], Golden::get().labels[1]);
+    // The error of the failed attempt names the damaged file (found by pgbackrest verify).
+    let error = claim_attempts[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("damaged in repo1 (pgbackrest verify)") && error.contains("pg_data/"),
+        "{error}"
+    );
 }
 
 /// Flips bytes in the largest file of a repository's backup (a table's data).
