@@ -132,6 +132,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 pub struct Sandbox {
     pub root: Utf8PathBuf,
     clusters: std::cell::RefCell<Vec<Utf8PathBuf>>,
+    pools: std::cell::RefCell<Vec<String>>,
 }
 
 impl Sandbox {
@@ -152,6 +153,7 @@ impl Sandbox {
         Sandbox {
             root,
             clusters: std::cell::RefCell::new(Vec::new()),
+            pools: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -178,6 +180,11 @@ impl Sandbox {
         chown_postgres(&dir);
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
         dir
+    }
+
+    /// Records a zfs-fuse pool to destroy on drop (after the servers on it are stopped).
+    pub fn register_pool(&self, name: &str) {
+        self.pools.borrow_mut().push(name.to_owned());
     }
 
     /// A cluster handle for PGDATA at `pgdata`, listening only on a socket in this sandbox.
@@ -213,6 +220,9 @@ impl Drop for Sandbox {
                     .stderr(Stdio::null())
                     .status();
             }
+        }
+        for pool in self.pools.borrow().iter() {
+            zfs::destroy_pool(pool);
         }
         mounts::unmount_below(&self.root);
         if std::env::var_os("TESTBED_KEEP").is_none() {

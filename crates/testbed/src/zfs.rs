@@ -66,6 +66,8 @@ impl Pool {
             .stderr(Stdio::null())
             .status();
         run_ok(Command::new("zpool").args(["create", "-m", "none", &name, file.as_str()]));
+        // Destroyed by the sandbox, after it has stopped the servers running on the pool.
+        sandbox.register_pool(&name);
         Pool { name, file }
     }
 
@@ -113,26 +115,6 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        // zfs-fuse sometimes reports a freshly used pool busy; retry briefly, and say so if the
-        // pool outlives the test (a leak would break later runs' mounts).
-        for attempt in 0..20 {
-            let output = Command::new("zpool")
-                .args(["destroy", "-f", &self.name])
-                .output();
-            match output {
-                Ok(output) if output.status.success() => return,
-                Ok(output) if attempt == 19 => eprintln!(
-                    "testbed: could not destroy pool {}: {}",
-                    self.name,
-                    String::from_utf8_lossy(&output.stderr)
-                ),
-                _ => std::thread::sleep(Duration::from_millis(250)),
-            }
-        }
-    }
-}
 
 /// The seed's incident on `pool`: `services/postgres` mounted at `pgdata` holding the old
 /// `.preseed-completed` marker, with `services/postgresql` mounted over it, empty. Returns
@@ -153,4 +135,19 @@ pub fn stack_incident(sandbox: &Sandbox, pool: &Pool, pgdata: &Utf8Path) -> (Str
         "the old marker is hidden under the top dataset"
     );
     (bottom, top)
+}
+
+/// `zpool destroy`, retried: zfs-fuse reports a pool busy for a while after its files were used.
+pub(crate) fn destroy_pool(name: &str) {
+    for attempt in 0..40 {
+        let output = Command::new("zpool").args(["destroy", "-f", name]).output();
+        match output {
+            Ok(output) if output.status.success() => return,
+            Ok(output) if attempt == 39 => eprintln!(
+                "testbed: could not destroy pool {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            _ => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
 }
