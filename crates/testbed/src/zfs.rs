@@ -115,7 +115,6 @@ impl Pool {
     }
 }
 
-
 /// The seed's incident on `pool`: `services/postgres` mounted at `pgdata` holding the old
 /// `.preseed-completed` marker, with `services/postgresql` mounted over it, empty. Returns
 /// (bottom, top) dataset names.

@@ -228,12 +228,20 @@ fn prepare_and_lock(
             tracing::info!(directory = %created, "created the receipt's directory");
         }
     }
-    Ok(Ok(Lock::acquire(
-        &ctx.files.lock,
-        wait,
-        command,
-        ctx.owner(),
-    )?))
+    match Lock::acquire(&ctx.files.lock, wait, command, ctx.owner()) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err(error) if error.downcast_ref::<lock::Busy>().is_none() => {
+            // The lock file cannot even be opened: the preflight checks say why (an unwritable
+            // or symlinked marker directory) better than the open error does.
+            let preflight = facts::preflight(ctx);
+            if preflight.is_clean() {
+                Err(error)
+            } else {
+                Ok(Err(Report::from_preflight(command, &preflight)))
+            }
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Extra numbers a run may record.

@@ -1,0 +1,29 @@
+//! The `pgbackrest info --output=json` reader and the console-log parsers never panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pg_preseed::pgbackrest;
+
+fuzz_target!(|text: &str| {
+    if let Ok(infos) = pgbackrest::parse_info(text) {
+        for info in &infos {
+            for repo in 1..=3 {
+                if let Ok(view) = pgbackrest::repo_view(&infos, &info.name, repo) {
+                    assert!(view.backups.windows(2).all(|w| w[0].stop <= w[1].stop));
+                }
+            }
+        }
+    }
+    for line in text.lines() {
+        if let Some(parsed) = pgbackrest::parse_log_line(line) {
+            let _ = pgbackrest::restore_progress(parsed.message);
+            let _ = pgbackrest::restored_backup_set(parsed.message);
+            let _ = pgbackrest::restore_size(parsed.message).and_then(pgbackrest::parse_size);
+        }
+    }
+    let _ = pgbackrest::parse_command_begin(text);
+    let _ = pgbackrest::corrupt_files(text);
+    let _ = pg_preseed::pgdata::manifest_label(text);
+    let _ = pg_preseed::postgres::parse_postmaster_pid(text);
+    let _ = pg_preseed::postgres::parse_controldata(text);
+});
