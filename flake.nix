@@ -46,6 +46,12 @@
             else throw "module eval tests failed: ${builtins.toJSON failures}"
           );
 
+        # docs/options.md must be what nix/options-doc.nix renders from the module today.
+        options-doc = pkgs.runCommand "postgresql-preseed-options-doc" {} ''
+          diff -u ${./docs/options.md} ${pkgs.writeText "options.md" (import ./nix/options-doc.nix {inherit lib;})}
+          touch $out
+        '';
+
         format = pkgs.runCommand "postgresql-preseed-format" {} ''
           cd ${source}
           ${lib.getExe self.packages.${system}.nix-format} --check .

@@ -290,6 +290,26 @@ in {
       '';
     };
 
+    drill = {
+      enable = lib.mkEnableOption ''
+        a scheduled restore drill: `pg-preseed drill` restores the newest usable backup into
+        a scratch directory, starts it on a private socket, runs the verify checks, and removes
+        it, so a backup that would not restore is found before the day it is needed. Its
+        outcome is in the journal and, with metrics.textfile, in the metrics
+      '';
+      schedule = mkOption {
+        type = types.str;
+        default = "weekly";
+        example = "Sun 04:00";
+        description = "When to drill (systemd OnCalendar).";
+      };
+      scratchDir = mkOption {
+        type = absolutePath;
+        default = "/var/tmp/pg-preseed-drill";
+        description = "Where the drill restores; it needs room for a whole copy of the cluster.";
+      };
+    };
+
     metrics.textfile = mkOption {
       type = types.nullOr absolutePath;
       default = null;

@@ -196,13 +196,25 @@ in {
     environment.etc."pg-preseed/config.json".source = configFile;
     environment.systemPackages = [cfg.package];
 
-    systemd.tmpfiles.rules = [
-      "d ${markerDir} 0755 postgres postgres - -"
-      # PGDATA belongs to postgres before the restore unit (running as postgres) looks at it: a
-      # freshly created dataset's root is root's. Mode untouched ("-"): pgBackRest and initdb set
-      # it. (nixpkgs' StateDirectory does this too, but only when postgresql.service starts.)
-      "d ${cfg.dataDir} - postgres postgres - -"
-    ];
+    systemd.timers.postgresql-preseed-drill = lib.mkIf cfg.drill.enable {
+      description = "Scheduled restore drill (pg-preseed)";
+      wantedBy = ["timers.target"];
+      timerConfig = {
+        OnCalendar = cfg.drill.schedule;
+        Persistent = true;
+        RandomizedDelaySec = "1h";
+      };
+    };
+
+    systemd.tmpfiles.rules =
+      lib.optional cfg.drill.enable "d ${cfg.drill.scratchDir} 0750 postgres postgres - -"
+      ++ [
+        "d ${markerDir} 0755 postgres postgres - -"
+        # PGDATA belongs to postgres before the restore unit (running as postgres) looks at it: a
+        # freshly created dataset's root is root's. Mode untouched ("-"): pgBackRest and initdb set
+        # it. (nixpkgs' StateDirectory does this too, but only when postgresql.service starts.)
+        "d ${cfg.dataDir} - postgres postgres - -"
+      ];
 
     systemd.services = {
       postgresql-preseed-datasets = lib.mkIf hasDatasets {
@@ -296,6 +308,23 @@ in {
             ReadWritePaths = writablePaths;
             TimeoutStartSec = "infinity";
             ExecStart = "${exe} --config ${configPath} verify --lock-wait 1h";
+          };
+      };
+
+      postgresql-preseed-drill = lib.mkIf cfg.drill.enable {
+        description = "Restore drill: restore the newest backup privately and verify it (pg-preseed)";
+        wants = ["network-online.target"];
+        after = ["network-online.target" "postgresql-preseed-verify.service"];
+        path = unitPath;
+        serviceConfig =
+          asPostgres
+          // {
+            Type = "oneshot";
+            ReadWritePaths = writablePaths ++ [cfg.drill.scratchDir];
+            EnvironmentFile = lib.optional (cfg.pgbackrest.environmentFile != null) (toString cfg.pgbackrest.environmentFile);
+            Nice = 10;
+            IOSchedulingClass = "idle";
+            ExecStart = "${exe} --config ${configPath} drill --scratch ${cfg.drill.scratchDir}";
           };
       };
 

@@ -1,8 +1,10 @@
 # shellcheck shell=bash
-# Installs the system packages pg-preseed's tests, demo and benchmarks use (Debian/Ubuntu, root).
-# Sourced by scripts/test, scripts/demo and scripts/bench.
+# What pg-preseed's demo, tests and benchmarks need on Debian/Ubuntu (as root). Sourced by the
+# scripts next to it.
 
-install_deps() {
+# System packages: PostgreSQL, pgBackRest, zfs-fuse (real `zpool`/`zfs` without a kernel
+# module), util-linux (runuser, mount), stunnel and openssl (TLS for the S3 test server).
+install_packages() {
   local packages=(postgresql postgresql-contrib pgbackrest zfs-fuse util-linux procps stunnel4 openssl)
   local missing=()
   for package in "${packages[@]}"; do
@@ -14,19 +16,27 @@ install_deps() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
       { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
   fi
+}
+
+# Test tools from the crate registry: cargo-nextest (the test runner) and s3s-fs (the S3 server
+# of the repo-fallback scenario; 0.14.1 is the newest release that builds with Rust 1.95).
+install_test_tools() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
   fi
-  # The S3 server of the repo-fallback scenario (pgBackRest reaches it through stunnel's TLS).
-  # 0.14.1: the newest release that builds with this machine's Rust.
   if ! command -v s3s-fs >/dev/null && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs ]]; then
+    echo "installing s3s-fs (a few minutes, once)" >&2
     cargo install --locked --quiet s3s-fs --version 0.14.1 --features binary
   fi
 }
 
 require_root() {
   if [[ $(id -u) -ne 0 ]]; then
-    echo "$0: run as root (the tests mount filesystems, run zfs and start PostgreSQL as postgres)" >&2
+    echo "$0: run as root (it mounts filesystems, runs zfs and starts PostgreSQL as postgres)" >&2
+    exit 2
+  fi
+  if ! command -v cargo >/dev/null; then
+    echo "$0: needs Rust >= 1.85 with cargo (https://rustup.rs)" >&2
     exit 2
   fi
 }

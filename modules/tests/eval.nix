@@ -577,6 +577,40 @@ in
       };
     };
 
+    testDrillAddsATimerAndAPostgresUnit = {
+      expr = let
+        c = eval [
+          {
+            services.postgresql-preseed.drill = {
+              enable = true;
+              schedule = "Sun 04:00";
+            };
+          }
+        ];
+        unit = c.systemd.services.postgresql-preseed-drill;
+      in {
+        timer = c.systemd.timers.postgresql-preseed-drill.timerConfig.OnCalendar;
+        wantedBy = c.systemd.timers.postgresql-preseed-drill.wantedBy;
+        user = unit.serviceConfig.User;
+        exec = unit.serviceConfig.ExecStart;
+        writable = builtins.elem "/var/tmp/pg-preseed-drill" unit.serviceConfig.ReadWritePaths;
+        scratchCreated = builtins.elem "d /var/tmp/pg-preseed-drill 0750 postgres postgres - -" c.systemd.tmpfiles.rules;
+      };
+      expected = {
+        timer = "Sun 04:00";
+        wantedBy = ["timers.target"];
+        user = "postgres";
+        exec = "/nix/store/00000000000000000000000000000000-pg-preseed-0.1.0/bin/pg-preseed --config /etc/pg-preseed/config.json drill --scratch /var/tmp/pg-preseed-drill";
+        writable = true;
+        scratchCreated = true;
+      };
+    };
+
+    testNoDrillByDefault = {
+      expr = (units ? postgresql-preseed-drill) || (good.systemd.timers ? postgresql-preseed-drill);
+      expected = false;
+    };
+
     testTargetNeedsValue = {
       expr = firesWith "needs target.value" (eval [{services.postgresql-preseed.pgbackrest.target.type = "time";}]);
       expected = true;

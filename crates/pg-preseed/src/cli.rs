@@ -51,6 +51,9 @@ pub enum Command {
     /// Read or remove the receipt.
     #[command(subcommand)]
     Marker(MarkerCommand),
+    /// Restore a backup into a scratch directory, start it privately, run the verify checks,
+    /// clean up: proof that the backups restore (0 / 4).
+    Drill(DrillArgs),
     /// Compare (check) or reconcile (ensure) the declared ZFS datasets; refuse conflicts.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
@@ -89,6 +92,26 @@ pub struct VerifyArgs {
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Restore from this repository number only (default: the first usable one, in order).
+    #[arg(long)]
+    pub repo: Option<u32>,
+    /// Restore this backup set (default: pgbackrest.set, else the newest).
+    #[arg(long)]
+    pub set: Option<String>,
+    /// Where to restore; it needs room for the whole cluster. A directory named after this
+    /// drill is created inside it and removed afterwards.
+    #[arg(long, default_value = "/var/tmp/pg-preseed-drill")]
+    pub scratch: Utf8PathBuf,
+    /// Keep the restored copy (and stop its server) for inspection.
+    #[arg(long)]
+    pub keep: bool,
+    /// How long to wait for the restored server to finish recovery (default: verify.timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -159,14 +159,7 @@ pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
     let blocking: Vec<_> = facts.preflight.blocking().collect();
     if !blocking.is_empty() {
         b.reasons.extend(blocking.iter().map(|f| f.detail.clone()));
-        let fixes: Vec<_> = blocking.iter().map(|f| f.fix.as_str()).collect();
-        return b.finish(
-            Action::Refuse,
-            Some(format!(
-                "fix: {}; then start PostgreSQL again (nothing was changed)",
-                fixes.join("; ")
-            )),
-        );
+        return b.finish(Action::Refuse, Some(crate::report::REFUSED_NEXT.to_owned()));
     }
 
     let pgdata_text = facts.pgdata.describe(policy.pgdata.as_ref());
@@ -404,6 +397,27 @@ fn guard_next(policy: &Policy) -> String {
         "to restore, run: pg-preseed run --config {} --allow-restore",
         policy.config_path
     )
+}
+
+/// What `drill` may restore: the usable backups of the given repositories in order, and a
+/// sentence per repository.
+#[must_use]
+pub fn candidates(repos: Vec<RepoFacts>, policy: &Policy) -> (Vec<Candidate>, Vec<String>) {
+    let facts = Facts {
+        pgdata: PgdataState::Missing,
+        system_identifier: None,
+        system_identifier_error: None,
+        marker: MarkerState::Absent,
+        claim: None,
+        preflight: preflight::Report::default(),
+        repos: Some(repos),
+    };
+    let mut b = Builder {
+        reasons: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let candidates = usable_candidates(&facts, policy, &mut b).unwrap_or_default();
+    (candidates, b.reasons)
 }
 
 /// Usable candidates in configured order, adding a reason per repository. `Err(next)` when the
@@ -706,7 +720,7 @@ mod tests {
                 d.reasons,
                 ["2 filesystems are mounted at /var/lib/postgresql/16"]
             );
-            assert!(d.next.unwrap().contains("zfs set mountpoint=none"));
+            assert!(d.next.unwrap().contains("nothing was changed"));
         }
     }
 

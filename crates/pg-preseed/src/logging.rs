@@ -22,7 +22,12 @@ pub fn init(verbose: u8, acting: bool) {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
                 .with(filter)
-                .with(journald.with_syslog_identifier("pg-preseed".to_owned()))
+                .with(
+                    journald
+                        .with_syslog_identifier("pg-preseed".to_owned())
+                        // DECISION=restore, REPO=repo1, … rather than F_DECISION.
+                        .with_field_prefix(None),
+                )
                 .init();
             return;
         }

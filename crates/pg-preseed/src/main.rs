@@ -9,7 +9,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     pg_preseed::logging::init(
         cli.verbose,
-        matches!(cli.command, Command::Run(_) | Command::Verify(_)),
+        matches!(
+            cli.command,
+            Command::Run(_) | Command::Verify(_) | Command::Drill(_)
+        ),
     );
     match dispatch(&cli) {
         Ok(exit) => ExitCode::from(exit.code()),

@@ -60,8 +60,10 @@ pub struct Restore<'a> {
     pub delta: bool,
     pub set: Option<&'a str>,
     pub target: &'a Target,
-    /// For drills: the restored cluster must not archive into the production repository.
-    pub archive_mode_off: bool,
+    /// For drills: the scratch directory. The restored cluster must not archive into the
+    /// production repository, and tablespaces must land in the scratch directory, not over the
+    /// production ones.
+    pub drill: Option<&'a Utf8Path>,
 }
 
 /// `restore` with the console at `detail` (one line per file, with the running percentage, for
@@ -89,8 +91,9 @@ pub fn restore_argv(restore: &Restore<'_>) -> Vec<String> {
         // recovery forever and `verify` waiting.
         argv.push("--target-action=promote".to_owned());
     }
-    if restore.archive_mode_off {
+    if let Some(scratch) = restore.drill {
         argv.push("--archive-mode=off".to_owned());
+        argv.push(format!("--tablespace-map-all={scratch}/tablespaces"));
     }
     argv.push("--log-level-console=detail".to_owned());
     argv.push("--log-level-stderr=off".to_owned());
@@ -610,7 +613,7 @@ mod tests {
             delta: false,
             set: None,
             target: &target,
-            archive_mode_off: false,
+            drill: None,
         };
         let argv = restore_argv(&restore);
         assert_eq!(
@@ -647,7 +650,7 @@ mod tests {
             delta: false,
             set: Some("20240101-000000F"),
             target: &target,
-            archive_mode_off: true,
+            drill: Some(Utf8Path::new("/var/tmp/drill")),
         };
         let argv = restore_argv(&restore);
         for expected in [
@@ -656,6 +659,7 @@ mod tests {
             "--target=2024-01-02 03:04:05+00",
             "--target-action=promote",
             "--archive-mode=off",
+            "--tablespace-map-all=/var/tmp/drill/tablespaces",
         ] {
             assert!(
                 argv.contains(&expected.to_owned()),

@@ -65,15 +65,21 @@ impl PgdataState {
     /// A sentence for reasons: "PGDATA /x is empty".
     #[must_use]
     pub fn describe(&self, pgdata: &Utf8Path) -> String {
+        format!("PGDATA {pgdata} {}", self.summary())
+    }
+
+    /// What PGDATA holds, as the end of a sentence ("is empty", "holds a PostgreSQL 16 cluster").
+    #[must_use]
+    pub fn summary(&self) -> String {
         match self {
-            PgdataState::Missing => format!("PGDATA {pgdata} does not exist"),
-            PgdataState::Empty => format!("PGDATA {pgdata} is empty"),
+            PgdataState::Missing => "does not exist".to_owned(),
+            PgdataState::Empty => "is empty".to_owned(),
             PgdataState::Initialized { pg_version, .. } => format!(
-                "PGDATA {pgdata} holds a PostgreSQL {} cluster (PG_VERSION and global/pg_control present)",
+                "holds a PostgreSQL {} cluster (PG_VERSION and global/pg_control present)",
                 pg_version.as_deref().unwrap_or("?")
             ),
             PgdataState::RestoreInProgress { backup_label } => format!(
-                "PGDATA {pgdata} holds an unfinished pgBackRest restore (backup.manifest present{})",
+                "holds an unfinished pgBackRest restore (backup.manifest present{})",
                 backup_label
                     .as_deref()
                     .map(|label| format!(", backup {label}"))
@@ -90,12 +96,11 @@ impl PgdataState {
                     ""
                 };
                 format!(
-                    "PGDATA {pgdata} is neither empty nor a cluster nor an unfinished restore: \
-                     it contains {listed}{hint}"
+                    "is neither empty nor a cluster nor an unfinished restore: it contains {listed}{hint}"
                 )
             }
-            PgdataState::NotADirectory => format!("PGDATA {pgdata} exists but is not a directory"),
-            PgdataState::Unreadable { error } => format!("PGDATA {pgdata} cannot be read: {error}"),
+            PgdataState::NotADirectory => "exists but is not a directory".to_owned(),
+            PgdataState::Unreadable { error } => format!("cannot be read: {error}"),
         }
     }
 }

@@ -10,6 +10,10 @@ use crate::pgdata::PgdataState;
 use crate::preflight::{self, Finding};
 use crate::receipt::{Claim, MarkerState};
 
+/// What to do after a refusal on findings: each finding carries its own fix.
+pub const REFUSED_NEXT: &str =
+    "fix what the findings above name (each says how), then start again; nothing was changed";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: String,
@@ -130,14 +134,7 @@ impl Report {
                 .collect()
         };
         if !preflight.is_clean() {
-            report.next = Some(format!(
-                "fix: {}",
-                preflight
-                    .blocking()
-                    .map(|f| f.fix.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
+            report.next = Some(REFUSED_NEXT.to_owned());
         }
         report
     }

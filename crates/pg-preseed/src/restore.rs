@@ -227,7 +227,7 @@ fn attempt(
         delta,
         set: config.set.as_deref(),
         target: &config.target,
-        archive_mode_off: false,
+        drill: None,
     });
     tracing::info!(
         repo = %candidate.repo,
@@ -236,7 +236,28 @@ fn attempt(
         process_max,
         "restoring"
     );
+    let restored = run_restore(ctx, candidate, argv, Some(lock_fd))?;
+    // pgBackRest exited 0; confirm what it promises: a cluster, no manifest left.
+    match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
+        PgdataState::Initialized { .. } => {}
+        other => bail!(
+            "pgBackRest reported success but {}",
+            other.describe(&ctx.config.pgdata)
+        ),
+    }
+    Ok(restored)
+}
+
+/// Runs a `pgbackrest restore` argv, streaming its console into the log: messages as they come,
+/// file-by-file progress condensed to a line every few seconds.
+pub fn run_restore(
+    ctx: &Context,
+    candidate: &Candidate,
+    argv: Vec<String>,
+    lock_fd: Option<RawFd>,
+) -> anyhow::Result<Restored> {
     let started = Instant::now();
+    let every = progress_interval();
     let mut label = None;
     let mut bytes = None;
     let mut last_progress = Instant::now();
@@ -259,7 +280,7 @@ fn attempt(
             Level::Info => tracing::info!(target: "pgbackrest", "{}", parsed.message),
             Level::Detail | Level::Debug | Level::Trace => {
                 if let Some(percent) = pgbackrest::restore_progress(parsed.message) {
-                    if last_progress.elapsed() >= PROGRESS_EVERY {
+                    if last_progress.elapsed() >= every {
                         last_progress = Instant::now();
                         tracing::info!(
                             repo = %candidate.repo,
@@ -272,19 +293,12 @@ fn attempt(
             }
         }
     };
-    Command::new(ctx.pgbackrest_program(), argv)
-        .run_as(ctx.children.as_ref())
-        .inherit_fd(lock_fd)
-        .stream(&mut on_line)?;
-    let duration = started.elapsed();
-    // pgBackRest exited 0; confirm what it promises: a cluster, no manifest left.
-    match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
-        PgdataState::Initialized { .. } => {}
-        other => bail!(
-            "pgBackRest reported success but {}",
-            other.describe(&ctx.config.pgdata)
-        ),
+    let mut command = Command::new(ctx.pgbackrest_program(), argv).run_as(ctx.children.as_ref());
+    if let Some(fd) = lock_fd {
+        command = command.inherit_fd(fd);
     }
+    command.stream(&mut on_line)?;
+    let duration = started.elapsed();
     tracing::info!(
         repo = %candidate.repo,
         backup = label.as_deref().unwrap_or(&candidate.backup.label),
@@ -297,4 +311,13 @@ fn attempt(
         duration,
         bytes,
     })
+}
+
+/// How often progress is logged: every few seconds, or `PG_PRESEED_PROGRESS_SECONDS`.
+fn progress_interval() -> Duration {
+    std::env::var("PG_PRESEED_PROGRESS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(PROGRESS_EVERY, Duration::from_secs_f64)
 }

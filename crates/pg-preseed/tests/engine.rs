@@ -68,7 +68,7 @@ fn stacked_tmpfs_on_pgdata_refuses_and_writes_nothing() {
     fs::write(pgdata.join("old-marker"), b"hidden").expect("write on the bottom");
     mounts::tmpfs(&pgdata, 64, "top-fs");
     testbed::chown_postgres(&pgdata);
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     let before = testbed::tree(&pgdata);
 
     let run = host.preseed(&["run"]);
@@ -96,7 +96,7 @@ fn incident_zfs_two_datasets_one_mountpoint_refuses() {
     let pgdata = sandbox.path("var/lib/postgresql/16");
     let (bottom, top) = testbed::zfs::stack_incident(&sandbox, &pool, &pgdata);
     testbed::chown_postgres(&pgdata);
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
 
     let run = host.preseed(&["run"]);
     run.expect_code(3);
@@ -124,7 +124,7 @@ fn require_mount_not_mounted_refuses_and_leaves_directory_untouched() {
     let dataset = pool.create_dataset("pg", Some(&pgdata));
     pool.zfs(&["umount", &dataset]);
     testbed::chown_postgres(&pgdata);
-    let mut host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let mut host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     host.set("/require_mount", json!({"dataset": dataset}));
     let before = testbed::tree(&pgdata);
 

@@ -145,7 +145,7 @@ fn pgdata_filesystem_full_mid_restore_then_resumes() {
     mounts::tmpfs(&pgdata, 40, "small-pgdata");
     testbed::chown_postgres(&pgdata);
     fs::set_permissions(&pgdata, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
 
     let run = host.preseed(&["run"]);
     run.expect_code(4);
@@ -308,7 +308,7 @@ fn marker_on_pgdata_filesystem_is_refused() {
     fs::create_dir_all(&marker_dir).expect("mkdir");
     testbed::run_ok(Command::new("mount").args(["--bind", inside.as_str(), marker_dir.as_str()]));
     testbed::chown_postgres(&pgdata);
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata, 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     let run = host.preseed(&["run"]);
     run.expect_code(3);
     assert!(
@@ -430,7 +430,7 @@ fn escaped_mount_point_names() {
     fs::create_dir_all(&pgdata).expect("mkdir");
     testbed::chown_postgres(&pgdata);
     fs::set_permissions(&pgdata, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     host.preseed(&["preflight"]).expect_code(0);
     mounts::tmpfs(&base, 64, "second fs");
     fs::create_dir_all(&pgdata).expect("mkdir");
@@ -471,7 +471,7 @@ fn overlayfs_and_bind_mounted_pgdata() {
     fs::create_dir_all(&pgdata).expect("mkdir");
     testbed::chown_postgres(&pgdata);
     fs::set_permissions(&pgdata, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     host.boot().expect_verified();
     assert_eq!(host.rows(), golden::ROWS);
     host.cluster.stop();
@@ -493,7 +493,7 @@ fn zfs_dataset_names_with_unusual_characters() {
     let first = pool.create_dataset("svc.pg-16:data_1", Some(&pgdata));
     let second = pool.create_dataset("other one/pg", Some(&pgdata));
     testbed::chown_postgres(&pgdata);
-    let host = Host::with_pgdata(&sandbox, bin(), pgdata, 1);
+    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     let preflight = host.preseed(&["preflight"]);
     preflight.expect_code(3);
     let text = preflight.json()["findings"].to_string();

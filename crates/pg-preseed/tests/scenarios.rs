@@ -97,7 +97,7 @@ fn incident_stacked_datasets() {
     let pgdata = sandbox.path("var/lib/postgresql/16");
     let (stray, declared) = testbed::zfs::stack_incident(&sandbox, &pool, &pgdata);
     testbed::chown_postgres(&pgdata);
-    let mut host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let mut host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     host.set(
         "/datasets",
         json!([{"name": declared, "mountpoint": pgdata}]),
@@ -145,7 +145,7 @@ fn dataset_not_mounted() {
     let dataset = pool.create_dataset("services/postgresql", Some(&pgdata));
     pool.zfs(&["umount", &dataset]);
     testbed::chown_postgres(&pgdata);
-    let mut host = Host::with_pgdata(&sandbox, bin(), pgdata.clone(), 1);
+    let mut host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
     host.set(
         "/datasets",
         json!([{"name": dataset, "mountpoint": pgdata}]),

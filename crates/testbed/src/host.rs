@@ -99,21 +99,33 @@ impl<'a> Host<'a> {
     /// with `repos` copies of the golden repositories.
     pub fn new(sandbox: &'a Sandbox, bin: &Utf8Path, repos: usize) -> Host<'a> {
         let pgdata = sandbox.pg_dir("pgdata");
-        Host::with_pgdata(sandbox, bin, pgdata, repos)
+        Host::with_pgdata(sandbox, bin, &pgdata, repos)
     }
 
     /// As [`Host::new`] with PGDATA somewhere else (a mount point, say). PGDATA is not created.
     pub fn with_pgdata(
         sandbox: &'a Sandbox,
         bin: &Utf8Path,
-        pgdata: Utf8PathBuf,
+        pgdata: &Utf8Path,
         repos: usize,
     ) -> Host<'a> {
         let repo_paths = Golden::get().copy_repos(sandbox, repos);
-        let mut cluster = sandbox.cluster(&pgdata);
+        let cluster = sandbox.cluster(pgdata);
         let pgbackrest = Pgbackrest::write(sandbox, &cluster, &repo_paths);
+        Host::from_parts(sandbox, bin, cluster, pgbackrest)
+    }
+
+    /// A host around a cluster and repositories made elsewhere (the demo makes its own).
+    pub fn from_parts(
+        sandbox: &'a Sandbox,
+        bin: &Utf8Path,
+        mut cluster: Cluster,
+        pgbackrest: Pgbackrest,
+    ) -> Host<'a> {
         cluster.pgbackrest_config = Some(pgbackrest.config.clone());
-        let marker = sandbox.path("state/receipt.json");
+        let pgdata = cluster.pgdata.clone();
+        // The receipt's directory exists, owned by postgres, as the module's tmpfiles rule makes it.
+        let marker = sandbox.shared_dir("state").join("receipt.json");
         let config = preseed_config(&pgdata, &marker, &pgbackrest);
         let config_path = sandbox.path("pg-preseed.json");
         let host = Host {
@@ -175,13 +187,32 @@ impl<'a> Host<'a> {
         )
     }
 
+    /// Runs `pg-preseed --config <this host's> <args>` for its human output.
+    pub fn preseed_text(&self, args: &[&str]) -> Run {
+        let output = self
+            .command(false, args)
+            .env("PG_PRESEED_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run {}: {e}", self.bin));
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// The command [`Host::preseed`] runs, for tests that start it in the background.
     pub fn preseed_command(&self, args: &[&str]) -> Command {
+        self.command(true, args)
+    }
+
+    fn command(&self, json: bool, args: &[&str]) -> Command {
         let mut command = Command::new(&self.bin);
+        command.arg("--config").arg(&self.config_path);
+        if json {
+            command.arg("--json");
+        }
         command
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("--json")
             .args(args)
             .stdin(Stdio::null())
             .env("PG_PRESEED_LOG", "info")

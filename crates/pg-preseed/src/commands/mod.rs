@@ -2,8 +2,9 @@
 //! mapped to exit codes by [`exit_code_for`].
 
 mod datasets;
+mod drill;
 mod run;
-mod verify;
+pub(super) mod verify;
 
 use std::time::Instant;
 
@@ -79,6 +80,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
             marker_clear(cli, *yes, lock.lock_wait)
         }
         Command::Datasets(command) => datasets::datasets(cli, command),
+        Command::Drill(args) => drill::drill(cli, args),
     }
 }
 
@@ -159,7 +161,7 @@ fn preflight(cli: &Cli) -> anyhow::Result<Exit> {
 }
 
 /// The decision policy from the config (and `--allow-restore`).
-fn policy(ctx: &Context, allow_restore: bool) -> Policy {
+pub(super) fn policy(ctx: &Context, allow_restore: bool) -> Policy {
     let config = &ctx.config;
     Policy {
         pgdata: config.pgdata.to_string(),
@@ -339,10 +341,14 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
         return Ok(Exit::Ok);
     }
     let pgdata = &ctx.config.pgdata;
-    println!("pgdata   {}", facts.pgdata.describe(pgdata));
-    if let Some(id) = facts.system_identifier {
-        println!("         system identifier {id}");
-    }
+    println!(
+        "PGDATA   {pgdata} {}{}",
+        facts.pgdata.summary(),
+        facts
+            .system_identifier
+            .map(|id| format!(", system identifier {id}"))
+            .unwrap_or_default()
+    );
     println!(
         "receipt  {}",
         describe_marker(&facts.marker, &ctx.files.receipt)

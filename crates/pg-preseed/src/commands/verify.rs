@@ -130,6 +130,26 @@ fn check(
 ) -> anyhow::Result<(u64, Vec<CheckResult>)> {
     let deadline = Instant::now() + timeout;
     let conn = connection(ctx, deadline)?;
+    check_server(
+        ctx,
+        &conn,
+        &ctx.config.pgdata,
+        timeout,
+        claim.and_then(|c| c.backup_system_identifier.as_deref()),
+    )
+}
+
+/// The checks themselves, against the server at `conn` that must run on `pgdata` (the drill
+/// uses them on its scratch server): recovery has ended, the server runs on `pgdata`, it holds
+/// the `expected` cluster, and every `verify.sql` check passes.
+pub(super) fn check_server(
+    ctx: &Context,
+    conn: &Connection,
+    pgdata: &camino::Utf8Path,
+    timeout: Duration,
+    expected: Option<&str>,
+) -> anyhow::Result<(u64, Vec<CheckResult>)> {
+    let deadline = Instant::now() + timeout;
     let query = |sql: &str| conn.query_first(&ctx.tools, ctx.children.as_ref(), sql, QUERY_TIMEOUT);
 
     let mut last_error: String;
@@ -159,15 +179,12 @@ fn check(
     }];
 
     let data_directory = query("SHOW data_directory")?.unwrap_or_default();
-    let same = facts::resolve(data_directory.as_str().into()) == facts::resolve(&ctx.config.pgdata);
+    let same = facts::resolve(data_directory.as_str().into()) == facts::resolve(pgdata);
     checks.push(CheckResult {
         name: "the server runs on PGDATA".to_owned(),
         ok: same,
         detail: (!same).then(|| {
-            format!(
-                "connected to a server whose data_directory is {data_directory}, not {}; set postgres.port/socket_dir",
-                ctx.config.pgdata
-            )
+            format!("connected to a server whose data_directory is {data_directory}, not {pgdata}; set postgres.port/socket_dir")
         }),
     });
     if !same {
@@ -176,7 +193,7 @@ fn check(
     let system_identifier: u64 = query("SELECT system_identifier FROM pg_control_system()")?
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("the server did not report its system identifier"))?;
-    if let Some(expected) = claim.and_then(|c| c.backup_system_identifier.as_deref()) {
+    if let Some(expected) = expected {
         let ok = expected == system_identifier.to_string();
         checks.push(CheckResult {
             name: "the cluster is the one restored".to_owned(),
