@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::unistd::{Gid, Uid, User};
 
@@ -238,24 +238,26 @@ impl Command {
             .stdin_null()
             .start()
             .map_err(|error| self.spawn_error(error))?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            match handle.try_wait() {
-                Ok(Some(output)) => return Ok(output.clone()),
-                Ok(None) => {}
-                Err(error) => return Err(self.io_error(error)),
-            }
-            if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
-                if Instant::now() >= deadline {
-                    // A child stuck on a dead NFS mount may not even die; do not wait for it.
-                    let _ = handle.kill();
-                    return Err(ExecError::TimedOut {
-                        program: self.program.clone(),
-                        after: timeout,
-                    });
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(timeout) = timeout else {
+            return handle.into_output().map_err(|error| self.io_error(error));
+        };
+        // Wait on another thread so the answer comes the moment the child exits, and the
+        // deadline is still kept.
+        let handle = std::sync::Arc::new(handle);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let waiter = std::sync::Arc::clone(&handle);
+        std::thread::spawn(move || {
+            let _ = sender.send(waiter.wait().cloned());
+        });
+        if let Ok(result) = receiver.recv_timeout(timeout) {
+            result.map_err(|error| self.io_error(error))
+        } else {
+            // A child stuck on a dead NFS mount may not even die; do not wait for it.
+            let _ = handle.kill();
+            Err(ExecError::TimedOut {
+                program: self.program.clone(),
+                after: timeout,
+            })
         }
     }
 
@@ -407,6 +409,8 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]

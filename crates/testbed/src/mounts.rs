@@ -23,10 +23,10 @@ pub fn tmpfs(dir: &Utf8Path, size_mb: u32, source: &str) {
 #[must_use]
 pub fn mounts_below(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<Utf8PathBuf> = text
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| Utf8PathBuf::from(field.replace("\\040", " ")))
+    let mut found: Vec<Utf8PathBuf> = pg_preseed::mountinfo::parse(&text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| Utf8PathBuf::from(entry.mount_point))
         .filter(|point| point.starts_with(dir))
         .collect();
     found.reverse();
