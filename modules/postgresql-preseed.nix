@@ -132,6 +132,9 @@
 
   unitPath = lib.optional zfsEnabled config.boot.zfs.package;
 
+  # Repository credentials reach pgBackRest only through the environment.
+  environmentFiles = lib.optional (cfg.pgbackrest.environmentFile != null) (toString cfg.pgbackrest.environmentFile);
+
   # The units' order at boot: pools imported and mounted, then our checks, then PostgreSQL.
   mountsReady = [
     "local-fs.target"
@@ -286,7 +289,7 @@ in {
             RemainAfterExit = true;
             # PGDATA may not exist yet (the engine creates it): its parent must be writable too.
             ReadWritePaths = writablePaths ++ ["-${cfg.dataDir}" "-${dirOf cfg.dataDir}" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
-            EnvironmentFile = lib.optional (cfg.pgbackrest.environmentFile != null) (toString cfg.pgbackrest.environmentFile);
+            EnvironmentFile = environmentFiles;
             # A restore takes as long as it takes; progress is in the journal.
             TimeoutStartSec = "infinity";
             ExecStart = "${exe} --config ${configPath} run --lock-wait 1h";
@@ -321,7 +324,7 @@ in {
           // {
             Type = "oneshot";
             ReadWritePaths = writablePaths ++ [cfg.drill.scratchDir];
-            EnvironmentFile = lib.optional (cfg.pgbackrest.environmentFile != null) (toString cfg.pgbackrest.environmentFile);
+            EnvironmentFile = environmentFiles;
             Nice = 10;
             IOSchedulingClass = "idle";
             ExecStart = "${exe} --config ${configPath} drill --scratch ${cfg.drill.scratchDir}";

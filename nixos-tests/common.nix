@@ -2,9 +2,27 @@
 {module}: let
   # NixOS' fixed uid/gid of the postgres user (ids.uids.postgres): the NFS export belongs to it.
   postgresUid = 71;
-in {
+in rec {
   # Every scenario's test script starts with ./common.py (helpers) and then its own file.
   testScript = name: builtins.readFile ./common.py + builtins.readFile (./. + "/${name}.py");
+
+  # The usual scenario: the repository host and one database host that starts empty
+  # (onNoBackup = "initdb") and is given data and a backup by the script.
+  standard = {
+    name,
+    globalTimeout ? 1800,
+  }: {
+    name = "postgresql-preseed-${name}";
+    inherit globalTimeout;
+    nodes = {
+      inherit backup;
+      db = db {
+        onNoBackup = "initdb";
+        verifySql = ["SELECT count(*) > 0 FROM pg_class"];
+      };
+    };
+    testScript = testScript name;
+  };
 
   # The repository host: an NFS export holding repo1, like the incident's NAS.
   backup = {pkgs, ...}: {

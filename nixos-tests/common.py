@@ -63,3 +63,15 @@ def wipe(node):
 
 def boot_log(node, unit):
     return node.succeed(f"journalctl -b -o cat -u {unit}")
+
+
+def start_with_data(node, rows=1000):
+    """The repository host up, `node` booted on its new pool as a first deployment, given
+    `rows` rows in table t and a full backup."""
+    backup.start()
+    backup.wait_for_unit("nfs-server.service")
+    node.start()
+    create_pool(node)
+    wait_verified(node)
+    fill(node, rows)
+    take_backup(node)

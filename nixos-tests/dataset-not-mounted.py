@@ -1,12 +1,5 @@
-backup.start()
-backup.wait_for_unit("nfs-server.service")
-db.start()
-
 with subtest("a server with data and a backup"):
-    create_pool(db)
-    wait_verified(db)
-    fill(db, 1000)
-    take_backup(db)
+    start_with_data(db)
     # The datasets unit set overlay=off on PGDATA's dataset.
     db.succeed(f"zfs get -H -o value overlay {DATASET} | grep -qx off")
 

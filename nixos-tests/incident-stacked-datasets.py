@@ -1,14 +1,7 @@
 STRAY = "tank/services/postgres"
 
-backup.start()
-backup.wait_for_unit("nfs-server.service")
-db.start()
-
 with subtest("a server with data and a backup"):
-    create_pool(db)
-    wait_verified(db)
-    fill(db, 1000)
-    take_backup(db)
+    start_with_data(db)
 
 with subtest("the incident's layout: a stray dataset under PGDATA's, the top one emptied"):
     db.systemctl("stop postgresql.service")

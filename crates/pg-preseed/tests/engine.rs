@@ -7,7 +7,7 @@ use std::fs;
 use std::process::Stdio;
 use std::time::Duration;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use serde_json::json;
 use testbed::{golden, mounts, zfs::Pool, Golden, Host, Sandbox};
 
@@ -22,15 +22,6 @@ fn provisioned(sandbox: &Sandbox, repos: usize) -> Host<'_> {
     assert_eq!(host.rows(), golden::ROWS);
     assert_eq!(host.receipt()["action"], "restored");
     host
-}
-
-fn finding_kinds(run: &testbed::Run) -> Vec<String> {
-    run.json()["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 /// DR drill: `rm -rf PGDATA/*` with the receipt left in place is enough to get a restore; no
@@ -74,7 +65,7 @@ fn stacked_tmpfs_on_pgdata_refuses_and_writes_nothing() {
     let run = host.preseed(&["run"]);
     run.expect_code(3);
     assert_eq!(run.decision(), "refuse");
-    assert!(finding_kinds(&run).contains(&"stacked_mount".to_owned()));
+    assert!(run.finding_kinds().contains(&"stacked_mount".to_owned()));
     let output = run.all_output();
     assert!(
         output.contains("bottom-fs") && output.contains("top-fs"),
@@ -100,7 +91,7 @@ fn incident_zfs_two_datasets_one_mountpoint_refuses() {
 
     let run = host.preseed(&["run"]);
     run.expect_code(3);
-    let kinds = finding_kinds(&run);
+    let kinds = run.finding_kinds();
     assert!(kinds.contains(&"stacked_mount".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"shared_mountpoint".to_owned()), "{kinds:?}");
     let output = run.all_output();
@@ -130,7 +121,7 @@ fn require_mount_not_mounted_refuses_and_leaves_directory_untouched() {
 
     let run = host.preseed(&["run"]);
     run.expect_code(3);
-    let kinds = finding_kinds(&run);
+    let kinds = run.finding_kinds();
     assert!(kinds.contains(&"mount_missing".to_owned()), "{kinds:?}");
     assert!(
         kinds.contains(&"dataset_not_mounted".to_owned()),
@@ -279,7 +270,7 @@ fn interrupted_restore_is_resumed_with_delta() {
 fn broken_repo1_falls_back_to_repo2() {
     let sandbox = Sandbox::new("fallback");
     let host = Host::new(&sandbox, bin(), 2);
-    corrupt_a_backup_file(&host.pgbackrest.repos[0]);
+    testbed::corrupt_largest_backup_file(&host.pgbackrest.repos[0]);
 
     let boot = host.boot();
     boot.expect_verified();
@@ -300,28 +291,6 @@ fn broken_repo1_falls_back_to_repo2() {
         error.contains("damaged in repo1 (pgbackrest verify)") && error.contains("pg_data/"),
         "{error}"
     );
-}
-
-/// Flips bytes in the largest file of a repository's backup (a table's data).
-fn corrupt_a_backup_file(repo: &Utf8Path) {
-    let backup_dir = repo.join("backup/main");
-    let mut largest: Option<(u64, Utf8PathBuf)> = None;
-    for relative in testbed::tree(&backup_dir) {
-        let path = backup_dir.join(&relative);
-        if relative.contains("/pg_data/") && path.is_file() {
-            let size = fs::metadata(&path).expect("stat").len();
-            if largest.as_ref().is_none_or(|(s, _)| size > *s) {
-                largest = Some((size, path));
-            }
-        }
-    }
-    let (_, path) = largest.expect("a backup file");
-    let mut bytes = fs::read(&path).expect("read");
-    let middle = bytes.len() / 2;
-    for byte in &mut bytes[middle..middle + 64] {
-        *byte ^= 0xff;
-    }
-    fs::write(&path, bytes).expect("write");
 }
 
 /// The newest backup is of another major version (the server was upgraded in the config):
@@ -439,7 +408,7 @@ fn symlinked_marker_is_refused() {
     std::os::unix::fs::symlink(&target, &host.marker).expect("symlink");
     let run = host.preseed(&["run"]);
     run.expect_code(3);
-    assert!(finding_kinds(&run).contains(&"marker_symlink".to_owned()));
+    assert!(run.finding_kinds().contains(&"marker_symlink".to_owned()));
     assert_eq!(fs::read(&target).expect("read"), b"precious");
 }
 

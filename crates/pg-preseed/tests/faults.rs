@@ -17,15 +17,6 @@ fn bin() -> &'static Utf8Path {
     Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
 }
 
-fn kinds(run: &testbed::Run) -> Vec<String> {
-    run.json()["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// A small, seeded generator (xorshift64*): the trials are reproducible from the printed seed.
 struct Rng(u64);
 
@@ -174,7 +165,7 @@ fn corrupted_repository_file_fails_naming_repo_and_file() {
     let sandbox = Sandbox::new("corrupt");
     let host = Host::new(&sandbox, bin(), 1);
     let repo = host.pgbackrest.repos[0].clone();
-    let damaged = corrupt_largest_backup_file(&repo);
+    let damaged = testbed::corrupt_largest_backup_file(&repo);
 
     let run = host.preseed(&["run"]);
     run.expect_code(4);
@@ -190,26 +181,6 @@ fn corrupted_repository_file_fails_naming_repo_and_file() {
     boot.expect_verified();
     assert_eq!(boot.decision(), "resume");
     assert_eq!(host.rows(), golden::ROWS);
-}
-
-/// Flips bytes in the middle of the largest data file of a repository; returns its path
-/// relative to `backup/<stanza>` (as `pgbackrest verify` names it).
-fn corrupt_largest_backup_file(repo: &Utf8Path) -> String {
-    let root = repo.join("backup/main");
-    let (_, relative) = testbed::tree(&root)
-        .into_iter()
-        .filter(|r| r.contains("/pg_data/") && root.join(r).is_file())
-        .map(|r| (fs::metadata(root.join(&r)).expect("stat").len(), r))
-        .max()
-        .expect("a backup file");
-    let path = root.join(&relative);
-    let mut bytes = fs::read(&path).expect("read");
-    let middle = bytes.len() / 2;
-    for byte in &mut bytes[middle..middle + 64] {
-        *byte ^= 0xff;
-    }
-    fs::write(&path, bytes).expect("write");
-    relative
 }
 
 /// A repository that appears late (an NFS share mounting after the unit started) is waited for
@@ -312,7 +283,8 @@ fn marker_on_pgdata_filesystem_is_refused() {
     let run = host.preseed(&["run"]);
     run.expect_code(3);
     assert!(
-        kinds(&run).contains(&"marker_on_pgdata_filesystem".to_owned()),
+        run.finding_kinds()
+            .contains(&"marker_on_pgdata_filesystem".to_owned()),
         "{}",
         run.stdout
     );

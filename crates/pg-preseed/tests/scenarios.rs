@@ -15,15 +15,6 @@ fn bin() -> &'static Utf8Path {
     Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
 }
 
-fn kinds(run: &testbed::Run) -> Vec<String> {
-    run.json()["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// A new machine: empty PGDATA, no receipt, backups in the repository. PostgreSQL comes up with
 /// the data and the receipt records the restored cluster's system identifier.
 #[test]
@@ -154,7 +145,7 @@ fn dataset_not_mounted() {
 
     let boot = host.boot();
     assert_eq!(boot.preflight.code, 3);
-    let found = kinds(&boot.preflight);
+    let found = boot.preflight.finding_kinds();
     assert!(
         found.contains(&"dataset_not_mounted".to_owned()),
         "{found:?}"

@@ -47,6 +47,16 @@ impl Run {
         self
     }
 
+    /// The `kind` of every finding in a `--json` report.
+    pub fn finding_kinds(&self) -> Vec<String> {
+        self.json()["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// stdout and stderr together, for "the output names X" assertions.
     pub fn all_output(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)

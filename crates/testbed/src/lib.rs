@@ -328,9 +328,24 @@ impl Cluster {
         ]));
     }
 
-    /// Runs SQL and returns the output (`psql -At`).
+    /// Runs SQL and returns the output (`psql -At`), panicking when psql fails.
     pub fn psql(&self, sql: &str) -> String {
-        let output = run_ok(as_postgres(pg_bin_dir().join("psql")).args([
+        let output = run_ok(&mut self.psql_command(sql));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Runs SQL; `None` while the server does not answer (starting, in recovery, stopped).
+    pub fn try_psql(&self, sql: &str) -> Option<String> {
+        let output = self.psql_command(sql).stderr(Stdio::null()).output().ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    fn psql_command(&self, sql: &str) -> Command {
+        let mut command = as_postgres(pg_bin_dir().join("psql"));
+        command.args([
             "-X",
             "-A",
             "-t",
@@ -346,8 +361,8 @@ impl Cluster {
             "postgres",
             "-c",
             sql,
-        ]));
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        ]);
+        command
     }
 
     /// Waits until the server has left recovery (after a restore).
@@ -557,4 +572,24 @@ pub fn process_tree(pid: i32) -> Vec<i32> {
         index += 1;
     }
     tree
+}
+
+/// Flips 64 bytes in the middle of the largest data file of a repository's backups; returns its
+/// path relative to `backup/<stanza>` (as `pgbackrest verify` names it).
+pub fn corrupt_largest_backup_file(repo: &Utf8Path) -> String {
+    let root = repo.join("backup/main");
+    let (_, relative) = tree(&root)
+        .into_iter()
+        .filter(|r| r.contains("/pg_data/") && root.join(r).is_file())
+        .map(|r| (fs::metadata(root.join(&r)).expect("stat").len(), r))
+        .max()
+        .expect("a backup file");
+    let path = root.join(&relative);
+    let mut bytes = fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle..middle + 64] {
+        *byte ^= 0xff;
+    }
+    fs::write(&path, bytes).expect("write");
+    relative
 }

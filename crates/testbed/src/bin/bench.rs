@@ -188,24 +188,10 @@ fn build(sandbox: &Sandbox, size_mib: u64) -> Dataset {
 fn wait_ready(data: &Dataset) {
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
-        let output = as_postgres(pg_bin_dir().join("psql"))
-            .args([
-                "-XAtq",
-                "-h",
-                data.cluster.socket_dir.as_str(),
-                "-p",
-                &PORT.to_string(),
-                "-U",
-                PG_USER,
-                "-d",
-                "postgres",
-                "-c",
-                "SELECT NOT pg_is_in_recovery() AND (SELECT count(*) FROM pgbench_branches) > 0",
-            ])
-            .stderr(Stdio::null())
-            .output()
-            .expect("psql");
-        if String::from_utf8_lossy(&output.stdout).trim() == "t" {
+        let ready = data.cluster.try_psql(
+            "SELECT NOT pg_is_in_recovery() AND (SELECT count(*) FROM pgbench_branches) > 0",
+        );
+        if ready.as_deref() == Some("t") {
             return;
         }
         assert!(
@@ -436,17 +422,7 @@ fn boot(bin: &Utf8Path, counts: &str, runs: usize) {
             String::from_utf8_lossy(&check.stdout)
         );
         let (median_ms, p95_ms) = time(bin.as_str(), &preflight_args);
-        let (zfs_ms, _) = time(
-            "zfs",
-            &[
-                "list",
-                "-H",
-                "-o",
-                "name,mountpoint,canmount,mounted",
-                "-t",
-                "filesystem",
-            ],
-        );
+        let (zfs_ms, _) = time("zfs", &pg_preseed::zfs::LIST_ARGS);
         let rss = Command::new("/usr/bin/time")
             .args(["-f", "%M"])
             .arg(bin.as_str())
