@@ -247,6 +247,9 @@ in {
         description = "Check PostgreSQL's mounts, datasets and marker before it starts (pg-preseed)";
         wantedBy = ["multi-user.target"];
         requiredBy = ["postgresql.service"];
+        # Stopped and restarted with PostgreSQL, so `systemctl start postgresql` after a stop
+        # runs the checks again instead of finding them still "active (exited)" from boot.
+        partOf = ["postgresql.service"];
         requires = lib.optional hasDatasets "postgresql-preseed-datasets.service";
         after = mountsReady ++ lib.optional hasDatasets "postgresql-preseed-datasets.service";
         before = ["postgresql.service" "postgresql-preseed.service"];
@@ -266,6 +269,11 @@ in {
         description = "Restore PostgreSQL from pgBackRest when its data directory is empty (pg-preseed)";
         wantedBy = ["multi-user.target"];
         requiredBy = ["postgresql.service"];
+        # Without this the unit would stay "active (exited)" from boot, and a drill's
+        # `systemctl stop postgresql; <empty PGDATA>; systemctl start postgresql` would skip the
+        # restore and let nixpkgs' initdb create an empty cluster. With it, every start of
+        # PostgreSQL re-evaluates the condition below and restores when PGDATA is empty.
+        partOf = ["postgresql.service"];
         requires = ["postgresql-preseed-preflight.service"];
         wants = ["network-online.target"];
         after = mountsReady ++ ["postgresql-preseed-preflight.service" "network-online.target"];

@@ -126,6 +126,20 @@ in
       };
     };
 
+    # The drill is `systemctl stop postgresql; <empty PGDATA>; systemctl start postgresql`: the
+    # guards must run again on that start, not stay "active (exited)" from boot (which would let
+    # nixpkgs' initdb create an empty cluster — the incident).
+    testGuardsRestartWithPostgresql = {
+      expr = {
+        preseed = preseed.partOf;
+        preflight = units.postgresql-preseed-preflight.partOf;
+      };
+      expected = {
+        preseed = ["postgresql.service"];
+        preflight = ["postgresql.service"];
+      };
+    };
+
     testGuardsRunAfterMounts = {
       expr = builtins.all (u: builtins.elem "zfs-mount.service" u.after && builtins.elem "local-fs.target" u.after) [preseed units.postgresql-preseed-preflight];
       expected = true;

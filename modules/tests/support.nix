@@ -76,7 +76,7 @@ in rec {
         type = types.attrsOf (types.submodule {
           freeformType = types.attrsOf anything;
           options =
-            lib.genAttrs ["wantedBy" "requiredBy" "requires" "wants" "after" "before" "conflicts" "path"] (_: listOfAnything)
+            lib.genAttrs ["wantedBy" "requiredBy" "requires" "wants" "after" "before" "conflicts" "partOf" "path"] (_: listOfAnything)
             // lib.genAttrs ["serviceConfig" "unitConfig" "environment"] (_:
               mkOption {
                 type = types.attrsOf anything;
