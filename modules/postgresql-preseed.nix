@@ -342,6 +342,9 @@ in {
       postgresql = {
         requires = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
         after = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
+        # Before nixpkgs' preStart (which runs initdb when PG_VERSION is missing), on every start
+        # including Restart=always: refuse an empty PGDATA that pg-preseed did not clear.
+        serviceConfig.ExecStartPre = lib.mkBefore ["${exe} --config ${configPath} initdb-guard"];
       };
     };
   };

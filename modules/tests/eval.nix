@@ -140,6 +140,17 @@ in
       };
     };
 
+    testPostgresqlRefusesAnUnclearedEmptyPgdataOnEveryStart = {
+      expr = let
+        c = eval [{systemd.services.postgresql.serviceConfig.ExecStartPre = ["/nix/store/x-postgresql-pre-start"];}];
+      in
+        c.systemd.services.postgresql.serviceConfig.ExecStartPre;
+      expected = [
+        "/nix/store/00000000000000000000000000000000-pg-preseed-0.1.0/bin/pg-preseed --config /etc/pg-preseed/config.json initdb-guard"
+        "/nix/store/x-postgresql-pre-start"
+      ];
+    };
+
     testGuardsRunAfterMounts = {
       expr = builtins.all (u: builtins.elem "zfs-mount.service" u.after && builtins.elem "local-fs.target" u.after) [preseed units.postgresql-preseed-preflight];
       expected = true;

@@ -39,6 +39,16 @@ in rec {
     };
 
   anything = types.anything;
+
+  # NixOS' systemd option type: lists from several definitions concatenate (in mkBefore/mkAfter
+  # order), other values must agree.
+  unitOption = lib.mkOptionType {
+    name = "systemd option";
+    merge = loc: defs:
+      if builtins.any (def: builtins.isList def.value) defs
+      then lib.concatMap (def: lib.toList def.value) defs
+      else lib.mergeEqualOption loc defs;
+  };
   listOfAnything = mkOption {
     type = types.listOf anything;
     default = [];
@@ -79,7 +89,7 @@ in rec {
             lib.genAttrs ["wantedBy" "requiredBy" "requires" "wants" "after" "before" "conflicts" "partOf" "path"] (_: listOfAnything)
             // lib.genAttrs ["serviceConfig" "unitConfig" "environment"] (_:
               mkOption {
-                type = types.attrsOf anything;
+                type = types.attrsOf unitOption;
                 default = {};
               });
         });

@@ -51,6 +51,10 @@ pub enum Command {
     /// Read or remove the receipt.
     #[command(subcommand)]
     Marker(MarkerCommand),
+    /// Exit 3 unless PGDATA holds a cluster or pg-preseed decided a fresh start: run first in
+    /// postgresql.service, so no start (a restart, Restart=always) can reach initdb over an
+    /// empty PGDATA that pg-preseed did not clear.
+    InitdbGuard,
     /// Restore a backup into a scratch directory, start it privately, run the verify checks,
     /// clean up: proof that the backups restore (0 / 4).
     Drill(DrillArgs),

@@ -514,3 +514,27 @@ fn systemd_style_namespace_binds_are_not_findings() {
         "{report}"
     );
 }
+
+/// postgresql.service's first ExecStartPre: an empty PGDATA that pg-preseed did not clear for
+/// a fresh start (a restart after a wipe, say) never reaches nixpkgs' initdb.
+#[test]
+fn initdb_guard_blocks_an_initdb_nobody_decided() {
+    let sandbox = Sandbox::new("initdbguard");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    let guard = host.preseed(&["initdb-guard"]);
+    guard.expect_code(3);
+    assert_eq!(guard.decision(), "refuse");
+
+    // A first deployment that pg-preseed decided: allowed.
+    fs::remove_dir_all(&host.pgbackrest.repos[0]).expect("empty the repository");
+    let _ = sandbox.shared_dir("repo1");
+    host.set("/on_no_backup", json!("initdb"));
+    host.preseed(&["run"]).expect_code(0);
+    host.preseed(&["initdb-guard"]).expect_code(0);
+
+    // A cluster: allowed. An unfinished restore: refused.
+    host.cluster.initdb();
+    host.preseed(&["initdb-guard"]).expect_code(0);
+    fs::write(host.pgdata.join("backup.manifest"), b"[backup]\n").expect("write");
+    host.preseed(&["initdb-guard"]).expect_code(3);
+}

@@ -69,6 +69,8 @@ pub struct Boot {
     pub preflight: Run,
     /// `None` when systemd's condition skipped the unit (PGDATA holds a cluster).
     pub run: Option<Run>,
+    /// postgresql.service's first ExecStartPre, `pg-preseed initdb-guard`.
+    pub guard: Option<Run>,
     /// nixpkgs' postgresql.service ran initdb (PG_VERSION was missing when it started).
     pub initdb_ran: bool,
     pub started: bool,
@@ -233,14 +235,16 @@ impl<'a> Host<'a> {
     /// One boot, as the NixOS units run it: `postgresql-preseed-preflight` (every boot); the
     /// `postgresql-preseed` unit when its condition holds (no `PG_VERSION`, no `pg_control`, or
     /// pgBackRest's manifest present); then, only if both succeeded, what `postgresql.service`
-    /// does — nixpkgs' preStart runs `initdb` whenever `PG_VERSION` is missing — and starts the
-    /// server; then `postgresql-preseed-verify`. Doing nixpkgs' initdb here keeps the twins
+    /// does — the module's `pg-preseed initdb-guard`, nixpkgs' preStart (which runs `initdb`
+    /// whenever `PG_VERSION` is missing) — and starts the server; then
+    /// `postgresql-preseed-verify`. Doing nixpkgs' initdb here keeps the twins
     /// honest: an engine that wrongly let an empty PGDATA through would get an empty database.
     pub fn boot(&self) -> Boot {
         let preflight = self.preseed(&["preflight"]);
         let mut boot = Boot {
             preflight,
             run: None,
+            guard: None,
             initdb_ran: false,
             started: false,
             verify: None,
@@ -258,6 +262,13 @@ impl<'a> Host<'a> {
             if !ok {
                 return boot;
             }
+        }
+        // postgresql.service: the module's first ExecStartPre, then nixpkgs' preStart.
+        let guard = self.preseed(&["initdb-guard"]);
+        let ok = guard.code == 0;
+        boot.guard = Some(guard);
+        if !ok {
+            return boot;
         }
         if !self.pgdata.join("PG_VERSION").exists() {
             self.cluster.initdb();

@@ -81,6 +81,7 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         }
         Command::Datasets(command) => datasets::datasets(cli, command),
         Command::Drill(args) => drill::drill(cli, args),
+        Command::InitdbGuard => initdb_guard(cli),
     }
 }
 
@@ -421,6 +422,47 @@ fn describe_marker(marker: &MarkerState, path: &Utf8Path) -> String {
             )
         }
     }
+}
+
+/// The last line of defence of invariant 1, run by postgresql.service before nixpkgs' initdb:
+/// PGDATA must hold a cluster, or pg-preseed must have decided a fresh start (its claim). Reads
+/// only PGDATA's top level and the claim: it adds nothing measurable to a start.
+fn initdb_guard(cli: &Cli) -> anyhow::Result<Exit> {
+    let ctx = context(cli)?;
+    let state = crate::pgdata::classify(&crate::pgdata::observe(&ctx.config.pgdata));
+    let mut warnings = Vec::new();
+    let fresh = facts::own_claim(&ctx, &mut warnings)
+        .is_some_and(|claim| claim.kind == receipt::ClaimKind::Fresh);
+    let (allowed, reason) = match &state {
+        crate::pgdata::PgdataState::Initialized { .. } => {
+            (true, state.describe(&ctx.config.pgdata))
+        }
+        crate::pgdata::PgdataState::Missing | crate::pgdata::PgdataState::Empty if fresh => (
+            true,
+            format!(
+                "{}, and pg-preseed decided a fresh start (first deployment): initdb may run",
+                state.describe(&ctx.config.pgdata)
+            ),
+        ),
+        _ => (
+            false,
+            format!(
+                "{}, and pg-preseed did not clear it for initdb: PostgreSQL must not start on it",
+                state.describe(&ctx.config.pgdata)
+            ),
+        ),
+    };
+    let mut report = Report::new("initdb-guard", if allowed { "allow" } else { "refuse" });
+    report.reasons.push(reason);
+    report.warnings = warnings;
+    if !allowed {
+        report.next = Some(
+            "start PostgreSQL through its guard units (`systemctl restart postgresql`, which restarts postgresql-preseed.service with it) so the restore decision runs first"
+                .to_owned(),
+        );
+    }
+    report.print(cli.json);
+    Ok(if allowed { Exit::Ok } else { Exit::Refused })
 }
 
 fn marker_show(cli: &Cli) -> anyhow::Result<Exit> {
