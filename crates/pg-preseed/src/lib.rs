@@ -13,6 +13,7 @@ pub mod decision;
 pub mod exec;
 pub mod facts;
 pub mod fsutil;
+pub mod lines;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -3,10 +3,11 @@
 //! Format (proc(5)): `id parent major:minor root mount_point options [optional…] - fstype source
 //! super_options`. Paths escape space, tab, newline and backslash as `\ooo` octal.
 
-use std::fmt;
-
 use camino::Utf8Path;
 use serde::Serialize;
+
+use crate::lines::parse_all;
+pub use crate::lines::ParseError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MountEntry {
@@ -36,36 +37,13 @@ impl MountEntry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mountinfo line {}: {}", self.line, self.message)
-    }
-}
-
-impl std::error::Error for ParseError {}
-
 /// Parses the whole text. One malformed line fails the parse: a layering check that skipped a
 /// line it could not read would be a check that can pass by accident.
 ///
 /// # Errors
 /// The first malformed line, with its number.
 pub fn parse(text: &str) -> Result<Vec<MountEntry>, ParseError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            parse_line(line).map_err(|message| ParseError {
-                line: index + 1,
-                message,
-            })
-        })
-        .collect()
+    parse_all("mountinfo", text, parse_line)
 }
 
 fn parse_line(line: &str) -> Result<MountEntry, String> {

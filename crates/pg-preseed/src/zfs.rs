@@ -3,9 +3,10 @@
 //! This column subset is what OpenZFS and its ancestor zfs-fuse both print (zfs-fuse has no
 //! `-p`). `mountpoint` is the effective one: inherited values are already resolved by `zfs`.
 
-use std::fmt;
-
 use serde::Serialize;
+
+use crate::lines::parse_all;
+pub use crate::lines::ParseError;
 
 /// The exact argv (after `zfs`) whose output [`parse_list`] reads.
 pub const LIST_ARGS: [&str; 6] = [
@@ -62,35 +63,12 @@ impl Dataset {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "zfs list line {}: {}", self.line, self.message)
-    }
-}
-
-impl std::error::Error for ParseError {}
-
 /// Parses the output of [`LIST_ARGS`].
 ///
 /// # Errors
 /// The first line that does not have the four expected tab-separated columns with known values.
 pub fn parse_list(text: &str) -> Result<Vec<Dataset>, ParseError> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(index, line)| {
-            parse_line(line).map_err(|message| ParseError {
-                line: index + 1,
-                message,
-            })
-        })
-        .collect()
+    parse_all("zfs list", text, parse_line)
 }
 
 fn parse_line(line: &str) -> Result<Dataset, String> {

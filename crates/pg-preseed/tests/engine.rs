@@ -33,11 +33,7 @@ fn wipe_pgdata_alone_restores() {
     host.wipe_pgdata();
     assert!(host.marker.exists(), "the receipt stays where it was");
 
-    let boot = host.boot();
-    boot.expect_verified();
-    assert_eq!(boot.decision(), "restore");
-    assert!(!boot.initdb_ran);
-    assert_eq!(host.rows(), golden::ROWS);
+    host.boot_recovers("restore");
     let receipt = host.receipt();
     assert_eq!(receipt["action"], "restored");
     assert_eq!(

@@ -152,10 +152,7 @@ fn pgdata_filesystem_full_mid_restore_then_resumes() {
     );
 
     testbed::run_ok(Command::new("mount").args(["-o", "remount,size=512m", pgdata.as_str()]));
-    let boot = host.boot();
-    boot.expect_verified();
-    assert_eq!(boot.decision(), "resume");
-    assert_eq!(host.rows(), golden::ROWS);
+    host.boot_recovers("resume");
 }
 
 /// A damaged file in the only repository: exit 4 naming the repository and the file; nothing
@@ -177,10 +174,7 @@ fn corrupted_repository_file_fails_naming_repo_and_file() {
     // Repair the repository from the good copy, then boot.
     fs::remove_dir_all(&repo).expect("remove");
     let _ = testbed::Golden::get().copy_repos(&sandbox, 1);
-    let boot = host.boot();
-    boot.expect_verified();
-    assert_eq!(boot.decision(), "resume");
-    assert_eq!(host.rows(), golden::ROWS);
+    host.boot_recovers("resume");
 }
 
 /// A repository that appears late (an NFS share mounting after the unit started) is waited for

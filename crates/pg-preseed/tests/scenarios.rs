@@ -23,11 +23,7 @@ fn first_boot_restore() {
     let host = Host::new(&sandbox, bin(), 1);
     assert!(!host.marker.exists());
 
-    let boot = host.boot();
-    boot.expect_verified();
-    assert_eq!(boot.decision(), "restore");
-    assert!(!boot.initdb_ran, "initdb never ran");
-    assert_eq!(host.rows(), golden::ROWS);
+    host.boot_recovers("restore");
     let receipt = host.receipt();
     assert_eq!(receipt["action"], "restored");
     assert_eq!(
@@ -120,10 +116,7 @@ fn incident_stacked_datasets() {
     pool.destroy_dataset(&stray);
     pool.zfs(&["mount", &declared]);
     host.preseed(&["datasets", "check"]).expect_code(0);
-    let boot = host.boot();
-    boot.expect_verified();
-    assert_eq!(boot.decision(), "restore");
-    assert_eq!(host.rows(), golden::ROWS);
+    host.boot_recovers("restore");
 }
 
 /// PGDATA's dataset did not mount: refused; nothing is written to the directory underneath (on

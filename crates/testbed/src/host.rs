@@ -280,6 +280,17 @@ impl<'a> Host<'a> {
         boot
     }
 
+    /// Boots and asserts what every recovery must end with: verified, by `decision`, with no
+    /// `initdb` along the way, and every golden row there.
+    pub fn boot_recovers(&self, decision: &str) -> Boot {
+        let boot = self.boot();
+        boot.expect_verified();
+        assert_eq!(boot.decision(), decision, "{boot:#?}");
+        assert!(!boot.initdb_ran, "initdb ran: {boot:#?}");
+        assert_eq!(self.rows(), golden::ROWS);
+        boot
+    }
+
     /// Rows in the golden table (the server must be running).
     pub fn rows(&self) -> u64 {
         self.cluster
