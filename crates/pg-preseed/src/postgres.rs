@@ -139,6 +139,23 @@ impl Connection {
         sql: &str,
         timeout: Duration,
     ) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .query_row(tools, run_as, sql, timeout)?
+            .and_then(|row| row.into_iter().next().flatten()))
+    }
+
+    /// Runs one query; returns every column of its first row (`None` for no row; NULLs as
+    /// `None`). One round trip where several values are needed at once.
+    ///
+    /// # Errors
+    /// When psql cannot connect or the query fails (stderr is kept in the error).
+    pub fn query_row(
+        &self,
+        tools: &Tools,
+        run_as: Option<&Identity>,
+        sql: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<Vec<Option<String>>>> {
         let mut args = vec![
             "-X".to_owned(),
             "-A".to_owned(),
@@ -169,16 +186,20 @@ impl Connection {
             .env("PGCONNECT_TIMEOUT", "10")
             .run_as(run_as)
             .output(Some(timeout))?;
-        Ok(first_value(&String::from_utf8_lossy(&output.stdout)))
+        Ok(first_row(&String::from_utf8_lossy(&output.stdout)))
     }
 }
 
-/// First column of the first row of `psql -At` output with our field separator and NULL mark.
+/// The first row of `psql -At` output with our field separator and NULL mark, column by column.
 #[must_use]
-pub fn first_value(output: &str) -> Option<String> {
+pub fn first_row(output: &str) -> Option<Vec<Option<String>>> {
     let first_line = output.lines().next()?;
-    let value = first_line.split('\u{1f}').next()?;
-    (value != NULL_MARK).then(|| value.to_owned())
+    Some(
+        first_line
+            .split('\u{1f}')
+            .map(|value| (value != NULL_MARK).then(|| value.to_owned()))
+            .collect(),
+    )
 }
 
 /// Whether a check's first value counts as a pass (no `expect`: anything but false/NULL/no row).
@@ -235,11 +256,19 @@ mod tests {
 
     #[test]
     fn psql_values() {
-        assert_eq!(first_value("t\n"), Some("t".to_owned()));
-        assert_eq!(first_value("3\u{1f}x\n4\u{1f}y\n"), Some("3".to_owned()));
-        assert_eq!(first_value(&format!("{NULL_MARK}\n")), None);
-        assert_eq!(first_value(""), None);
-        assert_eq!(first_value("\n"), Some(String::new()));
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(first_row("t\n"), Some(vec![some("t")]));
+        assert_eq!(
+            first_row("3\u{1f}x\n4\u{1f}y\n"),
+            Some(vec![some("3"), some("x")])
+        );
+        assert_eq!(
+            first_row(&format!("f\u{1f}{NULL_MARK}\u{1f}7\n")),
+            Some(vec![some("f"), None, some("7")])
+        );
+        assert_eq!(first_row(&format!("{NULL_MARK}\n")), Some(vec![None]));
+        assert_eq!(first_row(""), None);
+        assert_eq!(first_row("\n"), Some(vec![some("")]));
     }
 
     #[test]

@@ -343,6 +343,50 @@ fn failing_verify_check_writes_no_receipt() {
     assert!(host.claim().is_some());
 }
 
+/// A server still recovering (here held in standby mode): `verify` waits for it, gives up at its
+/// timeout without a receipt, and passes once recovery has ended.
+#[test]
+fn verify_waits_for_recovery_to_end() {
+    let sandbox = Sandbox::new("verifywait");
+    let host = Host::new(&sandbox, bin(), 1);
+    host.preseed(&["run"]).expect_code(0);
+    // standby.signal beside pgBackRest's recovery.signal: the server recovers and never ends it.
+    fs::write(host.pgdata.join("standby.signal"), b"").expect("write");
+    testbed::chown_postgres(&host.pgdata.join("standby.signal"));
+    host.cluster.start();
+
+    let verify = host.preseed(&["verify", "--timeout", "3s"]);
+    verify.expect_code(4);
+    let output = verify.all_output();
+    assert!(output.contains("finish recovery within 3s"), "{output}");
+    assert!(!host.marker.exists());
+
+    let waiting = host
+        .preseed_command(&["verify", "--timeout", "120s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn verify");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    testbed::run_ok(
+        testbed::as_postgres(testbed::pg_bin_dir().join("pg_ctl")).args([
+            "-D",
+            host.pgdata.as_str(),
+            "-w",
+            "promote",
+        ]),
+    );
+    let output = waiting.wait_with_output().expect("verify");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(host.receipt()["action"], "restored");
+    assert_eq!(host.rows(), golden::ROWS);
+}
+
 /// PGDATA holding something that is neither empty, a cluster nor our restore: refused, untouched.
 #[test]
 fn partial_pgdata_is_refused_and_untouched() {

@@ -17,6 +17,8 @@ use crate::report::Report;
 const POSTMASTER_APPEAR: Duration = Duration::from_secs(15);
 /// One query's own limit.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often `postmaster.pid` is read while the server says it is still starting or recovering.
+const PID_FILE_POLL: Duration = Duration::from_millis(20);
 
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let started = Instant::now();
@@ -104,7 +106,7 @@ fn connection(ctx: &Context, deadline: Instant) -> anyhow::Result<Connection> {
             None if Instant::now() >= appear_by => {
                 bail!("PostgreSQL is not running on {pgdata} (no postmaster.pid); start it first")
             }
-            None => std::thread::sleep(Duration::from_millis(500)),
+            None => std::thread::sleep(Duration::from_millis(100)),
         }
     };
     Ok(Connection {
@@ -151,15 +153,46 @@ pub(super) fn check_server(
 ) -> anyhow::Result<(u64, Vec<CheckResult>)> {
     let deadline = Instant::now() + timeout;
     let query = |sql: &str| conn.query_first(&ctx.tools, ctx.children.as_ref(), sql, QUERY_TIMEOUT);
+    let query_row =
+        |sql: &str| conn.query_row(&ctx.tools, ctx.children.as_ref(), sql, QUERY_TIMEOUT);
 
+    // `postmaster.pid` tells how far startup is without a connection: `starting` before
+    // connections are accepted, `standby` while recovery goes on, `ready` once it has ended. It is
+    // a file, cheap to read often; the server is asked only when it may be ready, in one round
+    // trip: whether recovery has ended, and who the server is. Those polls start short and grow
+    // to half a second (a server that says nothing useful in postmaster.pid).
     let mut last_error: String;
     let mut last_log = Instant::now();
-    loop {
-        match query("SELECT pg_is_in_recovery()") {
-            Ok(Some(value)) if value == "f" => break,
-            Ok(value) => last_error = format!("still in recovery (pg_is_in_recovery = {value:?})"),
-            Err(error) => last_error = format!("{error:#}"),
-        }
+    let mut pause = Duration::from_millis(25);
+    let (data_directory, system_identifier) = loop {
+        let status = postgres::read_postmaster_pid(pgdata)
+            .ok()
+            .flatten()
+            .and_then(|pid| pid.status);
+        let wait = if let Some(status @ ("starting" | "standby")) = status.as_deref() {
+            last_error = format!("the server is still `{status}` (postmaster.pid)");
+            PID_FILE_POLL
+        } else {
+            match query_row(
+                "SELECT pg_is_in_recovery(), current_setting('data_directory'), \
+                 (SELECT system_identifier FROM pg_control_system())",
+            ) {
+                Ok(Some(row)) if row.first().is_some_and(|v| v.as_deref() == Some("f")) => {
+                    let value = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+                    break (value(1), value(2));
+                }
+                Ok(row) => {
+                    last_error = format!(
+                        "still in recovery (pg_is_in_recovery = {:?})",
+                        row.and_then(|r| r.into_iter().next().flatten())
+                    );
+                }
+                Err(error) => last_error = format!("{error:#}"),
+            }
+            let wait = pause;
+            pause = (pause * 2).min(Duration::from_millis(500));
+            wait
+        };
         if Instant::now() >= deadline {
             bail!(
                 "PostgreSQL did not accept connections and finish recovery within {}s: {last_error}",
@@ -170,15 +203,14 @@ pub(super) fn check_server(
             tracing::info!(waiting_for = %last_error, "waiting for PostgreSQL to finish recovery");
             last_log = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
+    };
     let mut checks = vec![CheckResult {
         name: "recovery has ended".to_owned(),
         ok: true,
         detail: None,
     }];
 
-    let data_directory = query("SHOW data_directory")?.unwrap_or_default();
     let same = facts::resolve(data_directory.as_str().into()) == facts::resolve(pgdata);
     checks.push(CheckResult {
         name: "the server runs on PGDATA".to_owned(),
@@ -190,9 +222,9 @@ pub(super) fn check_server(
     if !same {
         return Ok((0, checks));
     }
-    let system_identifier: u64 = query("SELECT system_identifier FROM pg_control_system()")?
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("the server did not report its system identifier"))?;
+    let system_identifier: u64 = system_identifier
+        .parse()
+        .map_err(|_| anyhow::anyhow!("the server did not report its system identifier"))?;
     if let Some(expected) = expected {
         let ok = expected == system_identifier.to_string();
         checks.push(CheckResult {

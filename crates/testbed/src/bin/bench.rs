@@ -1,13 +1,17 @@
 //! `scripts/bench`: the numbers in docs/performance.md. Not a test: it prints measurements.
 //!
-//!   bench rto  [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--bin PATH]
+//!   bench rto  [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--sweep 3,4] [--compress lz4]
+//!              [--bin PATH]
 //!   bench boot [--datasets 1,50,500] [--runs 40] [--bin PATH]
 //!
 //! `rto` measures recovery time — empty PGDATA to "PostgreSQL accepts connections, recovery has
-//! ended and the data is there" — for A (the seed's runbook: `pgbackrest restore` with pgBackRest's
-//! defaults, then `pg_ctl start`), B (`pg-preseed run` with its defaults, start, `pg-preseed
-//! verify`) and B1 (B with process_max = 1, A's parallelism), alternating A, B, B1 in one run, with
-//! the page cache dropped before each; and the sequential write bandwidth of the same filesystem.
+//! ended and the data is there" — for A (the seed's runbook: `pgbackrest restore` with
+//! pgBackRest's defaults, then `pg_ctl start`), B (`pg-preseed run` with its defaults, start,
+//! `pg-preseed verify`) and B1 (B with process_max = 1, A's parallelism), alternating in one run
+//! (the order rotates each repetition), with the repository reset and the page cache dropped
+//! before each; and the sequential write bandwidth of the same filesystem. `--sweep` adds B at
+//! other process_max values at the compare size; `--compress` backs up with that
+//! `compress-type` instead of pgBackRest's default (gz).
 //! `boot` measures `pg-preseed preflight` (the cost of every healthy boot) with N ZFS datasets.
 
 use std::fmt::Write as _;
@@ -45,6 +49,17 @@ fn main() {
             &option("--sizes").unwrap_or_else(|| "256M,1G,2G".to_owned()),
             option("--reps").and_then(|r| r.parse().ok()).unwrap_or(3),
             &option("--compare-at").unwrap_or_else(|| "1G".to_owned()),
+            &option("--sweep")
+                .map(|list| {
+                    list.split(',')
+                        .map(|n| {
+                            n.parse()
+                                .expect("--sweep takes process_max values like 3,4")
+                        })
+                        .collect::<Vec<u32>>()
+                })
+                .unwrap_or_default(),
+            option("--compress").as_deref(),
         ),
         "boot" => boot(
             &bin,
@@ -52,7 +67,7 @@ fn main() {
             option("--runs").and_then(|r| r.parse().ok()).unwrap_or(40),
         ),
         _ => {
-            eprintln!("usage: bench rto [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] | bench boot [--datasets 1,50,500] [--runs 40]");
+            eprintln!("usage: bench rto [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--sweep 3,4] [--compress lz4] | bench boot [--datasets 1,50,500] [--runs 40]");
             std::process::exit(2);
         }
     }
@@ -115,6 +130,9 @@ fn write_bandwidth(dir: &Utf8Path) -> f64 {
 }
 
 struct Dataset {
+    repo: Utf8PathBuf,
+    /// The repository's files right after the backup (see [`reset_repo`]).
+    repo_files: std::collections::BTreeSet<String>,
     repo_conf: Utf8PathBuf,
     pgdata: Utf8PathBuf,
     cluster: Cluster,
@@ -123,15 +141,20 @@ struct Dataset {
 }
 
 /// A pgbench database of about `size_mib`, backed up with pgBackRest's defaults (gz compression,
-/// one process): what a default installation has in its repository.
-fn build(sandbox: &Sandbox, size_mib: u64) -> Dataset {
+/// one process) — what a default installation has in its repository — or with `compress`.
+fn build(sandbox: &Sandbox, size_mib: u64, compress: Option<&str>) -> Dataset {
+    let compress_line = compress.map_or(String::new(), |c| format!("compress-type={c}\n"));
     let source = sandbox.cluster(&sandbox.pg_dir("source"));
     source.initdb();
     let repo = sandbox.shared_dir("repo");
     let pgbackrest = Pgbackrest::write(sandbox, &source, std::slice::from_ref(&repo));
-    // pgBackRest's defaults for the repository: no compress-type override.
+    // pgBackRest's defaults for the repository unless told: no compress-type override.
     let conf = fs::read_to_string(&pgbackrest.config).expect("read");
-    fs::write(&pgbackrest.config, conf.replace("compress-type=lz4\n", "")).expect("write");
+    fs::write(
+        &pgbackrest.config,
+        conf.replace("compress-type=lz4\n", &compress_line),
+    )
+    .expect("write");
     let mut source = source;
     source.pgbackrest_config = Some(pgbackrest.config.clone());
     source.start();
@@ -170,17 +193,39 @@ fn build(sandbox: &Sandbox, size_mib: u64) -> Dataset {
     let conf = fs::read_to_string(&restore_conf.config).expect("read");
     fs::write(
         &restore_conf.config,
-        conf.replace("compress-type=lz4\n", ""),
+        conf.replace("compress-type=lz4\n", &compress_line),
     )
     .expect("write");
     let mut cluster = cluster;
     cluster.pgbackrest_config = Some(restore_conf.config.clone());
     Dataset {
+        repo_files: testbed::tree(&repo).into_iter().collect(),
+        repo,
         repo_conf: restore_conf.config,
         pgdata,
         cluster,
         bytes,
         branches: scale,
+    }
+}
+
+/// Puts the repository back as the backup left it. A restored server that promotes archives a
+/// new timeline's history file and WAL into the repository, and the next restore's recovery
+/// then reads every timeline before it: without this, each run would start slower than the last.
+fn reset_repo(data: &Dataset) {
+    let mut added: Vec<String> = testbed::tree(&data.repo)
+        .into_iter()
+        .filter(|path| !data.repo_files.contains(path))
+        .collect();
+    // Deepest first, so directories are empty when their turn comes.
+    added.sort_by(|a, b| b.cmp(a));
+    for path in added {
+        let path = data.repo.join(path);
+        if path.is_dir() {
+            fs::remove_dir(&path).expect("rm dir");
+        } else {
+            fs::remove_file(&path).expect("rm");
+        }
     }
 }
 
@@ -213,8 +258,23 @@ fn stop(data: &Dataset) {
     ]));
 }
 
-/// A: the runbook by hand. Returns (total seconds, restore seconds).
-fn run_a(data: &Dataset) -> (f64, f64) {
+/// Where one recovery spent its time (seconds).
+#[derive(Clone, Copy, Default)]
+struct Phases {
+    /// Empty PGDATA to ready.
+    total: f64,
+    /// The `pgbackrest restore` process alone.
+    restore: f64,
+    /// B only: `pg-preseed run` around the restore (preflight, `pgbackrest info`, claim).
+    engine: f64,
+    /// `pg_ctl start -w`.
+    start: f64,
+    /// From started to ready: A polls like a person would script it, B runs `pg-preseed verify`.
+    ready: f64,
+}
+
+/// A: the runbook by hand.
+fn run_a(data: &Dataset) -> Phases {
     let started = Instant::now();
     run_ok(as_postgres("pgbackrest").args([
         &format!("--config={}", data.repo_conf),
@@ -224,12 +284,20 @@ fn run_a(data: &Dataset) -> (f64, f64) {
     ]));
     let restore = started.elapsed().as_secs_f64();
     data.cluster.start();
+    let start = started.elapsed().as_secs_f64() - restore;
     wait_ready(data);
-    (started.elapsed().as_secs_f64(), restore)
+    let total = started.elapsed().as_secs_f64();
+    Phases {
+        total,
+        restore,
+        engine: 0.0,
+        start,
+        ready: total - restore - start,
+    }
 }
 
-/// B: pg-preseed's path (run, start, verify). Returns (total seconds, restore seconds).
-fn run_b(bin: &Utf8Path, config: &Utf8Path, data: &Dataset) -> (f64, f64) {
+/// B: pg-preseed's path (run, start, verify).
+fn run_b(bin: &Utf8Path, config: &Utf8Path, data: &Dataset) -> Phases {
     let started = Instant::now();
     let run = Command::new(bin)
         .args(["--config", config.as_str(), "--json", "run"])
@@ -240,11 +308,13 @@ fn run_b(bin: &Utf8Path, config: &Utf8Path, data: &Dataset) -> (f64, f64) {
         "pg-preseed run failed: {}",
         String::from_utf8_lossy(&run.stderr)
     );
+    let run_wall = started.elapsed().as_secs_f64();
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
     let restore = report["result"]["duration_seconds"]
         .as_f64()
         .expect("restore duration");
     data.cluster.start();
+    let start = started.elapsed().as_secs_f64() - run_wall;
     let verify = Command::new(bin)
         .args(["--config", config.as_str(), "verify"])
         .output()
@@ -254,20 +324,58 @@ fn run_b(bin: &Utf8Path, config: &Utf8Path, data: &Dataset) -> (f64, f64) {
         "pg-preseed verify failed: {}",
         String::from_utf8_lossy(&verify.stdout)
     );
-    (started.elapsed().as_secs_f64(), restore)
+    let total = started.elapsed().as_secs_f64();
+    Phases {
+        total,
+        restore,
+        engine: run_wall - restore,
+        start,
+        ready: total - run_wall - start,
+    }
 }
 
-fn rto(bin: &Utf8Path, sizes: &str, reps: usize, compare_at: &str) {
+#[derive(Clone, Copy)]
+enum Variant {
+    /// A: the runbook.
+    Runbook,
+    /// B: pg-preseed, at its default process_max (`None`) or this one.
+    Engine(Option<u32>),
+}
+
+/// The variants measured at one size: A, B, B1 and the sweep at the compare size, else B.
+fn variants(at_compare: bool, sweep: &[u32]) -> Vec<(String, Variant)> {
+    let mut list = Vec::new();
+    if at_compare {
+        list.push(("A".to_owned(), Variant::Runbook));
+    }
+    list.push(("B".to_owned(), Variant::Engine(None)));
+    if at_compare {
+        list.push(("B1".to_owned(), Variant::Engine(Some(1))));
+        for &n in sweep {
+            list.push((format!("B{n}"), Variant::Engine(Some(n))));
+        }
+    }
+    list
+}
+
+fn rto(
+    bin: &Utf8Path,
+    sizes: &str,
+    reps: usize,
+    compare_at: &str,
+    sweep: &[u32],
+    compress: Option<&str>,
+) {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut table = String::new();
-    let _ = writeln!(table, "| size | variant | runs | median total (s) | median restore (s) | restore MiB/s | vs write bandwidth |");
-    let _ = writeln!(table, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(table, "| size | variant | runs | total (s) | restore (s) | engine (s) | start (s) | ready (s) | restore MiB/s | vs write bandwidth |");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|");
     let mut raw = Vec::new();
     let mut curve = Vec::new();
     for size in sizes.split(',') {
         eprintln!("== {size}");
         let sandbox = Sandbox::new(&format!("bench-{size}"));
-        let data = build(&sandbox, mib(size));
+        let data = build(&sandbox, mib(size), compress);
         let bandwidth = write_bandwidth(&data.pgdata);
         eprintln!("  write bandwidth {bandwidth:.0} MiB/s");
         let marker = sandbox.shared_dir("state").join("receipt.json");
@@ -291,70 +399,95 @@ fn rto(bin: &Utf8Path, sizes: &str, reps: usize, compare_at: &str) {
                 &config,
             )
         };
-        let (default_config, one_config) = (config_for(None), config_for(Some(1)));
-        let variants: Vec<&str> = if size == compare_at {
-            vec!["A", "B", "B1"]
-        } else {
-            vec!["B"]
-        };
-        let mut results: std::collections::BTreeMap<&str, Vec<(f64, f64)>> =
-            std::collections::BTreeMap::new();
+        let variants = variants(size == compare_at, sweep);
+        let configs: Vec<Option<Utf8PathBuf>> = variants
+            .iter()
+            .map(|(_, variant)| match variant {
+                Variant::Runbook => None,
+                Variant::Engine(process_max) => Some(config_for(*process_max)),
+            })
+            .collect();
+        let mut results: Vec<Vec<Phases>> = vec![Vec::new(); variants.len()];
         for rep in 0..reps {
-            for &variant in &variants {
+            // Each rep in a rotated order, so no variant always runs first or last.
+            for i in (0..variants.len()).map(|k| (k + rep) % variants.len()) {
+                let name = &variants[i].0;
                 empty(&data.pgdata);
+                reset_repo(&data);
                 drop_caches();
-                let (total, restore) = match variant {
-                    "A" => run_a(&data),
-                    "B" => run_b(bin, &default_config, &data),
-                    _ => run_b(bin, &one_config, &data),
+                let phases = match &configs[i] {
+                    None => run_a(&data),
+                    Some(config) => run_b(bin, config, &data),
                 };
                 stop(&data);
-                eprintln!("  rep {rep} {variant}: total {total:.1}s, restore {restore:.1}s");
-                raw.push(json!({"size": size, "variant": variant, "rep": rep, "total": total, "restore": restore}));
-                results.entry(variant).or_default().push((total, restore));
+                eprintln!(
+                    "  rep {rep} {name}: total {:.2}s = engine {:.2} + restore {:.2} + start {:.2} + ready {:.2}",
+                    phases.total, phases.engine, phases.restore, phases.start, phases.ready
+                );
+                raw.push(json!({"size": size, "variant": name, "rep": rep, "total": phases.total,
+                    "restore": phases.restore, "engine": phases.engine, "start": phases.start, "ready": phases.ready}));
+                results[i].push(phases);
             }
         }
-        for (variant, runs) in &results {
-            let mut totals: Vec<f64> = runs.iter().map(|r| r.0).collect();
-            let mut restores: Vec<f64> = runs.iter().map(|r| r.1).collect();
-            let (total, restore) = (median(&mut totals), median(&mut restores));
+        let mut medians = std::collections::BTreeMap::new();
+        for ((name, variant), runs) in variants.iter().zip(&results) {
+            let med = |f: fn(&Phases) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            let m = Phases {
+                total: med(|p| p.total),
+                restore: med(|p| p.restore),
+                engine: med(|p| p.engine),
+                start: med(|p| p.start),
+                ready: med(|p| p.ready),
+            };
             #[allow(clippy::cast_precision_loss)]
-            let throughput = (data.bytes >> 20) as f64 / restore;
-            let name = match *variant {
-                "A" => "A: pgbackrest restore (defaults) + pg_ctl start".to_owned(),
-                "B" => format!("B: pg-preseed run + start + verify (process_max {cpus})"),
-                _ => "B1: pg-preseed, process_max 1".to_owned(),
+            let throughput = (data.bytes >> 20) as f64 / m.restore;
+            let label = match variant {
+                Variant::Runbook => "A: pgbackrest restore (defaults) + pg_ctl start".to_owned(),
+                Variant::Engine(None) => {
+                    format!("B: pg-preseed run + start + verify (process_max {cpus})")
+                }
+                Variant::Engine(Some(n)) => format!("{name}: B with process_max {n}"),
             };
             let _ = writeln!(
                 table,
-                "| {size} ({} MiB) | {name} | {} | {total:.1} | {restore:.1} | {throughput:.0} | {:.0} % of {bandwidth:.0} MiB/s |",
+                "| {size} ({} MiB) | {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {throughput:.0} | {:.0} % of {bandwidth:.0} MiB/s |",
                 data.bytes >> 20,
                 runs.len(),
+                m.total,
+                m.restore,
+                m.engine,
+                m.start,
+                m.ready,
                 100.0 * throughput / bandwidth
             );
-            if *variant == "B" {
-                curve.push((size.to_owned(), data.bytes >> 20, total));
+            if name == "B" {
+                curve.push((size.to_owned(), data.bytes >> 20, m));
             }
+            medians.insert(name.clone(), m);
         }
         if let (Some(a), Some(b), Some(b1)) =
-            (results.get("A"), results.get("B"), results.get("B1"))
+            (medians.get("A"), medians.get("B"), medians.get("B1"))
         {
-            let med =
-                |runs: &Vec<(f64, f64)>| median(&mut runs.iter().map(|r| r.0).collect::<Vec<_>>());
-            let (a, b, b1) = (med(a), med(b), med(b1));
             let _ = writeln!(
                 table,
-                "\nAt {size}: B1/A = {:.3} (the engine's own overhead at equal parallelism); A/B = {:.2}× (B's defaults vs the runbook).\n",
-                b1 / a,
-                a / b
+                "\nAt {size}: B1/A = {:.3} (the engine's own overhead at equal parallelism); A/B = {:.2}× (B's defaults vs the runbook); restore alone A/B = {:.2}×.\n",
+                b1.total / a.total,
+                a.total / b.total,
+                a.restore / b.restore
             );
         }
     }
-    let _ = writeln!(table, "\nScaling (B, defaults):\n\n| size | MiB | median total (s) | s per GiB |\n|---|---|---|---|");
-    for (size, mib, total) in &curve {
+    let _ = writeln!(table, "\nScaling (B, defaults):\n\n| size | MiB | total (s) | restore (s) | fixed part: total − restore (s) | restore s per GiB |\n|---|---|---|---|---|---|");
+    for (size, mib, m) in &curve {
         #[allow(clippy::cast_precision_loss)]
-        let per_gib = total / (*mib as f64 / 1024.0);
-        let _ = writeln!(table, "| {size} | {mib} | {total:.1} | {per_gib:.1} |");
+        let per_gib = m.restore / (*mib as f64 / 1024.0);
+        let _ = writeln!(
+            table,
+            "| {size} | {mib} | {:.2} | {:.2} | {:.2} | {per_gib:.2} |",
+            m.total,
+            m.restore,
+            m.total - m.restore
+        );
     }
     println!("{table}");
     println!("raw: {}", serde_json::to_string(&raw).expect("json"));
