@@ -17,8 +17,8 @@ use crate::report::Report;
 const POSTMASTER_APPEAR: Duration = Duration::from_secs(15);
 /// One query's own limit.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
-/// How often `postmaster.pid` is read while the server says it is still starting or recovering.
-const PID_FILE_POLL: Duration = Duration::from_millis(20);
+/// How often PGDATA is looked at for signs that recovery is still going on.
+const SIGN_POLL: Duration = Duration::from_millis(20);
 
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let started = Instant::now();
@@ -156,23 +156,25 @@ pub(super) fn check_server(
     let query_row =
         |sql: &str| conn.query_row(&ctx.tools, ctx.children.as_ref(), sql, QUERY_TIMEOUT);
 
-    // `postmaster.pid` tells how far startup is without a connection: `starting` before
-    // connections are accepted, `standby` while recovery goes on, `ready` once it has ended. It is
-    // a file, cheap to read often; the server is asked only when it may be ready, in one round
-    // trip: whether recovery has ended, and who the server is. Those polls start short and grow
-    // to half a second (a server that says nothing useful in postmaster.pid).
+    // Recovery shows on disk before any connection: `recovery.signal`/`standby.signal` stay in
+    // PGDATA until it has ended, and `postmaster.pid` says `starting` (or `standby`, without hot
+    // standby) until connections are accepted. Those are files, cheap to watch often; while they
+    // say "not yet" the server itself is asked only once a second. Once they are gone it is
+    // asked in one round trip (has recovery ended, and who is it), pausing 25 ms and growing to
+    // half a second between tries.
     let mut last_error: String;
     let mut last_log = Instant::now();
+    let mut last_query: Option<Instant> = None;
     let mut pause = Duration::from_millis(25);
     let (data_directory, system_identifier) = loop {
-        let status = postgres::read_postmaster_pid(pgdata)
-            .ok()
-            .flatten()
-            .and_then(|pid| pid.status);
-        let wait = if let Some(status @ ("starting" | "standby")) = status.as_deref() {
-            last_error = format!("the server is still `{status}` (postmaster.pid)");
-            PID_FILE_POLL
+        let sign = recovery_sign(pgdata);
+        let wait = if sign.is_some()
+            && last_query.is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            last_error = sign.unwrap_or_default();
+            SIGN_POLL
         } else {
+            last_query = Some(Instant::now());
             match query_row(
                 "SELECT pg_is_in_recovery(), current_setting('data_directory'), \
                  (SELECT system_identifier FROM pg_control_system())",
@@ -189,9 +191,13 @@ pub(super) fn check_server(
                 }
                 Err(error) => last_error = format!("{error:#}"),
             }
-            let wait = pause;
-            pause = (pause * 2).min(Duration::from_millis(500));
-            wait
+            if sign.is_some() {
+                SIGN_POLL
+            } else {
+                let wait = pause;
+                pause = (pause * 2).min(Duration::from_millis(500));
+                wait
+            }
         };
         if Instant::now() >= deadline {
             bail!(
@@ -258,6 +264,21 @@ pub(super) fn check_server(
         });
     }
     Ok((system_identifier, checks))
+}
+
+/// A sign on disk that the server on `pgdata` is still starting or recovering, if there is one.
+fn recovery_sign(pgdata: &camino::Utf8Path) -> Option<String> {
+    for signal in ["recovery.signal", "standby.signal"] {
+        if pgdata.join(signal).exists() {
+            return Some(format!("recovery is still going on ({signal} is there)"));
+        }
+    }
+    let status = postgres::read_postmaster_pid(pgdata)
+        .ok()
+        .flatten()
+        .and_then(|pid| pid.status)?;
+    matches!(status.as_str(), "starting" | "standby")
+        .then(|| format!("the server is still `{status}` (postmaster.pid)"))
 }
 
 fn write_receipt(
