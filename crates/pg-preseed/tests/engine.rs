@@ -220,12 +220,7 @@ fn interrupted_restore_is_resumed_with_delta() {
     let sandbox = Sandbox::new("resume");
     let mut host = Host::new(&sandbox, bin(), 1);
     host.set("/pgbackrest/process_max", json!(1));
-    let mut first = host
-        .preseed_command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start run");
+    let mut first = host.spawn_quiet(&["run"]);
     let manifest = host.pgdata.join("backup.manifest");
     testbed::wait_for(
         "pgBackRest to start restoring",
@@ -361,12 +356,7 @@ fn verify_waits_for_recovery_to_end() {
     assert!(output.contains("finish recovery within 3s"), "{output}");
     assert!(!host.marker.exists());
 
-    let waiting = host
-        .preseed_command(&["verify", "--timeout", "120s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn verify");
+    let waiting = host.spawn_captured(&["verify", "--timeout", "120s"]);
     std::thread::sleep(std::time::Duration::from_secs(1));
     testbed::run_ok(
         testbed::as_postgres(testbed::pg_bin_dir().join("pg_ctl")).args([

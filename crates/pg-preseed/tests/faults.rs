@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
@@ -74,12 +74,7 @@ fn kill9_at_random_points_then_the_next_boot_completes() {
         let victims =
             ["engine", "pgbackrest", "both"][usize::try_from(rng.below(3)).expect("small")];
 
-        let engine = host
-            .preseed_command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the restore");
+        let engine = host.spawn_quiet(&["run"]);
         std::thread::sleep(delay);
         let pgbackrest = testbed::pids_with_arg(&format!("--pg1-path={}", host.pgdata));
         let engine_pid = i32::try_from(engine.id()).expect("pid");
@@ -187,12 +182,7 @@ fn repository_slow_to_appear_within_repo_wait() {
     let repo = host.pgbackrest.repos[0].clone();
     let away = sandbox.path("repo1-late");
     fs::rename(&repo, &away).expect("take it away");
-    let child = host
-        .preseed_command(&["run"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
+    let child = host.spawn_captured(&["run"]);
     std::thread::sleep(Duration::from_secs(3));
     fs::rename(&away, &repo).expect("the share mounts");
     let output = child.wait_with_output().expect("wait");
@@ -497,12 +487,7 @@ fn credentials_never_leak() {
     .expect("write");
 
     let secrets = [testbed::s3::SECRET_KEY, testbed::s3::ACCESS_KEY];
-    let child = host
-        .preseed_command(&["run"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
+    let child = host.spawn_captured(&["run"]);
     let engine = i32::try_from(child.id()).expect("pid");
     let (mut samples, mut pgbackrest_seen) = (0, 0);
     let waiter = std::thread::spawn(move || child.wait_with_output());

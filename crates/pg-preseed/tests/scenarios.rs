@@ -4,7 +4,6 @@
 //! holds) → nixpkgs' initdb-if-no-PG_VERSION → start PostgreSQL → verify.
 
 use std::fs;
-use std::process::Stdio;
 use std::time::Duration;
 
 use camino::Utf8Path;
@@ -160,12 +159,7 @@ fn crash_mid_restore() {
     let sandbox = Sandbox::new("crash-mid-restore");
     let mut host = Host::new(&sandbox, bin(), 1);
     host.set("/pgbackrest/process_max", json!(1));
-    let engine = host
-        .preseed_command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the restore");
+    let engine = host.spawn_quiet(&["run"]);
     let manifest = host.pgdata.join("backup.manifest");
     testbed::wait_for("the restore to start", Duration::from_secs(60), || {
         manifest.exists()

@@ -218,6 +218,24 @@ impl<'a> Host<'a> {
         self.command(true, args)
     }
 
+    /// Starts `pg-preseed` in the background with its output discarded.
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.preseed_command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pg-preseed")
+    }
+
+    /// Starts `pg-preseed` in the background with its output kept (`wait_with_output`).
+    pub fn spawn_captured(&self, args: &[&str]) -> std::process::Child {
+        self.preseed_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pg-preseed")
+    }
+
     fn command(&self, json: bool, args: &[&str]) -> Command {
         let mut command = Command::new(&self.bin);
         command.arg("--config").arg(&self.config_path);
