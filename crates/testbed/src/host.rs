@@ -335,13 +335,6 @@ impl<'a> Host<'a> {
         if self.pgdata.join("postmaster.pid").exists() {
             self.cluster.stop();
         }
-        for entry in fs::read_dir(&self.pgdata).expect("read PGDATA") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                fs::remove_dir_all(&path).expect("remove");
-            } else {
-                fs::remove_file(&path).expect("remove");
-            }
-        }
+        crate::empty_dir(&self.pgdata);
     }
 }

@@ -486,6 +486,18 @@ pub fn write_config(sandbox: &Sandbox, name: &str, config: &serde_json::Value) -
     path
 }
 
+/// Removes everything inside `dir`, keeping `dir` itself (`rm -rf dir/*`).
+pub fn empty_dir(dir: &Utf8Path) {
+    for entry in fs::read_dir(dir).expect("read the directory") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path).expect("remove");
+        } else {
+            fs::remove_file(&path).expect("remove");
+        }
+    }
+}
+
 /// Every file and directory below `dir` (relative paths, sorted): to prove nothing was written.
 #[must_use]
 pub fn tree(dir: &Utf8Path) -> Vec<String> {

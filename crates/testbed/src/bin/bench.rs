@@ -98,17 +98,6 @@ fn drop_caches() {
     let _ = fs::write("/proc/sys/vm/drop_caches", "3\n");
 }
 
-fn empty(dir: &Utf8Path) {
-    for entry in fs::read_dir(dir).expect("read").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            fs::remove_dir_all(&path).expect("rm");
-        } else {
-            fs::remove_file(&path).expect("rm");
-        }
-    }
-}
-
 /// Sequential write bandwidth of the filesystem holding `dir` (MiB/s, dd with fdatasync).
 fn write_bandwidth(dir: &Utf8Path) -> f64 {
     let mut runs = Vec::new();
@@ -140,21 +129,32 @@ struct Dataset {
     branches: u64,
 }
 
-/// A pgbench database of about `size_mib`, backed up with pgBackRest's defaults (gz compression,
-/// one process) — what a default installation has in its repository — or with `compress`.
-fn build(sandbox: &Sandbox, size_mib: u64, compress: Option<&str>) -> Dataset {
-    let compress_line = compress.map_or(String::new(), |c| format!("compress-type={c}\n"));
-    let source = sandbox.cluster(&sandbox.pg_dir("source"));
-    source.initdb();
-    let repo = sandbox.shared_dir("repo");
-    let pgbackrest = Pgbackrest::write(sandbox, &source, std::slice::from_ref(&repo));
-    // pgBackRest's defaults for the repository unless told: no compress-type override.
+/// The harness's pgBackRest config for `cluster` and `repo`, with pgBackRest's default
+/// `compress-type` (gz) unless `compress` names another (the harness itself uses lz4).
+fn pgbackrest_config(
+    sandbox: &Sandbox,
+    cluster: &Cluster,
+    repo: &Utf8Path,
+    compress: Option<&str>,
+) -> Pgbackrest {
+    let pgbackrest = Pgbackrest::write(sandbox, cluster, &[repo.to_owned()]);
+    let line = compress.map_or(String::new(), |c| format!("compress-type={c}\n"));
     let conf = fs::read_to_string(&pgbackrest.config).expect("read");
     fs::write(
         &pgbackrest.config,
-        conf.replace("compress-type=lz4\n", &compress_line),
+        conf.replace("compress-type=lz4\n", &line),
     )
     .expect("write");
+    pgbackrest
+}
+
+/// A pgbench database of about `size_mib`, backed up with pgBackRest's defaults (gz compression,
+/// one process) — what a default installation has in its repository — or with `compress`.
+fn build(sandbox: &Sandbox, size_mib: u64, compress: Option<&str>) -> Dataset {
+    let source = sandbox.cluster(&sandbox.pg_dir("source"));
+    source.initdb();
+    let repo = sandbox.shared_dir("repo");
+    let pgbackrest = pgbackrest_config(sandbox, &source, &repo, compress);
     let mut source = source;
     source.pgbackrest_config = Some(pgbackrest.config.clone());
     source.start();
@@ -189,13 +189,7 @@ fn build(sandbox: &Sandbox, size_mib: u64, compress: Option<&str>) -> Dataset {
     let pgdata = sandbox.pg_dir("restored");
     let cluster = sandbox.cluster(&pgdata);
     // The restore side: same repository, PGDATA elsewhere.
-    let restore_conf = Pgbackrest::write(sandbox, &cluster, std::slice::from_ref(&repo));
-    let conf = fs::read_to_string(&restore_conf.config).expect("read");
-    fs::write(
-        &restore_conf.config,
-        conf.replace("compress-type=lz4\n", &compress_line),
-    )
-    .expect("write");
+    let restore_conf = pgbackrest_config(sandbox, &cluster, &repo, compress);
     let mut cluster = cluster;
     cluster.pgbackrest_config = Some(restore_conf.config.clone());
     Dataset {
@@ -412,7 +406,7 @@ fn rto(
             // Each rep in a rotated order, so no variant always runs first or last.
             for i in (0..variants.len()).map(|k| (k + rep) % variants.len()) {
                 let name = &variants[i].0;
-                empty(&data.pgdata);
+                testbed::empty_dir(&data.pgdata);
                 reset_repo(&data);
                 drop_caches();
                 let phases = match &configs[i] {
