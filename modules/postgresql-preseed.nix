@@ -126,6 +126,14 @@
       CapabilityBoundingSet = [""];
     };
 
+  # The preflight, restore and verify units: oneshot, as postgres, "active (exited)" once done.
+  oneshotAsPostgres =
+    asPostgres
+    // {
+      Type = "oneshot";
+      RemainAfterExit = true;
+    };
+
   writablePaths =
     [markerDir]
     ++ lib.optional (cfg.metrics.textfile != null) "-${dirOf cfg.metrics.textfile}";
@@ -256,10 +264,8 @@ in {
         unitConfig.RequiresMountsFor = [cfg.dataDir markerDir];
         path = unitPath;
         serviceConfig =
-          asPostgres
+          oneshotAsPostgres
           // {
-            Type = "oneshot";
-            RemainAfterExit = true;
             ReadWritePaths = writablePaths;
             ExecStart = "${exe} --config ${configPath} preflight";
           };
@@ -291,10 +297,8 @@ in {
         };
         path = unitPath;
         serviceConfig =
-          asPostgres
+          oneshotAsPostgres
           // {
-            Type = "oneshot";
-            RemainAfterExit = true;
             # PGDATA may not exist yet (the engine creates it): its parent must be writable too.
             ReadWritePaths = writablePaths ++ ["-${cfg.dataDir}" "-${dirOf cfg.dataDir}" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
             EnvironmentFile = environmentFiles;
@@ -312,10 +316,8 @@ in {
         after = ["postgresql.service" "postgresql-setup.service"];
         path = unitPath;
         serviceConfig =
-          asPostgres
+          oneshotAsPostgres
           // {
-            Type = "oneshot";
-            RemainAfterExit = true;
             ReadWritePaths = writablePaths;
             TimeoutStartSec = "infinity";
             ExecStart = "${exe} --config ${configPath} verify --lock-wait 1h";

@@ -6,12 +6,7 @@
 }:
 rustPlatform.buildRustPackage {
   pname = "nix-format";
-  version = (lib.importTOML ../Cargo.toml).workspace.package.version;
-  src = lib.fileset.toSource {
-    root = ../.;
-    fileset = lib.fileset.unions [../Cargo.toml ../Cargo.lock ../clippy.toml ../crates];
-  };
-  cargoLock.lockFile = ../Cargo.lock;
+  inherit (import ./workspace.nix {inherit lib;}) version src cargoLock;
   cargoBuildFlags = ["--package" "nix-format"];
   doCheck = false;
   meta.mainProgram = "nix-format";

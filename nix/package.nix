@@ -4,18 +4,7 @@
 }:
 rustPlatform.buildRustPackage {
   pname = "pg-preseed";
-  version = (lib.importTOML ../Cargo.toml).workspace.package.version;
-
-  src = lib.fileset.toSource {
-    root = ../.;
-    fileset = lib.fileset.unions [
-      ../Cargo.toml
-      ../Cargo.lock
-      ../clippy.toml
-      ../crates
-    ];
-  };
-  cargoLock.lockFile = ../Cargo.lock;
+  inherit (import ./workspace.nix {inherit lib;}) version src cargoLock;
 
   cargoBuildFlags = ["--package" "pg-preseed"];
   # Tier 1 only: parsers, the decision table, config validation. The real-system tests (tier 2)

@@ -100,6 +100,19 @@ in
       };
     };
 
+    testPreflightAndVerifyAreOneshotsThatStayActive = {
+      expr =
+        map (name: {inherit (units.${name}.serviceConfig) Type RemainAfterExit User;})
+        ["postgresql-preseed-preflight" "postgresql-preseed-verify"];
+      expected =
+        lib.genList (_: {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          User = "postgres";
+        })
+        2;
+    };
+
     testPreseedIsSkippedOnAHealthyBootButNotMidRestore = {
       expr = preseed.unitConfig.ConditionPathExists;
       expected = [
