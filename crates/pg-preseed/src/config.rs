@@ -93,7 +93,8 @@ pub enum OnNoBackup {
     Fail,
 }
 
-/// What must be mounted at PGDATA. Both fields may be given; then both must match.
+/// The filesystem PGDATA must be on: a dataset and/or a filesystem type (both must match when
+/// both are given), mounted at PGDATA itself or, with `mountpoint`, at a directory above it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RequireMount {
@@ -101,6 +102,9 @@ pub struct RequireMount {
     pub dataset: Option<String>,
     #[serde(default)]
     pub fstype: Option<String>,
+    /// Where that filesystem is mounted when not at PGDATA (PGDATA is a directory inside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -486,7 +490,19 @@ impl Config {
             issue("postgres.port", "must be between 1 and 65535".to_owned());
         }
 
-        if let Some(require) = &self.require_mount {
+        if let Some(require) = &mut self.require_mount {
+            if let Some(mountpoint) = &mut require.mountpoint {
+                absolute("require_mount.mountpoint", mountpoint, &mut issue);
+                if !self.pgdata.starts_with(&*mountpoint) {
+                    issue(
+                        "require_mount.mountpoint",
+                        format!(
+                            "{mountpoint} must be PGDATA ({}) or a directory above it",
+                            self.pgdata
+                        ),
+                    );
+                }
+            }
             match (&require.dataset, &require.fstype) {
                 (None, None) => issue(
                     "require_mount",
@@ -961,6 +977,31 @@ mod tests {
         assert!(found[0]
             .message
             .contains("tank/services/postgres and tank/services/postgresql"));
+    }
+
+    /// Issue 10.8: the filesystem may be mounted above PGDATA, never below or beside it.
+    #[test]
+    fn require_mount_mountpoint_is_at_or_above_pgdata() {
+        let with = |mountpoint: &str| {
+            MINIMAL.replace(
+                r#""postgres""#,
+                &format!(
+                    r#""require_mount": {{"dataset": "tank/pg", "mountpoint": "{mountpoint}"}}, "postgres""#
+                ),
+            )
+        };
+        let config = Config::parse(&with("/var/lib/postgresql/"), "t").unwrap();
+        assert_eq!(
+            config.require_mount.unwrap().mountpoint.as_deref(),
+            Some(Utf8Path::new("/var/lib/postgresql"))
+        );
+        assert!(Config::parse(&with("/var/lib/postgresql/16"), "t").is_ok());
+        assert_eq!(
+            keys(&with("/var/lib/postgresql/16/base")),
+            ["require_mount.mountpoint"]
+        );
+        assert_eq!(keys(&with("/srv")), ["require_mount.mountpoint"]);
+        assert_eq!(keys(&with("relative")), ["require_mount.mountpoint", "require_mount.mountpoint"]);
     }
 
     #[test]

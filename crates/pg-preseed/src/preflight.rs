@@ -314,25 +314,41 @@ fn mount_identity(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
     };
     let pgdata = layout.pgdata.as_str();
     let expected = describe_requirement(require);
+    // Where the filesystem must be mounted: PGDATA itself, or the directory above it that the
+    // configuration names (PGDATA is then a directory on it, and may not exist yet).
+    let expected_at = require.mountpoint.as_ref().map_or(pgdata, |m| m.as_str());
     let holder = layout
         .pgdata_mount
         .and_then(|id| mountinfo::by_id(mounts, id));
-    let at_pgdata = holder.filter(|m| m.mount_point == pgdata && layout.pgdata_exists);
-    let Some(mount) = at_pgdata else {
+    let at_place = holder.filter(|m| {
+        m.mount_point == expected_at && (layout.pgdata_exists || expected_at != pgdata)
+    });
+    let Some(mount) = at_place else {
         let underneath = holder.map_or_else(
             || "an unknown filesystem".to_owned(),
             |m| format!("{} mounted at {}", m.describe(), m.mount_point),
         );
+        let state = if expected_at != pgdata {
+            format!("PGDATA {pgdata} is on {underneath}")
+        } else if layout.pgdata_exists {
+            "PGDATA is not a mount point".to_owned()
+        } else {
+            "PGDATA does not exist".to_owned()
+        };
+        let place = if expected_at == pgdata {
+            format!("PGDATA {pgdata}")
+        } else {
+            format!("{expected_at} (PGDATA {pgdata} is a directory on it)")
+        };
         report.findings.push(Finding {
             kind: Kind::MountMissing,
             path: pgdata.to_owned(),
             detail: format!(
-                "{expected} must be mounted at PGDATA {pgdata}, but {}; restoring now would write \
-                 the cluster onto {underneath}",
-                if layout.pgdata_exists { "PGDATA is not a mount point" } else { "PGDATA does not exist" }
+                "{expected} must be mounted at {place}, but {state}; restoring now would write \
+                 the cluster onto {underneath}"
             ),
             fix: require.dataset.as_ref().map_or_else(
-                || format!("mount the {expected} filesystem at {pgdata} (check fileSystems / fstab and `journalctl -b`)"),
+                || format!("mount the {expected} filesystem at {expected_at} (check fileSystems / fstab and `journalctl -b`)"),
                 |dataset| format!(
                     "import the pool and mount the dataset (`zfs mount {dataset}`); check its \
                      mountpoint with `zfs get mountpoint {dataset}`"
@@ -354,11 +370,11 @@ fn mount_identity(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
             kind: Kind::MountMismatch,
             path: pgdata.to_owned(),
             detail: format!(
-                "PGDATA {pgdata} is mounted from {}, but the config requires {expected}",
+                "PGDATA {pgdata} is on {} mounted at {expected_at}, but the config requires {expected}",
                 mount.describe()
             ),
             fix: format!(
-                "unmount {} from {pgdata} and mount {expected} there, or correct require_mount",
+                "unmount {} from {expected_at} and mount {expected} there, or correct require_mount",
                 mount.source
             ),
             blocking: true,
@@ -559,6 +575,7 @@ mod tests {
         layout.require_mount = Some(RequireMount {
             dataset: Some("tank/other".to_owned()),
             fstype: None,
+            mountpoint: None,
         });
         layout.pgdata_mount = Some(44);
         let report = check(&layout);
@@ -610,6 +627,7 @@ mod tests {
         layout.require_mount = Some(RequireMount {
             dataset: Some("tank/pg".to_owned()),
             fstype: Some("zfs".to_owned()),
+            mountpoint: None,
         });
         layout.pgdata_mount = Some(40);
         layout.marker_dir_mount = Some(27);
@@ -652,6 +670,7 @@ mod tests {
         layout.require_mount = Some(RequireMount {
             dataset: Some("tank/pg".to_owned()),
             fstype: None,
+            mountpoint: None,
         });
         layout.pgdata_mount = Some(27);
         let report = check(&layout);
@@ -667,6 +686,34 @@ mod tests {
         assert!(check(&layout).findings[0].detail.contains("does not exist"));
     }
 
+    /// Issue 10.8: PGDATA is a directory on a dataset mounted above it (/var/lib/postgresql).
+    #[test]
+    fn require_mount_above_pgdata() {
+        let text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n40 27 0:50 / /var/lib/postgresql rw - zfs tank/pg rw\n";
+        let mut layout = layout(text);
+        layout.require_mount = Some(RequireMount {
+            dataset: Some("tank/pg".to_owned()),
+            fstype: None,
+            mountpoint: Some("/var/lib/postgresql".into()),
+        });
+        layout.pgdata_mount = Some(40);
+        assert!(check(&layout).findings.is_empty());
+        // Not there yet: PGDATA may be created inside it.
+        layout.pgdata_exists = false;
+        assert!(check(&layout).findings.is_empty());
+        // The dataset did not mount: PGDATA's nearest mount is the root filesystem.
+        layout.pgdata_mount = Some(27);
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::MountMissing]);
+        assert!(
+            report.findings[0].detail.contains(
+                "must be mounted at /var/lib/postgresql (PGDATA /var/lib/postgresql/16 is a directory on it), but PGDATA /var/lib/postgresql/16 is on /dev/vda (ext4) mounted at /"
+            ),
+            "{}",
+            report.findings[0].detail
+        );
+    }
+
     #[test]
     fn require_fstype_matches_fuse_variant() {
         let text = "27 1 254:0 / / rw - ext4 /dev/vda rw\n40 27 0:50 / /var/lib/postgresql/16 rw - fuse.zfs tank/pg rw\n";
@@ -674,12 +721,14 @@ mod tests {
         layout.require_mount = Some(RequireMount {
             dataset: None,
             fstype: Some("zfs".to_owned()),
+            mountpoint: None,
         });
         layout.pgdata_mount = Some(40);
         assert!(check(&layout).findings.is_empty());
         layout.require_mount = Some(RequireMount {
             dataset: None,
             fstype: Some("xfs".to_owned()),
+            mountpoint: None,
         });
         assert_eq!(kinds(&check(&layout)), [Kind::MountMismatch]);
     }
