@@ -43,7 +43,7 @@ in rec {
   };
 
   # A database host: a second disk for the pool `tank` (created by the test script, imported at
-  # every boot after that), PostgreSQL 16 on the declared dataset, pgBackRest with repo1 on the
+  # every boot after that), PostgreSQL 17 on the declared dataset, pgBackRest with repo1 on the
   # NFS share, and the module.
   db = {
     onNoBackup ? "fail",
@@ -51,6 +51,7 @@ in rec {
     extraRepos ? {},
     repoOrder ? ["nfs"],
     environmentFile ? null,
+    environmentFileText ? null,
   }: {
     pkgs,
     lib,
@@ -72,7 +73,10 @@ in rec {
     boot.zfs.devNodes = "/dev/disk/by-uuid";
     environment.systemPackages = [pkgs.parted];
 
-    fileSystems."/mnt/pgbackrest" = {
+    # virtualisation.fileSystems, not fileSystems: in test VMs qemu-vm.nix replaces the whole of
+    # fileSystems with virtualisation.fileSystems (mkVMOverride), so a fileSystems entry here
+    # would never be mounted.
+    virtualisation.fileSystems."/mnt/pgbackrest" = {
       device = "backup:/srv/pgbackrest";
       fsType = "nfs";
       options = ["nofail" "_netdev" "x-systemd.mount-timeout=15s" "soft" "timeo=30" "retrans=2"];
@@ -80,7 +84,7 @@ in rec {
 
     services.postgresql = {
       enable = true;
-      package = pkgs.postgresql_16;
+      package = pkgs.postgresql_17;
     };
 
     services.pgbackrest = {
@@ -97,12 +101,19 @@ in rec {
       settings.start-fast = true;
     };
     systemd.services.postgresql.serviceConfig.EnvironmentFile = lib.optional (environmentFile != null) environmentFile;
+    environment.etc = lib.optionalAttrs (environmentFileText != null) {
+      ${lib.removePrefix "/etc/" environmentFile} = {
+        text = environmentFileText;
+        mode = "0400";
+        user = "postgres";
+      };
+    };
 
     services.postgresql-preseed = {
       enable = true;
       inherit onNoBackup;
       datasets."tank/services/postgresql" = {
-        mountpoint = "/var/lib/postgresql/16";
+        mountpoint = "/var/lib/postgresql/17";
         properties.recordsize = "16K";
       };
       pgbackrest = {

@@ -2,8 +2,8 @@
 import json
 import shlex
 
-PGDATA = "/var/lib/postgresql/16"
-RECEIPT = "/var/lib/postgresql-preseed/16/receipt.json"
+PGDATA = "/var/lib/postgresql/17"
+RECEIPT = "/var/lib/postgresql-preseed/17/receipt.json"
 DATASET = "tank/services/postgresql"
 STANZA = "default"
 
@@ -61,8 +61,17 @@ def wipe(node):
     node.succeed(f"test -e {RECEIPT}")
 
 
-def boot_log(node, unit):
+def journal(node, unit):
+    """What `unit` logged since this boot."""
     return node.succeed(f"journalctl -b -o cat -u {unit}")
+
+
+def assert_no_initdb(node):
+    """nixpkgs' postgresql.service never ran initdb this boot (it prints this when it does).
+    Read and checked here, not with `grep -q` in a pipeline: under pipefail, grep -q closing the
+    pipe early makes journalctl fail with SIGPIPE, and the pipeline fails when the text IS there."""
+    text = journal(node, "postgresql.service")
+    assert "The files belonging to this database system" not in text, text
 
 
 def start_with_data(node, rows=1000):

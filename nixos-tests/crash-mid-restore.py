@@ -21,7 +21,7 @@ with subtest("power is cut in the middle of the restore"):
 with subtest("the next boot resumes and completes the restore"):
     db.start()
     wait_verified(db)
-    assert "decision: resume" in boot_log(db, "postgresql-preseed.service")
+    assert "decision: resume" in journal(db, "postgresql-preseed.service")
     assert psql(db, "SELECT count(*) FROM t") == "1000"
     assert receipt(db)["action"] == "restored"
-    assert "receipt written" in boot_log(db, "postgresql-preseed-verify.service")
+    assert "receipt written" in journal(db, "postgresql-preseed-verify.service")

@@ -14,6 +14,6 @@ with subtest("the dataset does not mount at the next boot"):
 with subtest("refused; the directory on the root filesystem is untouched"):
     db.require_unit_state("postgresql-preseed-preflight.service", "failed")
     db.fail("systemctl is-active postgresql.service")
-    log = boot_log(db, "postgresql-preseed-preflight.service")
-    assert "dataset_not_mounted" in log and DATASET in log, log
+    text = journal(db, "postgresql-preseed-preflight.service")
+    assert "dataset_not_mounted" in text and DATASET in text, text
     assert db.succeed(f"ls -A {PGDATA}").split() == ["leftover.txt"]

@@ -7,15 +7,7 @@
   module,
 }: let
   common = import ./common.nix {inherit module;};
-  names = [
-    "first-boot-restore"
-    "wipe-restores"
-    "incident-stacked-datasets"
-    "dataset-not-mounted"
-    "crash-mid-restore"
-    "first-deploy"
-    "repo-fallback"
-  ];
+  names = import ./scenarios.nix;
   scenario = name: pkgs.testers.runNixOSTest (import (./. + "/${name}.nix") {inherit common;});
 in
   pkgs.lib.listToAttrs (map (name: pkgs.lib.nameValuePair "vm-${name}" (scenario name)) names)

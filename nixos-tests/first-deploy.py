@@ -6,7 +6,7 @@ with subtest("no receipt, an empty repository: a new cluster"):
     create_pool(db)
     wait_verified(db)
     assert receipt(db)["action"] == "fresh"
-    assert "decision: fresh" in boot_log(db, "postgresql-preseed.service")
+    assert "decision: fresh" in journal(db, "postgresql-preseed.service")
 
 with subtest("the loop closes: stanza, first backup, and it restores"):
     fill(db, 1000)

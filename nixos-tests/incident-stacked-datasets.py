@@ -21,10 +21,10 @@ with subtest("refused before PostgreSQL: no initdb, both datasets named"):
     db.require_unit_state("postgresql-preseed-datasets.service", "failed")
     db.fail("systemctl is-active postgresql.service")
     db.fail(f"test -e {PGDATA}/PG_VERSION")
-    log = boot_log(db, "postgresql-preseed-datasets.service")
-    assert f"dataset {STRAY} " in log, log
-    assert DATASET in log, log
-    db.fail("journalctl -b -u postgresql.service | grep -q 'The files belonging to this database system'")
+    text = journal(db, "postgresql-preseed-datasets.service")
+    assert f"dataset {STRAY} " in text, text
+    assert DATASET in text, text
+    assert_no_initdb(db)
 
 with subtest("with the stray dataset destroyed, a restart restores"):
     db.succeed(

@@ -7,11 +7,6 @@
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=backup \
       -addext subjectAltName=DNS:backup -keyout $out/private.key -out $out/public.crt
   '';
-  # Test credentials only; a real host keeps these out of the store.
-  s3Env = pkgs.writeText "pgbackrest-s3.env" ''
-    PGBACKREST_REPO2_S3_KEY=preseedkey
-    PGBACKREST_REPO2_S3_KEY_SECRET=preseedsecret
-  '';
 in {
   name = "postgresql-preseed-repo-fallback";
   globalTimeout = 1800;
@@ -34,7 +29,13 @@ in {
       verifySql = ["SELECT count(*) > 0 FROM pg_class"];
       # services.pgbackrest numbers repositories alphabetically: nfs = repo1, s3 = repo2.
       repoOrder = ["nfs" "s3"];
-      environmentFile = s3Env;
+      # Test credentials, in a file only postgres can read, outside the store (the option takes a path
+      # string, never a store path).
+      environmentFile = "/etc/pgbackrest/s3.env";
+      environmentFileText = ''
+        PGBACKREST_REPO2_S3_KEY=preseedkey
+        PGBACKREST_REPO2_S3_KEY_SECRET=preseedsecret
+      '';
       extraRepos.s3 = {
         type = "s3";
         path = "/pgbackrest";

@@ -28,5 +28,5 @@ with subtest("restored from the S3 repository, and the receipt says so"):
     assert psql(db, "SELECT count(*) FROM t") == "1000"
     r = receipt(db)
     assert r["source"]["repo"] == 2, r
-    log = boot_log(db, "postgresql-preseed.service")
-    assert "repo1 (nfs) is unreachable" in log, log
+    text = journal(db, "postgresql-preseed.service")
+    assert "repo1 (nfs) is unreachable" in text, text
