@@ -23,7 +23,11 @@
       ...
     }: {
       imports = [./modules/postgresql-preseed.nix];
-      services.postgresql-preseed.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+      services.postgresql-preseed = {
+        package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        # The config is checked at build time, on the build platform (cross builds).
+        checkPackage = lib.mkDefault (self.packages.${pkgs.stdenv.buildPlatform.system} or self.packages.${pkgs.stdenv.hostPlatform.system}).default;
+      };
     };
     nixosModules.default = self.nixosModules.postgresql-preseed;
 

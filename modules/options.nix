@@ -12,7 +12,7 @@
   pgbackrest = config.services.pgbackrest;
   helpers = import ./lib.nix {inherit lib;};
 
-  absolutePath = types.strMatching "/.*";
+  absolutePath = helpers.safePath;
 
   # `services.pgbackrest` numbers its repositories by attribute name (repo1 = first name in
   # alphabetical order), so the names are what users know and the numbers are what pgBackRest
@@ -55,7 +55,19 @@ in {
     package = mkOption {
       type = types.package;
       description = "The pg-preseed package. The flake's module sets it to the flake's own build.";
-      example = literalExpression "inputs.postgresql-preseed.packages.\${pkgs.system}.default";
+      example = literalExpression "inputs.postgresql-preseed.packages.\${pkgs.stdenv.hostPlatform.system}.default";
+    };
+
+    checkPackage = mkOption {
+      type = types.package;
+      default = cfg.package;
+      defaultText = literalExpression "config.services.postgresql-preseed.package";
+      internal = true;
+      description = ''
+        The pg-preseed that checks the generated config at build time: it runs on the build
+        platform, so a cross-compiled system needs the build platform's build (the flake's
+        module sets it).
+      '';
     };
 
     dataDir = mkOption {
@@ -67,7 +79,7 @@ in {
 
     markerFile = mkOption {
       type = absolutePath;
-      default = "/var/lib/postgresql-preseed/${helpers.pgMajor pg}/receipt.json";
+      default = "/var/lib/postgresql-preseed/${helpers.pgMajor pg.package}/receipt.json";
       defaultText = literalExpression ''"/var/lib/postgresql-preseed/''${major version of services.postgresql.package}/receipt.json"'';
       description = ''
         The receipt written once a restored (or adopted, or new) cluster was verified. It must be
@@ -93,24 +105,35 @@ in {
             type = types.nullOr types.str;
             default = null;
             example = "tank/services/postgresql";
-            description = "ZFS dataset that must be mounted at dataDir.";
+            description = "ZFS dataset PGDATA must be on.";
           };
           fstype = mkOption {
             type = types.nullOr types.str;
             default = null;
-            example = "zfs";
-            description = "Filesystem type that must be mounted at dataDir.";
+            example = "xfs";
+            description = "Filesystem type PGDATA must be on.";
+          };
+          mountpoint = mkOption {
+            type = types.nullOr absolutePath;
+            default = null;
+            example = "/var/lib/postgresql";
+            description = "Where that filesystem is mounted: dataDir itself (null) or a directory above it.";
           };
         };
       });
-      default = helpers.requireMountDefault cfg.datasets cfg.dataDir;
       defaultText = literalExpression ''
-        { dataset = <the entry of datasets whose mountpoint is dataDir>; } (or null if none)
+        the declaration nearest above dataDir (datasets, fileSystems, disko's ZFS datasets):
+        { dataset = "<name>"; mountpoint = "<where>"; } for ZFS, { fstype = "<type>"; … } for
+        others; null when nothing declared covers dataDir
       '';
-      example = {dataset = "tank/services/postgresql";};
+      example = {
+        dataset = "tank/services/postgresql";
+      };
       description = ''
-        What must be mounted at dataDir. When it is not mounted there, nothing is restored:
-        pgBackRest would otherwise create dataDir on the root filesystem and restore onto it.
+        The filesystem PGDATA must be on. When it is not mounted where it should be, nothing is
+        restored: pgBackRest would otherwise create dataDir on the filesystem underneath (the root
+        filesystem) and restore onto it. Derived from the configuration's own declarations; set
+        it by hand for a filesystem mounted outside NixOS, or to null to turn the check off.
       '';
     };
 
@@ -118,9 +141,11 @@ in {
       type = types.enum ["fail" "warn"];
       default = "fail";
       description = ''
-        What stacked mounts or two datasets sharing a mountpoint (on dataDir, above it, or at the
-        marker) do: `fail` keeps PostgreSQL down with a message naming every mount and the fix;
-        `warn` only logs it. Mount identity and marker placement always fail.
+        What stacked mounts or two datasets sharing a mountpoint (on dataDir, above or below it,
+        or above the receipt) do. `fail`: this configuration does not build when two of its own
+        declarations claim such a mountpoint, and at boot PostgreSQL stays down with a message
+        naming every mount and the fix. `warn`: the build prints a warning instead, and at boot
+        the finding is only logged. Mount identity and receipt placement always fail.
       '';
     };
 
@@ -213,13 +238,16 @@ in {
       };
 
       environmentFile = mkOption {
-        type = types.nullOr types.path;
+        # A string, not types.path: a path literal (./pgbackrest.env) would be copied into the
+        # world-readable Nix store.
+        type = types.nullOr absolutePath;
         default = null;
         example = "/run/secrets/pgbackrest.env";
         description = ''
           A file of `PGBACKREST_REPO2_S3_KEY=…` lines (systemd EnvironmentFile) with the
           repository credentials. Secrets reach pgBackRest only through it: never through argv,
-          the config, the receipt or the Nix store.
+          the config, the receipt or the Nix store. Give it as a string (a path literal would be
+          copied into the store).
         '';
       };
 
@@ -305,8 +333,11 @@ in {
       };
       scratchDir = mkOption {
         type = absolutePath;
-        default = "/var/tmp/pg-preseed-drill";
-        description = "Where the drill restores; it needs room for a whole copy of the cluster.";
+        default = "/var/lib/postgresql-preseed/drill";
+        description = ''
+          Where the drill restores; it needs room for a whole copy of the cluster. Not inside
+          dataDir, and not under /tmp or /var/tmp (the drill's unit has private ones).
+        '';
       };
     };
 

@@ -1,5 +1,6 @@
-# services.postgresql-preseed: the units that stand between the pools' mounts and
-# postgresql.service, and the JSON config they share.
+# services.postgresql-preseed: the JSON config pg-preseed reads, the checks that stop a wrong
+# configuration at build time, and (./units.nix) the units that stand between the pools' mounts
+# and postgresql.service. The options are in ./options.nix.
 {
   config,
   lib,
@@ -7,38 +8,45 @@
   options,
   ...
 }: let
-  cfg = config.services.postgresql-preseed;
-  pg = config.services.postgresql;
-  helpers = import ./lib.nix {inherit lib;};
+  d = import ./derived.nix {inherit config lib options;};
+  inherit (d) cfg pg helpers dataDir markerFile scratchDir;
 
-  pgPackage = pg.finalPackage or pg.package;
-  major = helpers.pgMajor pg;
-  markerDir = dirOf cfg.markerFile;
-  repoNames =
-    if config.services.pgbackrest.enable or false
-    then builtins.attrNames (config.services.pgbackrest.repos or {})
-    else [];
-  zfsEnabled = lib.attrByPath ["boot" "zfs" "enabled"] false config;
-  exe = lib.getExe cfg.package;
-  configPath = "/etc/pg-preseed/config.json";
+  requireMount =
+    if cfg.requireMount == null
+    then null
+    else let
+      mountpoint =
+        if cfg.requireMount.mountpoint == null
+        then dataDir
+        else helpers.normalizePath cfg.requireMount.mountpoint;
+    in
+      {inherit (cfg.requireMount) dataset fstype;}
+      # Written only when it says something: a filesystem mounted above dataDir.
+      // lib.optionalAttrs (mountpoint != dataDir) {inherit mountpoint;};
 
   settings = {
-    pgdata = cfg.dataDir;
-    marker = cfg.markerFile;
+    pgdata = dataDir;
+    marker = markerFile;
     postgres = {
-      bin_dir = "${pgPackage}/bin";
-      major = lib.toInt major;
+      bin_dir = "${d.pgPackage}/bin";
+      major = lib.toInt d.major;
       user = "postgres";
-      port = pg.settings.port or 5432;
+      port = pg.settings.port;
       socket_dir = "/run/postgresql";
     };
     inherit (cfg) mode;
-    require_mount = cfg.requireMount;
+    require_mount = requireMount;
     on_layering = cfg.onLayering;
     on_no_backup = cfg.onNoBackup;
     pgbackrest = {
       inherit (cfg.pgbackrest) stanza set;
-      repos = map (helpers.repoEntry repoNames) cfg.pgbackrest.repos;
+      repos =
+        map (helpers.repoEntry (
+          if d.repoNames == null
+          then []
+          else d.repoNames
+        ))
+        cfg.pgbackrest.repos;
       target = {inherit (cfg.pgbackrest.target) type value;};
       process_max = cfg.pgbackrest.processMax;
       config = cfg.pgbackrest.configFile;
@@ -58,9 +66,10 @@
       inherit (cfg.verify) database timeout;
     };
     datasets =
-      lib.mapAttrsToList (name: d: {
+      lib.mapAttrsToList (name: ds: {
         inherit name;
-        inherit (d) mountpoint properties;
+        mountpoint = helpers.normalizePath ds.mountpoint;
+        inherit (ds) properties;
       })
       cfg.datasets;
     metrics =
@@ -69,10 +78,11 @@
       else {inherit (cfg.metrics) textfile;};
   };
 
-  # Built with `pg-preseed check-config`: a bad config fails nixos-rebuild, not the boot.
+  # Built with `pg-preseed check-config` (the build platform's): a bad config fails
+  # nixos-rebuild, not the boot.
   configFile =
     pkgs.runCommand "pg-preseed-config.json" {
-      nativeBuildInputs = [cfg.package];
+      nativeBuildInputs = [cfg.checkPackage];
       json = builtins.toJSON settings;
       passAsFile = ["json"];
       preferLocalBuild = true;
@@ -81,273 +91,91 @@
       pg-preseed check-config "$out"
     '';
 
-  claims = helpers.claims {
-    inherit (cfg) datasets;
-    fileSystems = config.fileSystems or {};
-    disko =
-      if options ? disko
-      then config.disko.devices or null
-      else null;
-  };
+  conflictChecks =
+    map (conflict: {
+      assertion = cfg.onLayering != "fail";
+      message = helpers.conflictMessage conflict;
+    })
+    d.conflicts;
 
-  # What every unit of ours shares: the engine needs little, and gets no more.
-  hardening = {
-    NoNewPrivileges = true;
-    PrivateTmp = true;
-    ProtectHome = true;
-    ProtectSystem = "strict";
-    ProtectKernelTunables = true;
-    ProtectKernelModules = true;
-    ProtectKernelLogs = true;
-    ProtectControlGroups = true;
-    ProtectClock = true;
-    ProtectHostname = true;
-    LockPersonality = true;
-    MemoryDenyWriteExecute = true;
-    RestrictNamespaces = true;
-    RestrictRealtime = true;
-    RestrictSUIDSGID = true;
-    RemoveIPC = true;
-    SystemCallArchitectures = "native";
-    SystemCallFilter = ["@system-service" "~@privileged" "~@resources"];
-    RestrictAddressFamilies = ["AF_UNIX" "AF_INET" "AF_INET6" "AF_NETLINK"];
-    # `zfs list` needs /dev/zfs, nothing else from /dev.
-    DevicePolicy = "closed";
-    DeviceAllow = lib.optional zfsEnabled "/dev/zfs rw";
-    UMask = "0022";
-  };
-
-  # The units that run as the PostgreSQL user.
-  asPostgres =
-    hardening
-    // {
-      User = "postgres";
-      Group = "postgres";
-      CapabilityBoundingSet = [""];
-    };
-
-  # The preflight, restore and verify units: oneshot, as postgres, "active (exited)" once done.
-  oneshotAsPostgres =
-    asPostgres
-    // {
-      Type = "oneshot";
-      RemainAfterExit = true;
-    };
-
-  writablePaths =
-    [markerDir]
-    ++ lib.optional (cfg.metrics.textfile != null) "-${dirOf cfg.metrics.textfile}";
-
-  unitPath = lib.optional zfsEnabled config.boot.zfs.package;
-
-  # Repository credentials reach pgBackRest only through the environment.
-  environmentFiles = lib.optional (cfg.pgbackrest.environmentFile != null) (toString cfg.pgbackrest.environmentFile);
-
-  # The units' order at boot: pools imported and mounted, then our checks, then PostgreSQL.
-  mountsReady = [
-    "local-fs.target"
-    "remote-fs.target"
-    "zfs-mount.service"
-    "systemd-tmpfiles-setup.service"
-  ];
-
-  hasDatasets = cfg.datasets != {};
+  # Checked only once PostgreSQL is known to be enabled: they read its package and dataDir,
+  # which nixpkgs defines only then (reading them otherwise aborts evaluation before any
+  # assertion can say what is wrong).
+  assertionsWithPostgresql =
+    [
+      {
+        assertion = dataDir != "/";
+        message = "services.postgresql-preseed.dataDir must not be /.";
+      }
+      {
+        assertion = dataDir == helpers.normalizePath pg.dataDir;
+        message = "services.postgresql-preseed.dataDir (${dataDir}) must be services.postgresql.dataDir (${pg.dataDir}): the guard must stand in front of the directory PostgreSQL uses. Leave services.postgresql-preseed.dataDir at its default.";
+      }
+      {
+        assertion = !(helpers.isAtOrBelow dataDir markerFile);
+        message = "services.postgresql-preseed.markerFile (${markerFile}) is inside dataDir (${dataDir}); a marker there is emptied with PGDATA or survives on a hidden dataset. Leave markerFile at its default (/var/lib/postgresql-preseed/${d.major}/receipt.json) or put it on another filesystem.";
+      }
+      {
+        assertion = cfg.pgbackrest.stanza != null;
+        message = "services.postgresql-preseed.pgbackrest.stanza is not set${lib.optionalString (d.repoNames != null) " and services.pgbackrest defines ${toString (builtins.length d.stanzaNames)} stanzas (${lib.concatStringsSep ", " d.stanzaNames})"}: set it to the stanza to restore, e.g. services.postgresql-preseed.pgbackrest.stanza = \"default\".";
+      }
+      {
+        assertion = cfg.pgbackrest.target.type == "default" || cfg.pgbackrest.target.type == "immediate" || cfg.pgbackrest.target.value != null;
+        message = "services.postgresql-preseed.pgbackrest.target.type = \"${cfg.pgbackrest.target.type}\" needs target.value.";
+      }
+      {
+        assertion = cfg.requireMount == null || cfg.requireMount.dataset != null || cfg.requireMount.fstype != null;
+        message = "services.postgresql-preseed.requireMount needs dataset or fstype (or set it to null).";
+      }
+      {
+        assertion = cfg.requireMount == null || cfg.requireMount.mountpoint == null || helpers.isAtOrBelow (helpers.normalizePath cfg.requireMount.mountpoint) dataDir;
+        message = "services.postgresql-preseed.requireMount.mountpoint (${toString (cfg.requireMount.mountpoint or null)}) must be dataDir (${dataDir}) or a directory above it.";
+      }
+      {
+        assertion = cfg.datasets == {} || d.zfsEnabled;
+        message = "services.postgresql-preseed.datasets declares ZFS datasets (${lib.concatStringsSep ", " (builtins.attrNames cfg.datasets)}), but ZFS is not enabled on this host: add boot.supportedFilesystems = [ \"zfs\" ]; (and set networking.hostId), or remove the datasets.";
+      }
+      {
+        assertion = !cfg.drill.enable || !(helpers.isAtOrBelow dataDir scratchDir || helpers.isAtOrBelow scratchDir dataDir);
+        message = "services.postgresql-preseed.drill.scratchDir (${scratchDir}) must be outside dataDir (${dataDir}): a drill never writes into PGDATA.";
+      }
+      {
+        assertion = !cfg.drill.enable || !(helpers.isAtOrBelow "/tmp" scratchDir || helpers.isAtOrBelow "/var/tmp" scratchDir);
+        message = "services.postgresql-preseed.drill.scratchDir (${scratchDir}) is under /tmp or /var/tmp, which the drill's unit replaces with private, empty ones (PrivateTmp): choose a directory elsewhere, such as the default /var/lib/postgresql-preseed/drill.";
+      }
+    ]
+    ++ map (message: {
+      assertion = false;
+      inherit message;
+    }) (helpers.repoProblems d.repoNames cfg.pgbackrest.repos)
+    ++ map (dup: {
+      assertion = false;
+      message = "services.postgresql-preseed.datasets.\"${dup.name}\" and fileSystems.\"${dup.fileSystemsKey}\" both mount ${dup.name}: the first sets its mountpoint property (ZFS mounts it), the second mounts it again as a legacy mount, and the two would stack. Keep one: remove the fileSystems entry (the dataset is then mounted by ZFS at its declared mountpoint), or remove it from services.postgresql-preseed.datasets (requireMount still follows the fileSystems entry).";
+    })
+    d.doublyDeclared
+    ++ conflictChecks;
 in {
-  imports = [./options.nix];
+  imports = [./options.nix ./units.nix];
 
   config = lib.mkIf cfg.enable {
     services.postgresql-preseed = {
       inherit settings configFile;
+      requireMount = lib.mkIf d.pgEnabled (lib.mkDefault (helpers.requireMountFrom d.pgdataClaim));
     };
 
     assertions =
       [
         {
-          assertion = pg.enable or false;
+          assertion = d.pgEnabled;
           message = "services.postgresql-preseed guards services.postgresql: set services.postgresql.enable = true.";
         }
-        {
-          assertion = helpers.stripSlash cfg.dataDir == helpers.stripSlash (pg.dataDir or cfg.dataDir);
-          message = "services.postgresql-preseed.dataDir (${cfg.dataDir}) must be services.postgresql.dataDir (${pg.dataDir or "unset"}): the guard must stand in front of the directory PostgreSQL uses. Leave services.postgresql-preseed.dataDir at its default.";
-        }
-        {
-          assertion = !(lib.hasPrefix "${helpers.stripSlash cfg.dataDir}/" cfg.markerFile);
-          message = "services.postgresql-preseed.markerFile (${cfg.markerFile}) is inside dataDir (${cfg.dataDir}); a marker there is emptied with PGDATA or survives on a hidden dataset. Leave markerFile at its default (/var/lib/postgresql-preseed/${major}/receipt.json) or put it on another filesystem.";
-        }
-        {
-          assertion = cfg.pgbackrest.stanza != null;
-          message = "services.postgresql-preseed.pgbackrest.stanza is not set${lib.optionalString (repoNames != [] || (config.services.pgbackrest.enable or false)) " and services.pgbackrest defines ${toString (builtins.length (builtins.attrNames (config.services.pgbackrest.stanzas or {})))} stanzas (${lib.concatStringsSep ", " (builtins.attrNames (config.services.pgbackrest.stanzas or {}))})"}: set it to the stanza to restore, e.g. services.postgresql-preseed.pgbackrest.stanza = \"default\".";
-        }
-        {
-          assertion = cfg.pgbackrest.repos != [];
-          message = "services.pgbackrest defines several repositories (${lib.concatStringsSep ", " repoNames}); say in which order to try them: services.postgresql-preseed.pgbackrest.repos = [ ${lib.concatMapStringsSep " " (n: "\"${n}\"") repoNames} ]; (services.pgbackrest numbers them alphabetically: ${lib.concatStringsSep ", " (lib.imap1 (i: n: "repo${toString i} = ${n}") repoNames)}).";
-        }
-        {
-          assertion = helpers.unknownRepoNames repoNames cfg.pgbackrest.repos == [];
-          message = "services.postgresql-preseed.pgbackrest.repos names ${lib.concatStringsSep ", " (helpers.unknownRepoNames repoNames cfg.pgbackrest.repos)}, which services.pgbackrest.repos does not define (it defines: ${
-            if repoNames == []
-            then "none${lib.optionalString (!(config.services.pgbackrest.enable or false)) "; services.pgbackrest is not enabled, so use repository numbers"}"
-            else lib.concatStringsSep ", " repoNames
-          }).";
-        }
-        {
-          assertion = cfg.pgbackrest.target.type == "default" || cfg.pgbackrest.target.type == "immediate" || cfg.pgbackrest.target.value != null;
-          message = "services.postgresql-preseed.pgbackrest.target.type = \"${cfg.pgbackrest.target.type}\" needs target.value.";
-        }
-        {
-          assertion = cfg.requireMount == null || cfg.requireMount.dataset != null || cfg.requireMount.fstype != null;
-          message = "services.postgresql-preseed.requireMount needs dataset or fstype (or set it to null).";
-        }
       ]
-      ++ map (conflict: {
-        assertion = false;
-        message = helpers.conflictMessage conflict;
-      }) (helpers.conflicts claims);
+      ++ lib.optionals d.pgEnabled assertionsWithPostgresql;
+
+    warnings = lib.optionals (d.pgEnabled && cfg.onLayering == "warn") (map (c: "${helpers.conflictMessage c}\n(services.postgresql-preseed.onLayering = \"warn\": this only warns.)") d.conflicts);
 
     environment.etc."pg-preseed/config.json".source = configFile;
+    environment.etc."pg-preseed/bin/pg-preseed".source = lib.getExe cfg.package;
     environment.systemPackages = [cfg.package];
-
-    systemd.timers.postgresql-preseed-drill = lib.mkIf cfg.drill.enable {
-      description = "Scheduled restore drill (pg-preseed)";
-      wantedBy = ["timers.target"];
-      timerConfig = {
-        OnCalendar = cfg.drill.schedule;
-        Persistent = true;
-        RandomizedDelaySec = "1h";
-      };
-    };
-
-    systemd.tmpfiles.rules =
-      lib.optional cfg.drill.enable "d ${cfg.drill.scratchDir} 0750 postgres postgres - -"
-      ++ [
-        "d ${markerDir} 0755 postgres postgres - -"
-        # PGDATA belongs to postgres before the restore unit (running as postgres) looks at it: a
-        # freshly created dataset's root is root's. Mode untouched ("-"): pgBackRest and initdb set
-        # it. (nixpkgs' StateDirectory does this too, but only when postgresql.service starts.)
-        "d ${cfg.dataDir} - postgres postgres - -"
-      ];
-
-    systemd.services = {
-      postgresql-preseed-datasets = lib.mkIf hasDatasets {
-        description = "Reconcile the ZFS datasets declared for PostgreSQL (pg-preseed)";
-        # Runs between pool import and mounting, so new datasets are mounted in order and a
-        # leftover one on PGDATA's mountpoint is refused before anything mounts.
-        unitConfig.DefaultDependencies = false;
-        wantedBy = ["zfs-mount.service"];
-        requiredBy = ["postgresql-preseed-preflight.service"];
-        after = ["zfs-import.target" "systemd-udev-settle.service"];
-        before = ["zfs-mount.service" "local-fs.target" "postgresql-preseed-preflight.service" "shutdown.target"];
-        conflicts = ["shutdown.target"];
-        path = unitPath;
-        serviceConfig =
-          hardening
-          // {
-            Type = "oneshot";
-            RemainAfterExit = true;
-            # zfs create/set are privileged ioctls on /dev/zfs.
-            CapabilityBoundingSet = ["CAP_SYS_ADMIN"];
-            SystemCallFilter = ["@system-service" "~@resources"];
-            ExecStart = "${exe} --config ${configPath} datasets ensure";
-          };
-      };
-
-      postgresql-preseed-preflight = {
-        description = "Check PostgreSQL's mounts, datasets and marker before it starts (pg-preseed)";
-        wantedBy = ["multi-user.target"];
-        requiredBy = ["postgresql.service"];
-        # Stopped and restarted with PostgreSQL, so `systemctl start postgresql` after a stop
-        # runs the checks again instead of finding them still "active (exited)" from boot.
-        partOf = ["postgresql.service"];
-        requires = lib.optional hasDatasets "postgresql-preseed-datasets.service";
-        after = mountsReady ++ lib.optional hasDatasets "postgresql-preseed-datasets.service";
-        before = ["postgresql.service" "postgresql-preseed.service"];
-        unitConfig.RequiresMountsFor = [cfg.dataDir markerDir];
-        path = unitPath;
-        serviceConfig =
-          oneshotAsPostgres
-          // {
-            ReadWritePaths = writablePaths;
-            ExecStart = "${exe} --config ${configPath} preflight";
-          };
-      };
-
-      postgresql-preseed = {
-        description = "Restore PostgreSQL from pgBackRest when its data directory is empty (pg-preseed)";
-        wantedBy = ["multi-user.target"];
-        requiredBy = ["postgresql.service"];
-        # Without this the unit would stay "active (exited)" from boot, and a drill's
-        # `systemctl stop postgresql; <empty PGDATA>; systemctl start postgresql` would skip the
-        # restore and let nixpkgs' initdb create an empty cluster. With it, every start of
-        # PostgreSQL re-evaluates the condition below and restores when PGDATA is empty.
-        partOf = ["postgresql.service"];
-        requires = ["postgresql-preseed-preflight.service"];
-        wants = ["network-online.target"];
-        after = mountsReady ++ ["postgresql-preseed-preflight.service" "network-online.target"];
-        before = ["postgresql.service"];
-        unitConfig = {
-          RequiresMountsFor = [cfg.dataDir markerDir];
-          # Skipped, without running anything, on a boot where PGDATA holds a cluster. It still
-          # runs when pgBackRest's manifest shows a restore cut short (pgBackRest writes
-          # PG_VERSION early and global/pg_control last), so a crash mid-restore is resumed.
-          ConditionPathExists = [
-            "|!${cfg.dataDir}/PG_VERSION"
-            "|!${cfg.dataDir}/global/pg_control"
-            "|${cfg.dataDir}/backup.manifest"
-          ];
-        };
-        path = unitPath;
-        serviceConfig =
-          oneshotAsPostgres
-          // {
-            # PGDATA may not exist yet (the engine creates it): its parent must be writable too.
-            ReadWritePaths = writablePaths ++ ["-${cfg.dataDir}" "-${dirOf cfg.dataDir}" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
-            EnvironmentFile = environmentFiles;
-            # A restore takes as long as it takes; progress is in the journal.
-            TimeoutStartSec = "infinity";
-            ExecStart = "${exe} --config ${configPath} run --lock-wait 1h";
-          };
-      };
-
-      postgresql-preseed-verify = {
-        description = "Verify PostgreSQL after a restore and write the pg-preseed receipt";
-        wantedBy = ["postgresql.service" "multi-user.target"];
-        requires = ["postgresql.service"];
-        # postgresql-setup.service (NixOS 25.05+) finishes once recovery has ended.
-        after = ["postgresql.service" "postgresql-setup.service"];
-        path = unitPath;
-        serviceConfig =
-          oneshotAsPostgres
-          // {
-            ReadWritePaths = writablePaths;
-            TimeoutStartSec = "infinity";
-            ExecStart = "${exe} --config ${configPath} verify --lock-wait 1h";
-          };
-      };
-
-      postgresql-preseed-drill = lib.mkIf cfg.drill.enable {
-        description = "Restore drill: restore the newest backup privately and verify it (pg-preseed)";
-        wants = ["network-online.target"];
-        after = ["network-online.target" "postgresql-preseed-verify.service"];
-        path = unitPath;
-        serviceConfig =
-          asPostgres
-          // {
-            Type = "oneshot";
-            ReadWritePaths = writablePaths ++ [cfg.drill.scratchDir];
-            EnvironmentFile = environmentFiles;
-            Nice = 10;
-            IOSchedulingClass = "idle";
-            ExecStart = "${exe} --config ${configPath} drill --scratch ${cfg.drill.scratchDir}";
-          };
-      };
-
-      postgresql = {
-        requires = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
-        after = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
-        # Before nixpkgs' preStart (which runs initdb when PG_VERSION is missing), on every start
-        # including Restart=always: refuse an empty PGDATA that pg-preseed did not clear.
-        serviceConfig.ExecStartPre = lib.mkBefore ["${exe} --config ${configPath} initdb-guard"];
-      };
-    };
   };
 }

@@ -5,11 +5,7 @@
 {lib}: let
   support = import ../modules/tests/support.nix {inherit lib;};
   evaluated = lib.evalModules {
-    modules = [
-      support.stubs
-      ../modules/postgresql-preseed.nix
-      {services.postgresql-preseed.package = support.fakePackage "pg-preseed" "0.1.0";}
-    ];
+    modules = (import ../modules/tests/twins {inherit lib;}).modules ++ [support.module];
     specialArgs = {inherit (support) pkgs;};
   };
   options = builtins.filter (o: o.visible && !o.internal) (lib.optionAttrSetToDocList evaluated.options.services.postgresql-preseed);

@@ -3,9 +3,9 @@
 # scripts next to it.
 
 # System packages: PostgreSQL, pgBackRest, zfs-fuse (real `zpool`/`zfs` without a kernel
-# module), util-linux (runuser, mount), stunnel and openssl (TLS for the S3 test server).
+# module), util-linux (runuser, mount), stunnel and openssl (TLS for the S3 test server), jq.
 install_packages() {
-  local packages=(postgresql postgresql-contrib pgbackrest zfs-fuse util-linux procps stunnel4 openssl)
+  local packages=(postgresql postgresql-contrib pgbackrest zfs-fuse util-linux procps stunnel4 openssl jq)
   local missing=()
   for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -3,36 +3,45 @@
 #
 #   nix-instantiate --eval --strict --json modules/tests/eval.nix --arg lib 'import <nixpkgs/lib>'
 #
-# It evaluates the module against the smallest honest stubs of the NixOS options it reads and
-# writes, and returns the failures as a list (lib.runTests: [] means every test passed).
+# The module is evaluated against twins of the nixpkgs modules it meets (./twins: same options,
+# types, defaults and units as nixos-25.11), and the tests read the unit files those render.
+# Returns the failures (lib.runTests: [] means every test passed). scripts/mutate-module proves
+# the tests catch deliberate breakage of the module.
 {lib}: let
   support = import ./support.nix {inherit lib;};
-  inherit (support) fakePackage pkgs stubs diskoStub;
+  inherit (support) pkgs pgPreseed diskoStub failed;
+  inherit (builtins) any all attrNames elem filter length;
 
   base = {
     services.postgresql.enable = true;
-    services.postgresql-preseed = {
-      enable = true;
-      package = fakePackage "pg-preseed" "0.1.0";
-    };
+    services.postgresql-preseed.enable = true;
+    boot.supportedFilesystems = ["zfs"];
   };
-
   # Without services.pgbackrest there is no stanza to default to: most tests name one.
-  evalBare = modules:
-    (lib.evalModules {
-      modules = [stubs ../postgresql-preseed.nix base] ++ modules;
-      specialArgs = {inherit pkgs;};
-    })
-    .config;
+  evalBare = modules: support.evalSystem {modules = [base] ++ modules;};
   eval = modules: evalBare ([{services.postgresql-preseed.pgbackrest.stanza = lib.mkDefault "main";}] ++ modules);
+  firesWith = needle: config: any (lib.hasInfix needle) (failed config);
 
-  failed = config: map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
-  firesWith = needle: config: builtins.any (lib.hasInfix needle) (failed config);
+  # The unit files NixOS would write: a file's text, and the values of one key in it.
+  text = config: file: config.systemd.rendered.${file}.text;
+  values = config: file: key:
+    map (lib.removePrefix "${key}=") (filter (lib.hasPrefix "${key}=") (lib.splitString "\n" (text config file)));
+  words = config: file: key: lib.concatMap (lib.splitString " ") (values config file key);
+  linked = config: link: config.systemd.rendered ? ${link};
+  ordering = config: import ./ordering.nix {inherit lib;} config.systemd.rendered;
 
   good = eval [];
-  units = good.systemd.services;
-  preseed = units.postgresql-preseed;
   settings = good.services.postgresql-preseed.settings;
+  service = name: "${name}.service";
+
+  withDatasets = extra:
+    eval ([
+        {
+          services.postgresql-preseed.datasets."tank/services/postgresql".mountpoint = "/var/lib/postgresql/17";
+        }
+      ]
+      ++ extra);
+  zfsHost = withDatasets [];
 
   withPgbackrest = extra:
     evalBare [
@@ -40,7 +49,10 @@
         services.pgbackrest = {
           enable = true;
           repos = {
-            nas.path = "/mnt/nas/pgbackrest";
+            nas = {
+              host = null;
+              path = "/mnt/nas/pgbackrest";
+            };
             s3.type = "s3";
           };
         };
@@ -48,94 +60,103 @@
       extra
     ];
 
-  # The VM scenarios (nixos-tests/), evaluated as far as this machine can: each scenario's
-  # definition, and each node that imports the module, through the same stubs.
-  vmModule = {
-    imports = [../postgresql-preseed.nix];
-    services.postgresql-preseed.package = lib.mkDefault (fakePackage "pg-preseed" "0.1.0");
-  };
+  # The units the module adds, with and without datasets and the drill.
+  ourUnits = ["postgresql-preseed-datasets" "postgresql-preseed-preflight" "postgresql-preseed" "postgresql-preseed-verify" "postgresql-preseed-drill"];
+  fullHost = withDatasets [{services.postgresql-preseed.drill.enable = true;}];
+
+  # The VM scenarios, evaluated as far as this machine can: each scenario's definition and each
+  # node that runs PostgreSQL, through the twins (including qemu-vm.nix's).
+  scenarioNames = import ../../nixos-tests/scenarios.nix;
   vmTests = import ../../nixos-tests {
     inherit pkgs;
-    module = vmModule;
+    inherit (support) module;
   };
   resolveTest = test:
     if builtins.isFunction test
     then test {inherit pkgs;}
     else test;
-  vmNode = node:
-    (lib.evalModules {
-      modules = [stubs node];
-      specialArgs = {inherit pkgs;};
-    })
-    .config;
   vmDbNodes = lib.concatLists (lib.mapAttrsToList (
       _: test:
-        lib.mapAttrsToList (_: vmNode) (lib.filterAttrs (name: _: name != "backup") (resolveTest test).nodes)
+        map support.evalNode (lib.attrValues (lib.filterAttrs (name: _: name != "backup") (resolveTest test).nodes))
     )
     vmTests);
 
-  # The seed's configuration: its dataset declared here, the old one still in fileSystems.
-  incident = eval [
-    {
-      services.postgresql-preseed.datasets."tank/services/postgresql".mountpoint = "/var/lib/postgresql/16";
-      fileSystems."/var/lib/postgresql/16" = {
-        device = "tank/services/postgres";
-        fsType = "zfs";
-      };
-    }
-  ];
+  # The configuration README.md shows (examples/host), evaluated as the flake's module sees it.
+  example = support.evalSystem {
+    modules = [../../examples/host/configuration.nix];
+    specialArgs.inputs.postgresql-preseed.nixosModules.default = {};
+  };
+  exampleFlake = let
+    flake = import ../../examples/host/flake.nix;
+    outputs = flake.outputs {
+      self = {};
+      nixpkgs.lib.nixosSystem = args: args;
+      postgresql-preseed = {};
+    };
+  in {
+    inherit (flake) inputs;
+    db = outputs.nixosConfigurations.db;
+  };
+
+  # The settings JSON with one option changed.
+  setting = option: value: (eval [{services.postgresql-preseed = lib.setAttrByPath option value;}]).services.postgresql-preseed.settings;
 in
   lib.runTests {
-    testUnitNames = {
-      expr = lib.sort (a: b: a < b) (builtins.filter (lib.hasPrefix "postgresql") (builtins.attrNames units));
-      expected = ["postgresql" "postgresql-preseed" "postgresql-preseed-preflight" "postgresql-preseed-verify"];
+    # --- The units and how they are ordered --------------------------------------------------
+
+    testTheModulesUnits = {
+      expr = filter (n: elem (lib.removeSuffix ".service" n) ourUnits) (attrNames fullHost.systemd.rendered);
+      expected = map service ["postgresql-preseed-datasets" "postgresql-preseed-drill" "postgresql-preseed-preflight" "postgresql-preseed-verify" "postgresql-preseed"];
     };
 
-    testPreseedIsAOneshotThatStaysActive = {
-      expr = {inherit (preseed.serviceConfig) Type RemainAfterExit User;};
-      expected = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        User = "postgres";
-      };
-    };
-
-    testPreflightAndVerifyAreOneshotsThatStayActive = {
-      expr =
-        map (name: {inherit (units.${name}.serviceConfig) Type RemainAfterExit User;})
-        ["postgresql-preseed-preflight" "postgresql-preseed-verify"];
+    testPreflightRestoreAndVerifyAreOneshotsThatStayActiveAsPostgres = {
+      expr = map (u: {
+        type = values good (service u) "Type";
+        remain = values good (service u) "RemainAfterExit";
+        user = values good (service u) "User";
+      }) ["postgresql-preseed-preflight" "postgresql-preseed" "postgresql-preseed-verify"];
       expected =
         lib.genList (_: {
-          Type = "oneshot";
-          RemainAfterExit = true;
-          User = "postgres";
+          type = ["oneshot"];
+          remain = ["true"];
+          user = ["postgres"];
         })
-        2;
+        3;
     };
 
-    testPreseedIsSkippedOnAHealthyBootButNotMidRestore = {
-      expr = preseed.unitConfig.ConditionPathExists;
+    testRestoreIsSkippedOnAHealthyBootButNotMidRestore = {
+      expr = values good "postgresql-preseed.service" "ConditionPathExists";
       expected = [
-        "|!/var/lib/postgresql/16/PG_VERSION"
-        "|!/var/lib/postgresql/16/global/pg_control"
-        "|/var/lib/postgresql/16/backup.manifest"
+        "|!/var/lib/postgresql/17/PG_VERSION"
+        "|!/var/lib/postgresql/17/global/pg_control"
+        "|/var/lib/postgresql/17/backup.manifest"
       ];
+    };
+
+    # PGDATA's and the receipt's filesystems are mounted before the guards look at them (for
+    # fstab mounts; ZFS mounts are ordered by After=zfs-mount.service).
+    testGuardsRequireTheMountsOfPgdataAndTheReceipt = {
+      expr = map (u: values good (service u) "RequiresMountsFor") ["postgresql-preseed-preflight" "postgresql-preseed"];
+      expected = lib.genList (_: ["/var/lib/postgresql/17" "/var/lib/postgresql-preseed/17"]) 2;
+    };
+
+    testPreflightRunsEveryBootWithoutCondition = {
+      expr = lib.hasInfix "Condition" (text good "postgresql-preseed-preflight.service");
+      expected = false;
     };
 
     testPostgresqlRequiresAndFollowsTheGuards = {
       expr = {
-        requires = units.postgresql.requires;
-        after = units.postgresql.after;
-        preseedBefore = builtins.elem "postgresql.service" preseed.before;
-        preseedRequiredBy = preseed.requiredBy;
-        preflightRequiredBy = units.postgresql-preseed-preflight.requiredBy;
+        requires = words good "postgresql.service" "Requires";
+        after = words good "postgresql.service" "After";
+        requiredLinks = map (u: linked good "postgresql.service.requires/${u}.service") ["postgresql-preseed-preflight" "postgresql-preseed"];
+        before = map (u: elem "postgresql.service" (words good (service u) "Before")) ["postgresql-preseed-preflight" "postgresql-preseed"];
       };
       expected = {
         requires = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
-        after = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
-        preseedBefore = true;
-        preseedRequiredBy = ["postgresql.service"];
-        preflightRequiredBy = ["postgresql.service"];
+        after = ["network.target" "postgresql-preseed-preflight.service" "postgresql-preseed.service"];
+        requiredLinks = [true true];
+        before = [true true];
       };
     };
 
@@ -143,113 +164,359 @@ in
     # guards must run again on that start, not stay "active (exited)" from boot (which would let
     # nixpkgs' initdb create an empty cluster — the incident).
     testGuardsRestartWithPostgresql = {
-      expr = {
-        preseed = preseed.partOf;
-        preflight = units.postgresql-preseed-preflight.partOf;
+      expr = map (u: values good (service u) "PartOf") ["postgresql-preseed-preflight" "postgresql-preseed"];
+      expected = [["postgresql.service"] ["postgresql.service"]];
+    };
+
+    # Before nixpkgs' preStart (initdb when PG_VERSION is missing), on every start.
+    testInitdbGuardRunsFirstInPostgresql = {
+      expr = let
+        pre = values good "postgresql.service" "ExecStartPre";
+      in {
+        count = length pre;
+        first = builtins.head pre;
+        secondIsNixpkgsPreStart = lib.hasInfix "unit-script-postgresql-pre-start" (builtins.elemAt pre 1);
       };
       expected = {
-        preseed = ["postgresql.service"];
-        preflight = ["postgresql.service"];
+        count = 2;
+        first = "/etc/pg-preseed/bin/pg-preseed --config /etc/pg-preseed/config.json initdb-guard";
+        secondIsNixpkgsPreStart = true;
       };
     };
 
-    testPostgresqlRefusesAnUnclearedEmptyPgdataOnEveryStart = {
-      expr = let
-        c = eval [{systemd.services.postgresql.serviceConfig.ExecStartPre = ["/nix/store/x-postgresql-pre-start"];}];
+    testGuardsRunAfterTheMounts = {
+      expr = map (u: let
+        after = words good (service u) "After";
       in
-        c.systemd.services.postgresql.serviceConfig.ExecStartPre;
-      expected = [
-        "/nix/store/00000000000000000000000000000000-pg-preseed-0.1.0/bin/pg-preseed --config /etc/pg-preseed/config.json initdb-guard"
-        "/nix/store/x-postgresql-pre-start"
-      ];
+        all (t: elem t after) ["local-fs.target" "remote-fs.target" "zfs-mount.service"]) ["postgresql-preseed-preflight" "postgresql-preseed"];
+      expected = [true true];
     };
 
-    testGuardsRunAfterMounts = {
-      expr = builtins.all (u: builtins.elem "zfs-mount.service" u.after && builtins.elem "local-fs.target" u.after) [preseed units.postgresql-preseed-preflight];
-      expected = true;
-    };
-
-    testPreflightRunsEveryBootWithoutCondition = {
-      expr = units.postgresql-preseed-preflight.unitConfig ? ConditionPathExists;
-      expected = false;
-    };
-
-    testVerifyRunsAfterPostgresqlHasRecovered = {
+    testRestoreWaitsForTheNetworkAndPreflight = {
       expr = {
-        inherit (units.postgresql-preseed-verify) after requires;
-        user = units.postgresql-preseed-verify.serviceConfig.User;
+        after = lib.subtractLists ["local-fs.target" "remote-fs.target" "zfs-mount.service" "systemd-tmpfiles-setup.service"] (words good "postgresql-preseed.service" "After");
+        requires = words good "postgresql-preseed.service" "Requires";
+        wants = words good "postgresql-preseed.service" "Wants";
+        wanted = linked good "multi-user.target.wants/postgresql-preseed.service";
+      };
+      expected = {
+        after = ["postgresql-preseed-preflight.service" "network-online.target"];
+        requires = ["postgresql-preseed-preflight.service"];
+        wants = ["network-online.target"];
+        wanted = true;
+      };
+    };
+
+    testPreflightOrdering = {
+      expr = {
+        before = words zfsHost "postgresql-preseed-preflight.service" "Before";
+        requires = words zfsHost "postgresql-preseed-preflight.service" "Requires";
+        afterDatasets = elem "postgresql-preseed-datasets.service" (words zfsHost "postgresql-preseed-preflight.service" "After");
+        wanted = linked zfsHost "multi-user.target.wants/postgresql-preseed-preflight.service";
+      };
+      expected = {
+        before = ["postgresql.service" "postgresql-preseed.service"];
+        requires = ["postgresql-preseed-datasets.service"];
+        afterDatasets = true;
+        wanted = true;
+      };
+    };
+
+    testVerifyRunsOnceRecoveryHasEndedAndWithEveryStart = {
+      expr = {
+        after = words good "postgresql-preseed-verify.service" "After";
+        requires = words good "postgresql-preseed-verify.service" "Requires";
+        withPostgresql = linked good "postgresql.service.wants/postgresql-preseed-verify.service";
+        atBoot = linked good "multi-user.target.wants/postgresql-preseed-verify.service";
+        exec = values good "postgresql-preseed-verify.service" "ExecStart";
       };
       expected = {
         after = ["postgresql.service" "postgresql-setup.service"];
         requires = ["postgresql.service"];
-        user = "postgres";
+        withPostgresql = true;
+        atBoot = true;
+        exec = ["/etc/pg-preseed/bin/pg-preseed --config /etc/pg-preseed/config.json verify --lock-wait 1h"];
       };
     };
 
-    testHardening = {
-      expr = {
-        inherit (preseed.serviceConfig) ProtectSystem PrivateTmp NoNewPrivileges CapabilityBoundingSet;
-        writable = preseed.serviceConfig.ReadWritePaths;
-        envFile = preseed.serviceConfig.EnvironmentFile;
+    testDatasetsUnitRunsAsRootBetweenImportAndMount = {
+      expr = let
+        file = "postgresql-preseed-datasets.service";
+      in {
+        root = values zfsHost file "User";
+        defaultDependencies = values zfsHost file "DefaultDependencies";
+        after = words zfsHost file "After";
+        before = words zfsHost file "Before";
+        conflicts = words zfsHost file "Conflicts";
+        wantedByMount = linked zfsHost "zfs-mount.service.wants/${file}";
+        requiredByPreflight = linked zfsHost "postgresql-preseed-preflight.service.requires/${file}";
+        caps = values zfsHost file "CapabilityBoundingSet";
+        exec = values zfsHost file "ExecStart";
+        devices = values zfsHost "postgresql-preseed-preflight.service" "DeviceAllow";
+        zfsInPath = lib.hasInfix "-zfs-2.3.4/bin" (text zfsHost file);
       };
       expected = {
-        ProtectSystem = "strict";
-        PrivateTmp = true;
-        NoNewPrivileges = true;
-        CapabilityBoundingSet = [""];
-        writable = ["/var/lib/postgresql-preseed/16" "-/var/lib/postgresql/16" "-/var/lib/postgresql" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
-        envFile = [];
+        root = [];
+        defaultDependencies = ["false"];
+        after = ["zfs-import.target"];
+        before = ["zfs-mount.service" "local-fs.target" "postgresql-preseed-preflight.service" "shutdown.target"];
+        conflicts = ["shutdown.target"];
+        wantedByMount = true;
+        requiredByPreflight = true;
+        caps = ["CAP_SYS_ADMIN"];
+        exec = ["/etc/pg-preseed/bin/pg-preseed --config /etc/pg-preseed/config.json datasets ensure"];
+        devices = ["/dev/zfs rw"];
+        zfsInPath = true;
       };
+    };
+
+    testNoDatasetsNoDatasetsUnit = {
+      expr = good.systemd.rendered ? "postgresql-preseed-datasets.service";
+      expected = false;
+    };
+
+    # Issue 10.1: an early unit (DefaultDependencies=false, before local-fs.target) must not use
+    # a setting with an implicit dependency on a unit that runs after the mounts.
+    testTheDatasetsUnitHasNoImplicitLateDependency = {
+      expr = let
+        file = "postgresql-preseed-datasets.service";
+      in
+        filter (key: values fullHost file key != [] && values fullHost file key != ["false"]) [
+          "PrivateTmp"
+          "RootDirectory"
+          "RootImage"
+          "WorkingDirectory"
+          "StateDirectory"
+          "CacheDirectory"
+          "LogsDirectory"
+          "RuntimeDirectory"
+          "ConfigurationDirectory"
+          "LogNamespace"
+          "RequiresMountsFor"
+        ];
+      expected = [];
+    };
+
+    # Issue 10.1, as systemd sees the whole boot: no ordering cycle among the rendered units,
+    # and the datasets unit starts after the pool import and before the mounts.
+    testNoOrderingCycleAtBoot = {
+      expr = let
+        o = ordering fullHost;
+        before = a: b: o.cycle == null && o.position a < o.position b;
+      in {
+        inherit (o) cycle;
+        importThenDatasets = before "zfs-import.target" "postgresql-preseed-datasets.service";
+        datasetsThenMount = before "postgresql-preseed-datasets.service" "zfs-mount.service";
+        mountThenPreflight = before "zfs-mount.service" "postgresql-preseed-preflight.service";
+        preflightThenRestore = before "postgresql-preseed-preflight.service" "postgresql-preseed.service";
+        restoreThenPostgresql = before "postgresql-preseed.service" "postgresql.service";
+        postgresqlThenVerify = before "postgresql-setup.service" "postgresql-preseed-verify.service";
+      };
+      expected = {
+        cycle = null;
+        importThenDatasets = true;
+        datasetsThenMount = true;
+        mountThenPreflight = true;
+        preflightThenRestore = true;
+        restoreThenPostgresql = true;
+        postgresqlThenVerify = true;
+      };
+    };
+
+    # The model itself: it finds the cycle the datasets unit had with PrivateTmp.
+    testTheOrderingModelFindsTheCycleOfAPrivateTmpEarlyUnit = {
+      expr = (ordering (withDatasets [{systemd.services.postgresql-preseed-datasets.serviceConfig.PrivateTmp = true;}])).cycle != null;
+      expected = true;
+    };
+
+    testHardeningOfTheRestoreUnit = {
+      expr = let
+        file = "postgresql-preseed.service";
+      in {
+        inherit (lib.genAttrs ["ProtectSystem" "PrivateTmp" "NoNewPrivileges" "CapabilityBoundingSet" "EnvironmentFile" "TimeoutStartSec"] (values good file)) ProtectSystem PrivateTmp NoNewPrivileges CapabilityBoundingSet EnvironmentFile TimeoutStartSec;
+        writable = values good file "ReadWritePaths";
+        recreatesPgdata = values good file "ExecStartPre";
+      };
+      expected = {
+        ProtectSystem = ["strict"];
+        PrivateTmp = ["true"];
+        NoNewPrivileges = ["true"];
+        CapabilityBoundingSet = [""];
+        EnvironmentFile = [];
+        TimeoutStartSec = ["infinity"];
+        # PGDATA itself, never its parent (a bind of the parent shows PGDATA's mount twice).
+        writable = ["/var/lib/postgresql-preseed/17" "-/var/lib/postgresql/17" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
+        recreatesPgdata = ["+${pkgs.systemd}/bin/systemd-tmpfiles --create --prefix=/var/lib/postgresql/17"];
+      };
+    };
+
+    testUnitsThatNeedNoNetworkHaveNone = {
+      expr = map (u: values fullHost (service u) "PrivateNetwork") ["postgresql-preseed-datasets" "postgresql-preseed-preflight" "postgresql-preseed" "postgresql-preseed-verify" "postgresql-preseed-drill"];
+      expected = [["true"] ["true"] [] [] []];
     };
 
     testSecretsOnlyThroughTheEnvironmentFile = {
       expr = let
         c = eval [{services.postgresql-preseed.pgbackrest.environmentFile = "/run/secrets/pgbackrest.env";}];
-        json = builtins.toJSON c.services.postgresql-preseed.settings;
       in {
-        envFile = c.systemd.services.postgresql-preseed.serviceConfig.EnvironmentFile;
-        inConfig = lib.hasInfix "pgbackrest.env" json;
-        inArgv = lib.hasInfix "pgbackrest.env" c.systemd.services.postgresql-preseed.serviceConfig.ExecStart;
+        envFiles = map (u: values c (service u) "EnvironmentFile") ["postgresql-preseed" "postgresql-preseed-verify"];
+        inConfig = lib.hasInfix "pgbackrest.env" (builtins.toJSON c.services.postgresql-preseed.settings);
+        inArgv = lib.hasInfix "pgbackrest.env" (toString (values c "postgresql-preseed.service" "ExecStart"));
       };
       expected = {
-        envFile = ["/run/secrets/pgbackrest.env"];
+        envFiles = [["/run/secrets/pgbackrest.env"] ["/run/secrets/pgbackrest.env"]];
         inConfig = false;
         inArgv = false;
       };
     };
 
-    testExecStartUsesTheCheckedConfig = {
-      expr = {
-        run = preseed.serviceConfig.ExecStart;
-        etc = good.environment.etc."pg-preseed/config.json".source.name;
-        checked = lib.hasInfix "pg-preseed check-config" good.environment.etc."pg-preseed/config.json".source.script;
+    # Issue 15.8: a path literal would be copied into the world-readable store.
+    testTheEnvironmentFileIsAPathStringNeverAStorePath = {
+      expr = (builtins.tryEval (builtins.deepSeq (eval [{services.postgresql-preseed.pgbackrest.environmentFile = ./eval.nix;}]).services.postgresql-preseed.pgbackrest.environmentFile null)).success;
+      expected = false;
+    };
+
+    # Issue 10.14: pg-preseed is reached through /etc, so an update changes neither
+    # postgresql.service nor the units it requires: `nixos-rebuild switch` does not restart
+    # PostgreSQL for it; and the guards are never restarted by a switch.
+    testUpdatingPgPreseedChangesNoUnitPostgresqlDependsOn = {
+      expr = let
+        newer = withDatasets [{services.postgresql-preseed.package = pgPreseed "0.2.0";}];
+        same = file: text zfsHost file == text newer file;
+      in {
+        unchanged = map same ["postgresql.service" "postgresql-preseed-preflight.service" "postgresql-preseed.service" "postgresql-preseed-datasets.service"];
+        etcFollows = zfsHost.environment.etc."pg-preseed/bin/pg-preseed".source != newer.environment.etc."pg-preseed/bin/pg-preseed".source;
+        noRestartOnSwitch = map (u: lib.hasInfix "X-RestartIfChanged=false" (text zfsHost (service u))) ["postgresql-preseed-datasets" "postgresql-preseed-preflight" "postgresql-preseed"];
       };
       expected = {
-        run = "/nix/store/00000000000000000000000000000000-pg-preseed-0.1.0/bin/pg-preseed --config /etc/pg-preseed/config.json run --lock-wait 1h";
-        etc = "pg-preseed-config.json";
-        checked = true;
+        unchanged = [true true true true];
+        etcFollows = true;
+        noRestartOnSwitch = [true true true];
       };
     };
 
+    testExecStartUsesTheCheckedConfig = {
+      expr = {
+        run = values good "postgresql-preseed.service" "ExecStart";
+        etc = good.environment.etc."pg-preseed/config.json".source.name;
+        checked = lib.hasInfix "pg-preseed check-config" good.environment.etc."pg-preseed/config.json".source.script;
+        checker = map (p: p.name) good.environment.etc."pg-preseed/config.json".source.env.nativeBuildInputs;
+      };
+      expected = {
+        run = ["/etc/pg-preseed/bin/pg-preseed --config /etc/pg-preseed/config.json run --lock-wait 1h"];
+        etc = "pg-preseed-config.json";
+        checked = true;
+        checker = ["pg-preseed-0.1.0"];
+      };
+    };
+
+    # Issue 10.15: the config is checked by the build platform's pg-preseed.
+    testACrossBuildChecksWithTheBuildPlatformsPgPreseed = {
+      expr = map (p: p.name) (eval [{services.postgresql-preseed.checkPackage = pgPreseed "0.1.0-build";}]).environment.etc."pg-preseed/config.json".source.env.nativeBuildInputs;
+      expected = ["pg-preseed-0.1.0-build"];
+    };
+
+    testTmpfilesCreateTheReceiptDirectoryAndOwnPgdata = {
+      expr = good.systemd.tmpfiles.rules;
+      expected = [
+        "d /var/lib/postgresql-preseed/17 0755 postgres postgres - -"
+        "d /var/lib/postgresql/17 - postgres postgres - -"
+      ];
+    };
+
+    # --- The drill -----------------------------------------------------------------------------
+
+    testDrillAddsATimerAndAPostgresUnit = {
+      expr = let
+        c = eval [
+          {
+            services.postgresql-preseed.drill = {
+              enable = true;
+              schedule = "Sun 04:00";
+            };
+          }
+        ];
+        file = "postgresql-preseed-drill.service";
+      in {
+        timer = values c "postgresql-preseed-drill.timer" "OnCalendar";
+        wanted = linked c "timers.target.wants/postgresql-preseed-drill.timer";
+        user = values c file "User";
+        exec = values c file "ExecStart";
+        writable = values c file "ReadWritePaths";
+        after = words c file "After";
+        scratch = elem "d /var/lib/postgresql-preseed/drill 0700 postgres postgres - -" c.systemd.tmpfiles.rules;
+        noWXWithoutJit = values c file "MemoryDenyWriteExecute";
+      };
+      expected = {
+        timer = ["Sun 04:00"];
+        wanted = true;
+        user = ["postgres"];
+        exec = ["/etc/pg-preseed/bin/pg-preseed --config /etc/pg-preseed/config.json drill --scratch /var/lib/postgresql-preseed/drill"];
+        writable = ["/var/lib/postgresql-preseed/17" "/var/lib/postgresql-preseed/drill"];
+        after = ["network-online.target" "postgresql-preseed-verify.service"];
+        scratch = true;
+        noWXWithoutJit = ["true"];
+      };
+    };
+
+    # Issue 10.15: the drill's server JIT-compiles when PostgreSQL does.
+    testTheDrillAllowsJitWhenPostgresqlUsesIt = {
+      expr = values (eval [
+        {
+          services.postgresql.enableJIT = true;
+          services.postgresql-preseed.drill.enable = true;
+        }
+      ]) "postgresql-preseed-drill.service" "MemoryDenyWriteExecute";
+      expected = ["false"];
+    };
+
+    testNoDrillByDefault = {
+      expr = good.systemd.rendered ? "postgresql-preseed-drill.service" || good.systemd.rendered ? "postgresql-preseed-drill.timer";
+      expected = false;
+    };
+
+    # Issue 10.2: a scratch directory under /tmp or /var/tmp is not the one the unit sees
+    # (PrivateTmp), and inside dataDir it would write into PGDATA.
+    testTheDrillsScratchDirectoryIsRefusedInsideDataDirOrATmp = {
+      expr = map (dir:
+        failed (eval [
+          {
+            services.postgresql-preseed.drill = {
+              enable = true;
+              scratchDir = dir;
+            };
+          }
+        ])
+        != []) ["/var/tmp/pg-preseed-drill" "/tmp/drill" "/var/lib/postgresql/17/drill" "/var/lib/postgresql" "/srv/drill"];
+      expected = [true true true true false];
+    };
+
+    # Issue 15.3: what reaches a unit file or a shell is only ever a safe path.
+    testPathsWithSpacesOrShellCharactersAreRejected = {
+      expr = map (dir: (builtins.tryEval (builtins.deepSeq (eval [{services.postgresql-preseed.drill.scratchDir = dir;}]).services.postgresql-preseed.drill.scratchDir null)).success) ["/srv/a b" "/srv/$(reboot)" "/srv/../etc" "/srv/100%" "/srv/drill"];
+      expected = [false false false false true];
+    };
+
+    # --- The config JSON -------------------------------------------------------------------------
+
     testConfigJson = {
       expr = {
-        inherit (settings) pgdata marker mode on_layering on_no_backup require_mount;
-        postgres = settings.postgres;
-        stanza = settings.pgbackrest.stanza;
-        repos = settings.pgbackrest.repos;
-        bin = settings.pgbackrest.bin;
+        inherit (settings) pgdata marker mode on_layering on_no_backup require_mount metrics;
+        inherit (settings) postgres;
+        inherit (settings.pgbackrest) stanza repos bin config process_max set max_backup_age repo_wait target;
         roundTrips = builtins.fromJSON (builtins.toJSON settings) == settings;
       };
       expected = {
-        pgdata = "/var/lib/postgresql/16";
-        marker = "/var/lib/postgresql-preseed/16/receipt.json";
+        pgdata = "/var/lib/postgresql/17";
+        marker = "/var/lib/postgresql-preseed/17/receipt.json";
         mode = "restore";
         on_layering = "fail";
         on_no_backup = "fail";
         require_mount = null;
+        metrics = null;
         postgres = {
-          bin_dir = "/nix/store/00000000000000000000000000000000-postgresql-16.4/bin";
-          major = 16;
+          bin_dir = "${pkgs.postgresql_17}/bin";
+          major = 17;
           user = "postgres";
           port = 5432;
           socket_dir = "/run/postgresql";
@@ -261,8 +528,68 @@ in
             name = null;
           }
         ];
-        bin = "/nix/store/00000000000000000000000000000000-pgbackrest-2.55.1/bin/pgbackrest";
+        bin = "${pkgs.pgbackrest}/bin/pgbackrest";
+        config = null;
+        process_max = null;
+        set = null;
+        max_backup_age = null;
+        repo_wait = "1min";
+        target = {
+          type = "default";
+          value = null;
+        };
         roundTrips = true;
+      };
+    };
+
+    # Every setting reaches the JSON.
+    testEverySettingIsPassedThrough = {
+      expr = {
+        mode = (setting ["mode"] "guard").mode;
+        onNoBackup = (setting ["onNoBackup"] "initdb").on_no_backup;
+        onLayering = (setting ["onLayering"] "warn").on_layering;
+        processMax = (setting ["pgbackrest" "processMax"] 3).pgbackrest.process_max;
+        set = (setting ["pgbackrest" "set"] "20260101-000000F").pgbackrest.set;
+        target =
+          (setting ["pgbackrest" "target"] {
+            type = "time";
+            value = "2026-01-02 03:04:05+00";
+          })
+          .pgbackrest
+          .target;
+        maxBackupAge = (setting ["pgbackrest" "maxBackupAge"] "7days").pgbackrest.max_backup_age;
+        repoWait = (setting ["pgbackrest" "repoWait"] "10s").pgbackrest.repo_wait;
+        metrics = (setting ["metrics" "textfile"] "/var/lib/prometheus-node-exporter/pg-preseed.prom").metrics;
+        verifyTimeout = (setting ["verify" "timeout"] "2h").verify.timeout;
+        verifyDatabase = (setting ["verify" "database"] "app").verify.database;
+        configFile = (setting ["pgbackrest" "configFile"] "/etc/pgbackrest/other.conf").pgbackrest.config;
+        port = (eval [{services.postgresql.settings.port = 5433;}]).services.postgresql-preseed.settings.postgres.port;
+        majors = map (p: let
+          s = (eval [{services.postgresql.package = p;}]).services.postgresql-preseed.settings;
+        in [s.postgres.major s.pgdata s.marker s.postgres.bin_dir]) [pkgs.postgresql_15 pkgs.postgresql_16 pkgs.postgresql_17];
+      };
+      expected = {
+        mode = "guard";
+        onNoBackup = "initdb";
+        onLayering = "warn";
+        processMax = 3;
+        set = "20260101-000000F";
+        target = {
+          type = "time";
+          value = "2026-01-02 03:04:05+00";
+        };
+        maxBackupAge = "7days";
+        repoWait = "10s";
+        metrics.textfile = "/var/lib/prometheus-node-exporter/pg-preseed.prom";
+        verifyTimeout = "2h";
+        verifyDatabase = "app";
+        configFile = "/etc/pgbackrest/other.conf";
+        port = 5433;
+        majors = [
+          [15 "/var/lib/postgresql/15" "/var/lib/postgresql-preseed/15/receipt.json" "${pkgs.postgresql_15}/bin"]
+          [16 "/var/lib/postgresql/16" "/var/lib/postgresql-preseed/16/receipt.json" "${pkgs.postgresql_16}/bin"]
+          [17 "/var/lib/postgresql/17" "/var/lib/postgresql-preseed/17/receipt.json" "${pkgs.postgresql_17}/bin"]
+        ];
       };
     };
 
@@ -297,13 +624,55 @@ in
       ];
     };
 
+    testDatasetsInJson = {
+      expr = (withDatasets [{services.postgresql-preseed.datasets."tank/services/postgresql".properties.recordsize = "16K";}]).services.postgresql-preseed.settings.datasets;
+      expected = [
+        {
+          name = "tank/services/postgresql";
+          mountpoint = "/var/lib/postgresql/17";
+          properties.recordsize = "16K";
+        }
+      ];
+    };
+
+    # Issue 10.9: one spelling per path.
+    testPathsAreNormalisedOnce = {
+      expr = let
+        c = eval [
+          {
+            services.postgresql.dataDir = "/srv//pg/17/";
+            services.postgresql-preseed.markerFile = "/var/lib/receipts/./pg.json";
+          }
+        ];
+      in {
+        inherit (c.services.postgresql-preseed.settings) pgdata marker;
+        condition = values c "postgresql-preseed.service" "ConditionPathExists";
+        failed = failed c;
+      };
+      expected = {
+        pgdata = "/srv/pg/17";
+        marker = "/var/lib/receipts/pg.json";
+        condition = ["|!/srv/pg/17/PG_VERSION" "|!/srv/pg/17/global/pg_control" "|/srv/pg/17/backup.manifest"];
+        failed = [];
+      };
+    };
+
+    # Issue 10.9: a dataDir just below / must not make / writable.
+    testATopLevelDataDirDoesNotMakeTheRootWritable = {
+      expr = let
+        c = eval [{services.postgresql.dataDir = "/pgdata";}];
+      in
+        filter (p: elem p ["/" "-/" "+/" "-+/"]) (values c "postgresql-preseed.service" "ReadWritePaths");
+      expected = [];
+    };
+
+    # --- pgBackRest --------------------------------------------------------------------------
+
     testPgbackrestStanzaAndRepoNamesMapToItsNumbers = {
       expr = let
         c = withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["s3" "nas"];};
       in {
-        stanza = c.services.postgresql-preseed.settings.pgbackrest.stanza;
-        repos = c.services.postgresql-preseed.settings.pgbackrest.repos;
-        config = c.services.postgresql-preseed.settings.pgbackrest.config;
+        inherit (c.services.postgresql-preseed.settings.pgbackrest) stanza repos config;
         failed = failed c;
       };
       expected = {
@@ -339,14 +708,26 @@ in
       ];
     };
 
-    testSeveralReposNeedAnExplicitOrder = {
-      expr = firesWith ''repos = [ "nas" "s3" ]'' (withPgbackrest {});
-      expected = true;
-    };
-
-    testUnknownRepoNameFires = {
-      expr = firesWith "names tape, which services.pgbackrest.repos does not define" (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas" "tape"];});
-      expected = true;
+    # Issue 10.10.
+    testRepositoryListsThatCannotBeRightFail = {
+      expr = {
+        severalWithoutOrder = firesWith ''repos = [ "nas" "s3" ]'' (withPgbackrest {});
+        unknownName = firesWith "names tape, which services.pgbackrest.repos does not define" (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas" "tape"];});
+        outOfRange = firesWith "repository number(s) 3, but services.pgbackrest defines only 2" (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = [3 1];});
+        duplicate = firesWith "names repo1 more than once" (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas" 1];});
+        emptyWithoutPgbackrest = firesWith "pgbackrest.repos is empty" (eval [{services.postgresql-preseed.pgbackrest.repos = [];}]);
+        nameWithoutPgbackrest = firesWith "services.pgbackrest is not enabled, so write repository numbers" (eval [{services.postgresql-preseed.pgbackrest.repos = ["nas"];}]);
+        numbersWithoutPgbackrest = failed (eval [{services.postgresql-preseed.pgbackrest.repos = [2 1];}]);
+      };
+      expected = {
+        severalWithoutOrder = true;
+        unknownName = true;
+        outOfRange = true;
+        duplicate = true;
+        emptyWithoutPgbackrest = true;
+        nameWithoutPgbackrest = true;
+        numbersWithoutPgbackrest = [];
+      };
     };
 
     testAStanzaBesidesTheDefaultOneMustBeNamed = {
@@ -356,7 +737,7 @@ in
           services.postgresql-preseed.pgbackrest.repos = ["nas"];
         };
       in {
-        stanza = c.services.postgresql-preseed.settings.pgbackrest.stanza;
+        inherit (c.services.postgresql-preseed.settings.pgbackrest) stanza;
         fires = firesWith "defines 2 stanzas (default, main)" c;
       };
       expected = {
@@ -391,24 +772,11 @@ in
       };
     };
 
-    testGoodConfigHasNoAssertionFailures = {
-      expr = failed good;
-      expected = [];
-    };
-
-    testPostgresqlDisabledFires = {
-      expr = firesWith "set services.postgresql.enable = true" (eval [{services.postgresql.enable = lib.mkForce false;}]);
-      expected = true;
-    };
-
-    testMarkerInsideDataDirFires = {
-      expr = firesWith "is inside dataDir" (eval [{services.postgresql-preseed.markerFile = "/var/lib/postgresql/16/.preseed-completed";}]);
-      expected = true;
-    };
-
-    testMarkerBesideDataDirIsFine = {
-      expr = failed (eval [{services.postgresql-preseed.markerFile = "/var/lib/postgresql/16.receipt.json";}]);
-      expected = [];
+    # nixpkgs' pgbackrest module writes nothing writable into postgresql.service
+    # (ProtectSystem=strict): archive_command could not push to a local or NFS repository.
+    testPostgresqlCanArchiveToALocalRepository = {
+      expr = values (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas"];}) "postgresql.service" "ReadWritePaths";
+      expected = ["-/mnt/nas/pgbackrest"];
     };
 
     testNoStanzaFires = {
@@ -416,18 +784,50 @@ in
       expected = true;
     };
 
+    testTargetNeedsValue = {
+      expr = firesWith "needs target.value" (eval [{services.postgresql-preseed.pgbackrest.target.type = "time";}]);
+      expected = true;
+    };
+
+    # --- What a wrong configuration gets -------------------------------------------------------
+
+    testGoodConfigHasNoAssertionFailures = {
+      expr = failed good;
+      expected = [];
+    };
+
+    # Issue 10.7: nixpkgs defines services.postgresql.package and dataDir only when PostgreSQL is
+    # enabled; the user gets this message, not "used but not defined".
+    testPostgresqlDisabledGivesOnlyTheFriendlyMessage = {
+      expr = failed (eval [{services.postgresql.enable = lib.mkForce false;}]);
+      expected = ["services.postgresql-preseed guards services.postgresql: set services.postgresql.enable = true."];
+    };
+
+    testMarkerInsideDataDirFires = {
+      expr = map (marker: firesWith "is inside dataDir" (eval [{services.postgresql-preseed.markerFile = marker;}])) ["/var/lib/postgresql/17/.preseed-completed" "/var/lib/postgresql/17.receipt.json"];
+      expected = [true false];
+    };
+
     testDataDirMustBePostgresqls = {
       expr = firesWith "must be services.postgresql.dataDir" (eval [{services.postgresql-preseed.dataDir = "/srv/pg";}]);
       expected = true;
     };
 
+    # The incident's configuration: its dataset declared here, the old one still in fileSystems.
     testIncidentConfigFiresNamingBothDatasets = {
       expr = let
-        messages = failed incident;
+        messages = failed (withDatasets [
+          {
+            fileSystems."/var/lib/postgresql/17" = {
+              device = "tank/services/postgres";
+              fsType = "zfs";
+            };
+          }
+        ]);
       in {
-        count = builtins.length messages;
-        namesBoth = builtins.all (m: lib.hasInfix "tank/services/postgresql (" m && lib.hasInfix "tank/services/postgres (" m) messages;
-        saysWhere = builtins.all (m: lib.hasInfix ''fileSystems."/var/lib/postgresql/16"'' m) messages;
+        count = length messages;
+        namesBoth = all (m: lib.hasInfix "tank/services/postgresql (" m && lib.hasInfix "tank/services/postgres (" m) messages;
+        saysWhere = all (m: lib.hasInfix ''fileSystems."/var/lib/postgresql/17"'' m) messages;
       };
       expected = {
         count = 1;
@@ -437,11 +837,11 @@ in
     };
 
     testTwoDeclaredDatasetsOnOneMountpointFire = {
-      expr = firesWith "claim the mountpoint /var/lib/postgresql/16" (eval [
+      expr = firesWith "claim the mountpoint /var/lib/postgresql/17" (eval [
         {
           services.postgresql-preseed.datasets = {
-            "tank/services/postgres".mountpoint = "/var/lib/postgresql/16";
-            "tank/services/postgresql".mountpoint = "/var/lib/postgresql/16/";
+            "tank/services/postgres".mountpoint = "/var/lib/postgresql/17";
+            "tank/services/postgresql".mountpoint = "/var/lib/postgresql/17/";
           };
         }
       ]);
@@ -455,11 +855,11 @@ in
           disko.devices.zpool.tank.datasets = {
             "services/postgres" = {
               type = "zfs_fs";
-              mountpoint = "/var/lib/postgresql/16";
+              mountpoint = "/var/lib/postgresql/17";
             };
             "services/postgresql" = {
               type = "zfs_fs";
-              options.mountpoint = "/var/lib/postgresql/16";
+              options.mountpoint = "/var/lib/postgresql/17";
             };
           };
         }
@@ -467,138 +867,253 @@ in
       expected = true;
     };
 
-    testOneDatasetDeclaredInTwoPlacesIsNotAConflict = {
-      expr = failed (eval [
+    # Issue 10.11: two entries on one unrelated mountpoint are not this module's business.
+    testUnrelatedMountsAreNotTheModulesBusiness = {
+      expr = {
+        unrelated = failed (eval [
+          {
+            fileSystems."/srv/data" = {
+              device = "/dev/sdb1";
+              fsType = "ext4";
+            };
+            fileSystems."/srv/data/" = {
+              device = "/dev/sdc1";
+              fsType = "ext4";
+              mountPoint = "/srv/data";
+            };
+          }
+        ]);
+        aboveReceipt = firesWith "claim the mountpoint /var/lib" (eval [
+          {
+            fileSystems."/var/lib" = {
+              device = "/dev/sdb1";
+              fsType = "ext4";
+            };
+            fileSystems."/var/lib/" = {
+              device = "/dev/sdc1";
+              fsType = "ext4";
+              mountPoint = "/var/lib";
+            };
+          }
+        ]);
+        belowPgdata = firesWith "claim the mountpoint /var/lib/postgresql/17/pg_wal" (eval [
+          {
+            services.postgresql-preseed.datasets = {
+              "tank/wal".mountpoint = "/var/lib/postgresql/17/pg_wal";
+              "tank/wal2".mountpoint = "/var/lib/postgresql/17/pg_wal";
+            };
+          }
+        ]);
+      };
+      expected = {
+        unrelated = [];
+        aboveReceipt = true;
+        belowPgdata = true;
+      };
+    };
+
+    # Issue 10.11: a dataset both in datasets (ZFS mounts it) and in fileSystems (mounted again,
+    # as a legacy mount) would stack at boot: refused at build time.
+    testOneDatasetDeclaredTwiceIsRefusedAtBuildTime = {
+      expr = firesWith ''datasets."tank/pg" and fileSystems."/var/lib/postgresql/17" both mount tank/pg'' (eval [
         {
-          services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql/16";
-          fileSystems."/var/lib/postgresql/16" = {
+          services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql/17";
+          fileSystems."/var/lib/postgresql/17" = {
             device = "tank/pg";
             fsType = "zfs";
           };
         }
       ]);
-      expected = [];
+      expected = true;
     };
 
-    testDatasetAtDataDirIsRequiredMounted = {
-      expr = (eval [{services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql/16";}]).services.postgresql-preseed.settings.require_mount;
-      expected = {
-        dataset = "tank/pg";
-        fstype = null;
-      };
-    };
-
-    testDatasetsUnitRunsAsRootBeforeZfsMounts = {
+    # Issue 10.11: what evaluation does with onLayering = "warn" is what its description says.
+    testOnLayeringWarnWarnsAtBuildTime = {
       expr = let
         c = eval [
           {
-            boot.zfs.enabled = true;
-            services.postgresql-preseed.datasets."tank/pg" = {
-              mountpoint = "/var/lib/postgresql/16";
-              properties.recordsize = "16K";
+            services.postgresql-preseed.onLayering = "warn";
+            services.postgresql-preseed.datasets = {
+              "tank/a".mountpoint = "/var/lib/postgresql/17";
+              "tank/b".mountpoint = "/var/lib/postgresql/17";
             };
           }
         ];
-        unit = c.systemd.services.postgresql-preseed-datasets;
       in {
-        root = !(unit.serviceConfig ? User);
-        defaultDependencies = unit.unitConfig.DefaultDependencies;
-        beforeMounts = builtins.elem "zfs-mount.service" unit.before;
-        afterImport = builtins.elem "zfs-import.target" unit.after;
-        caps = unit.serviceConfig.CapabilityBoundingSet;
-        exec = lib.hasSuffix "datasets ensure" unit.serviceConfig.ExecStart;
-        preflightNeedsIt = builtins.elem "postgresql-preseed-datasets.service" c.systemd.services.postgresql-preseed-preflight.requires;
-        zfsInPath = builtins.map (p: p.name) unit.path;
-        devices = c.systemd.services.postgresql-preseed-preflight.serviceConfig.DeviceAllow;
-        json = c.services.postgresql-preseed.settings.datasets;
+        failed = failed c;
+        warned = any (lib.hasInfix "claim the mountpoint /var/lib/postgresql/17") c.warnings;
       };
       expected = {
-        root = true;
-        defaultDependencies = false;
-        beforeMounts = true;
-        afterImport = true;
-        caps = ["CAP_SYS_ADMIN"];
-        exec = true;
-        preflightNeedsIt = true;
-        zfsInPath = ["zfs"];
-        devices = ["/dev/zfs rw"];
-        json = [
+        failed = [];
+        warned = true;
+      };
+    };
+
+    # Issue 10.12.
+    testDatasetsWithoutZfsFire = {
+      expr = firesWith "but ZFS is not enabled on this host" (withDatasets [{boot.supportedFilesystems = lib.mkForce [];}]);
+      expected = true;
+    };
+
+    # --- requireMount: derived from what the configuration declares (issue 10.8) --------------
+
+    testRequireMountFollowsTheDeclarations = {
+      expr = let
+        requireMount = modules: (eval modules).services.postgresql-preseed.settings.require_mount;
+      in {
+        datasetAtDataDir = requireMount [{services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql/17";}];
+        datasetAbove = requireMount [{services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql";}];
+        fileSystemsZfs = requireMount [
           {
-            name = "tank/pg";
-            mountpoint = "/var/lib/postgresql/16";
-            properties.recordsize = "16K";
+            fileSystems."/var/lib/postgresql" = {
+              device = "tank/pg";
+              fsType = "zfs";
+            };
+          }
+        ];
+        fileSystemsXfs = requireMount [
+          {
+            fileSystems."/var/lib/postgresql/17" = {
+              device = "/dev/disk/by-label/pg";
+              fsType = "xfs";
+            };
+          }
+        ];
+        nearestWins = requireMount [
+          {
+            fileSystems."/var" = {
+              device = "/dev/sdb1";
+              fsType = "ext4";
+            };
+            services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql/17";
+          }
+        ];
+        disko = requireMount [
+          diskoStub
+          {
+            disko.devices.zpool.tank.datasets."pg" = {
+              type = "zfs_fs";
+              mountpoint = "/var/lib/postgresql";
+            };
+          }
+        ];
+        undeclared = requireMount [];
+        setByHand = requireMount [{services.postgresql-preseed.requireMount = {fstype = "zfs";};}];
+        turnedOff = requireMount [
+          {
+            services.postgresql-preseed.datasets."tank/pg".mountpoint = "/var/lib/postgresql/17";
+            services.postgresql-preseed.requireMount = null;
           }
         ];
       };
+      expected = {
+        datasetAtDataDir = {
+          dataset = "tank/pg";
+          fstype = null;
+        };
+        datasetAbove = {
+          dataset = "tank/pg";
+          fstype = null;
+          mountpoint = "/var/lib/postgresql";
+        };
+        fileSystemsZfs = {
+          dataset = "tank/pg";
+          fstype = null;
+          mountpoint = "/var/lib/postgresql";
+        };
+        fileSystemsXfs = {
+          dataset = null;
+          fstype = "xfs";
+        };
+        nearestWins = {
+          dataset = "tank/pg";
+          fstype = null;
+        };
+        disko = {
+          dataset = "tank/pg";
+          fstype = null;
+          mountpoint = "/var/lib/postgresql";
+        };
+        undeclared = null;
+        setByHand = {
+          dataset = null;
+          fstype = "zfs";
+        };
+        turnedOff = null;
+      };
     };
 
-    testNoDatasetsNoDatasetsUnit = {
-      expr = units ? postgresql-preseed-datasets;
-      expected = false;
+    testRequireMountBelowDataDirIsRefused = {
+      expr = firesWith "must be dataDir (/var/lib/postgresql/17) or a directory above it" (eval [
+        {
+          services.postgresql-preseed.requireMount = {
+            dataset = "tank/pg";
+            mountpoint = "/var/lib/postgresql/17/x";
+          };
+        }
+      ]);
+      expected = true;
     };
 
-    testMarkerDirectoryIsCreated = {
-      expr = good.systemd.tmpfiles.rules;
-      expected = [
-        "d /var/lib/postgresql-preseed/16 0755 postgres postgres - -"
-        "d /var/lib/postgresql/16 - postgres postgres - -"
-      ];
-    };
+    # --- The VM scenarios (nixos-tests/) and README's example --------------------------------
 
-    testVmScenariosAreTheSevenOfTheIssue = {
-      expr = builtins.attrNames vmTests;
-      expected = map (n: "vm-${n}") [
-        "crash-mid-restore"
-        "dataset-not-mounted"
-        "first-boot-restore"
-        "first-deploy"
-        "incident-stacked-datasets"
-        "repo-fallback"
-        "wipe-restores"
-      ];
+    testEveryScenarioIsAFlakeCheck = {
+      expr = attrNames vmTests;
+      expected = lib.sort (a: b: a < b) (map (n: "vm-${n}") scenarioNames);
     };
 
     testVmScenariosHaveTimeoutsAndTheirScripts = {
       expr =
         lib.mapAttrsToList (name: test: let
           t = resolveTest test;
+          scenario = lib.removePrefix "vm-" name;
         in {
           timeout = t.globalTimeout > 0;
-          script = lib.hasPrefix "# Helpers shared by every scenario" t.testScript && lib.hasInfix "subtest(" t.testScript;
-          named = t.name == "postgresql-preseed-${lib.removePrefix "vm-" name}";
+          script = t.testScript == builtins.readFile ../../nixos-tests/common.py + builtins.readFile (../../nixos-tests + "/${scenario}.py");
+          named = t.name == "postgresql-preseed-${scenario}";
         })
         vmTests;
-      expected =
-        builtins.genList (_: {
-          timeout = true;
-          script = true;
-          named = true;
-        })
-        7;
+      expected = map (_: {
+        timeout = true;
+        script = true;
+        named = true;
+      }) (attrNames vmTests);
     };
 
-    testVmDatabaseNodesEvaluateWithoutAssertionFailures = {
+    # Issue 10.3: in a test VM, qemu-vm.nix replaces fileSystems; the repository share must
+    # still be mounted there.
+    testVmDatabaseNodesEvaluateAndMountTheRepositoryShare = {
       expr =
         map (c: {
           failed = failed c;
           zfs = c.boot.zfs.enabled;
-          unit = c.systemd.services ? postgresql-preseed-datasets;
+          datasetsUnit = c.systemd.rendered ? "postgresql-preseed-datasets.service";
+          share = c.fileSystems ? "/mnt/pgbackrest";
+          requireMount = c.services.postgresql-preseed.settings.require_mount;
+          cycle = (ordering c).cycle;
         })
         vmDbNodes;
-      expected = builtins.genList (_: {
-        failed = [];
-        zfs = true;
-        unit = true;
-      }) (builtins.length vmDbNodes);
+      expected =
+        map (_: {
+          failed = [];
+          zfs = true;
+          datasetsUnit = true;
+          share = true;
+          requireMount = {
+            dataset = "tank/services/postgresql";
+            fstype = null;
+          };
+          cycle = null;
+        })
+        vmDbNodes;
     };
 
     testVmRepoFallbackTriesNfsThenS3 = {
       expr = let
-        t = resolveTest vmTests.vm-repo-fallback;
-        c = vmNode t.nodes.db;
+        c = support.evalNode (resolveTest vmTests.vm-repo-fallback).nodes.db;
       in {
-        repos = c.services.postgresql-preseed.settings.pgbackrest.repos;
-        envFile = builtins.length c.systemd.services.postgresql-preseed.serviceConfig.EnvironmentFile;
+        inherit (c.services.postgresql-preseed.settings.pgbackrest) repos;
+        envFile = length (values c "postgresql-preseed.service" "EnvironmentFile");
       };
       expected = {
         repos = [
@@ -615,42 +1130,31 @@ in
       };
     };
 
-    testDrillAddsATimerAndAPostgresUnit = {
-      expr = let
-        c = eval [
-          {
-            services.postgresql-preseed.drill = {
-              enable = true;
-              schedule = "Sun 04:00";
-            };
-          }
-        ];
-        unit = c.systemd.services.postgresql-preseed-drill;
-      in {
-        timer = c.systemd.timers.postgresql-preseed-drill.timerConfig.OnCalendar;
-        wantedBy = c.systemd.timers.postgresql-preseed-drill.wantedBy;
-        user = unit.serviceConfig.User;
-        exec = unit.serviceConfig.ExecStart;
-        writable = builtins.elem "/var/tmp/pg-preseed-drill" unit.serviceConfig.ReadWritePaths;
-        scratchCreated = builtins.elem "d /var/tmp/pg-preseed-drill 0750 postgres postgres - -" c.systemd.tmpfiles.rules;
+    # Issue 10.13 / 16.6: README's example is a complete host flake, and it evaluates cleanly.
+    testReadmesExampleEvaluates = {
+      expr = {
+        failed = failed example;
+        inherit (example.services.postgresql-preseed.settings) require_mount;
+        repo = example.services.postgresql-preseed.settings.pgbackrest.repos;
+        follows = exampleFlake.inputs.postgresql-preseed.inputs.nixpkgs.follows;
+        specialArgs = attrNames exampleFlake.db.specialArgs;
+        modules = length exampleFlake.db.modules;
       };
       expected = {
-        timer = "Sun 04:00";
-        wantedBy = ["timers.target"];
-        user = "postgres";
-        exec = "/nix/store/00000000000000000000000000000000-pg-preseed-0.1.0/bin/pg-preseed --config /etc/pg-preseed/config.json drill --scratch /var/tmp/pg-preseed-drill";
-        writable = true;
-        scratchCreated = true;
+        failed = [];
+        require_mount = {
+          dataset = "tank/services/postgresql";
+          fstype = null;
+        };
+        repo = [
+          {
+            number = 1;
+            name = "nas";
+          }
+        ];
+        follows = "nixpkgs";
+        specialArgs = ["inputs"];
+        modules = 1;
       };
-    };
-
-    testNoDrillByDefault = {
-      expr = (units ? postgresql-preseed-drill) || (good.systemd.timers ? postgresql-preseed-drill);
-      expected = false;
-    };
-
-    testTargetNeedsValue = {
-      expr = firesWith "needs target.value" (eval [{services.postgresql-preseed.pgbackrest.target.type = "time";}]);
-      expected = true;
     };
   }
