@@ -22,7 +22,7 @@ in {
           MINIO_ROOT_PASSWORD=preseedsecret
         '';
       };
-      environment.systemPackages = [pkgs.minio-client];
+      environment.systemPackages = [pkgs.curl];
     };
     db = common.db {
       onNoBackup = "initdb";

@@ -3,9 +3,11 @@ S3_ENV = "env PGBACKREST_REPO2_S3_KEY=preseedkey PGBACKREST_REPO2_S3_KEY_SECRET=
 backup.start()
 backup.wait_for_unit("nfs-server.service")
 backup.wait_for_unit("minio.service")
+# Create the bucket with a signed S3 request (any S3 server understands it; 409 = it exists).
 backup.wait_until_succeeds(
-    "mc alias set local https://localhost:9000 preseedkey preseedsecret --insecure"
-    " && mc mb --insecure --ignore-existing local/pgbackrest"
+    "code=$(curl --silent --insecure --output /dev/null --write-out '%{http_code}'"
+    " --aws-sigv4 aws:amz:us-east-1:s3 --user preseedkey:preseedsecret"
+    " -X PUT https://localhost:9000/pgbackrest) && [ \"$code\" = 200 ] || [ \"$code\" = 409 ]"
 )
 db.start()
 

@@ -69,6 +69,11 @@ in {
       }));
       default = {};
     };
+    # Store paths the system needs that nothing else names (NixOS has the same option).
+    system.extraDependencies = mkOption {
+      type = types.listOf types.unspecified;
+      default = [];
+    };
     environment.systemPackages = mkOption {
       type = types.listOf types.package;
       default = [];

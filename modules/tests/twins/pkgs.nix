@@ -77,7 +77,6 @@ in rec {
   parted = package "parted" "3.6" "/usr/sbin" {};
   nfs-utils = package "nfs-utils" "2.8.3" "/usr/sbin" {};
   minio = package "minio" "2025-10-15" "/usr/local/bin" {};
-  minio-client = package "minio-client" "2025-08-13" "/usr/local/bin" {};
   zfs = package "zfs" "2.3.4" "/usr/sbin" {};
   pgbackrest = package "pgbackrest" "2.55.1" "/usr/bin" {};
   deadnix = package "deadnix" "1.3.1" null {};

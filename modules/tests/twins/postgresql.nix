@@ -23,6 +23,8 @@
     else if builtins.isString v
     then "'${builtins.replaceStrings ["'"] ["''"] v}'"
     else toString v;
+  hbaFile = pkgs.writeText "pg_hba.conf" cfg.authentication;
+  identFile = pkgs.writeText "pg_ident.conf" cfg.identMap;
   configFile = pkgs.writeTextDir "postgresql.conf" (lib.concatStrings (lib.mapAttrsToList (n: v: "${n} = ${toValue v}\n") (lib.filterAttrs (_: v: v != null) cfg.settings)));
 
   defaultDataDir = "/var/lib/postgresql/${cfg.package.psqlSchema}";
@@ -123,8 +125,8 @@ in {
         postgres root postgres
       '';
       settings = {
-        hba_file = "${pkgs.writeText "pg_hba.conf" cfg.authentication}";
-        ident_file = "${pkgs.writeText "pg_ident.conf" cfg.identMap}";
+        hba_file = "${hbaFile}";
+        ident_file = "${identFile}";
         log_destination = "stderr";
         listen_addresses =
           if cfg.enableTCPIP
@@ -152,6 +154,7 @@ in {
     users.groups.postgres.gid = config.ids.gids.postgres;
 
     environment.systemPackages = [cfg.finalPackage];
+    system.extraDependencies = [configFile hbaFile identFile];
 
     systemd.targets.postgresql = {
       description = "PostgreSQL";

@@ -62,6 +62,7 @@ in {
     })
     (lib.mkIf minio.enable {
       systemd.tmpfiles.rules = ["d ${minio.configDir} 0750 minio minio - -"] ++ map (dir: "d ${dir} 0750 minio minio - -") minio.dataDir;
+      system.extraDependencies = [pkgs.minio] ++ lib.filter builtins.isAttrs [minio.certificatesDir minio.rootCredentialsFile];
       users.users.minio = {
         group = "minio";
         isSystemUser = true;

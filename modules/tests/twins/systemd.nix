@@ -101,9 +101,8 @@
   };
 
   # A shell script for script/preStart/…: a store file run with `set -e`.
-  jobScript = name: text: let
-    drv = pkgs.writeShellScriptBin "unit-script-${name}" "set -e\n${text}";
-  in "${drv}/bin/unit-script-${name}";
+  jobScriptOf = name: text: pkgs.writeShellScriptBin "unit-script-${name}" "set -e\n${text}";
+  jobScript = name: text: "${jobScriptOf name text}/bin/unit-script-${name}";
 
   serviceModule = types.submodule ({
     name,
@@ -162,6 +161,12 @@
           type = types.bool;
           default = true;
         };
+        # As in NixOS: the scripts made from script/preStart/…, so they are in the system.
+        jobScripts = mkOption {
+          type = types.listOf types.unspecified;
+          default = [];
+          internal = true;
+        };
       };
     config = lib.mkMerge [
       (commonUnitConfig name config)
@@ -171,21 +176,27 @@
         environment.PATH = "${lib.makeBinPath config.path}:${lib.makeSearchPathOutput "bin" "sbin" config.path}";
       }
       (lib.mkIf (config.script != "") {
+        jobScripts = [(jobScriptOf "${name}-start" config.script)];
         serviceConfig.ExecStart = jobScript "${name}-start" config.script + " " + config.scriptArgs;
       })
       (lib.mkIf (config.preStart != "") {
+        jobScripts = [(jobScriptOf "${name}-pre-start" config.preStart)];
         serviceConfig.ExecStartPre = [(jobScript "${name}-pre-start" config.preStart)];
       })
       (lib.mkIf (config.postStart != "") {
+        jobScripts = [(jobScriptOf "${name}-post-start" config.postStart)];
         serviceConfig.ExecStartPost = [(jobScript "${name}-post-start" config.postStart)];
       })
       (lib.mkIf (config.reload != "") {
+        jobScripts = [(jobScriptOf "${name}-reload" config.reload)];
         serviceConfig.ExecReload = jobScript "${name}-reload" config.reload;
       })
       (lib.mkIf (config.preStop != "") {
+        jobScripts = [(jobScriptOf "${name}-pre-stop" config.preStop)];
         serviceConfig.ExecStop = jobScript "${name}-pre-stop" config.preStop;
       })
       (lib.mkIf (config.postStop != "") {
+        jobScripts = [(jobScriptOf "${name}-post-stop" config.postStop)];
         serviceConfig.ExecStopPost = jobScript "${name}-post-stop" config.postStop;
       })
     ];
