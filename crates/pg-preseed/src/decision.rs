@@ -159,7 +159,7 @@ pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
     let blocking: Vec<_> = facts.preflight.blocking().collect();
     if !blocking.is_empty() {
         b.reasons.extend(blocking.iter().map(|f| f.detail.clone()));
-        return b.finish(Action::Refuse, Some(crate::report::REFUSED_NEXT.to_owned()));
+        return b.finish(Action::Refuse, Some(preflight::REFUSED_NEXT.to_owned()));
     }
 
     let pgdata_text = facts.pgdata.describe(policy.pgdata.as_ref());

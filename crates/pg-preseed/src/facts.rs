@@ -8,78 +8,21 @@ use anyhow::Context as _;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::unistd::Uid;
 
-use crate::config::{Config, RepoRef};
+use crate::config::RepoRef;
+use crate::context::Context;
 use crate::decision::{Facts, RepoFacts, RepoStatus};
-use crate::exec::{Command, ExecError, Identity};
+use crate::exec::{Command, ExecError};
 use crate::mountinfo;
-use crate::pgbackrest::{self, code, Common, RepoLocation};
+use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
-use crate::postgres::Tools;
 use crate::preflight::{self, Layout, PgdataOwner, ZfsState};
-use crate::receipt::{Claim, Files};
+use crate::receipt::Claim;
 use crate::zfs;
 
 /// How long one `pgbackrest info` may take before the repository counts as unreachable (a hard
 /// NFS mount that went away blocks forever).
 const INFO_TIMEOUT: Duration = Duration::from_secs(120);
 const ZFS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What every command needs to reach the system.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub config: Config,
-    pub config_path: Utf8PathBuf,
-    pub files: Files,
-    /// The configured PostgreSQL user, resolved.
-    pub pg_user: Identity,
-    /// Who children run as: the PostgreSQL user when we are root, else ourselves.
-    pub children: Option<Identity>,
-    pub tools: Tools,
-}
-
-impl Context {
-    /// # Errors
-    /// When the PostgreSQL user does not exist.
-    pub fn new(config: Config, config_path: Utf8PathBuf) -> anyhow::Result<Context> {
-        let pg_user = Identity::lookup(&config.postgres.user)?;
-        let children = Identity::for_children(&config.postgres.user)?;
-        let files = Files::new(config.marker_path());
-        let tools = Tools::locate(config.postgres.bin_dir.as_deref(), config.postgres.major);
-        Ok(Context {
-            config,
-            config_path,
-            files,
-            pg_user,
-            children,
-            tools,
-        })
-    }
-
-    /// Owner for files and directories we create: the PostgreSQL user when we are root (so the
-    /// verify unit, running as that user, can replace them).
-    #[must_use]
-    pub fn owner(&self) -> crate::fsutil::Owner {
-        Uid::effective()
-            .is_root()
-            .then_some((self.pg_user.uid, self.pg_user.gid))
-    }
-
-    #[must_use]
-    pub fn pgbackrest_program(&self) -> String {
-        self.config
-            .pgbackrest
-            .bin
-            .as_ref()
-            .map_or_else(|| "pgbackrest".to_owned(), ToString::to_string)
-    }
-
-    fn common(&self) -> Common<'_> {
-        Common {
-            stanza: &self.config.pgbackrest.stanza,
-            config: self.config.pgbackrest.config.as_deref(),
-        }
-    }
-}
 
 /// Resolves symlinks in the longest existing prefix of `path` and appends the rest.
 #[must_use]
@@ -332,12 +275,8 @@ pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
 fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
     let unreachable = |reason: String| RepoStatus::Unreachable { reason };
     let info = |echo| {
-        Command::new(
-            ctx.pgbackrest_program(),
-            pgbackrest::info_argv(&ctx.common(), repo.number, echo),
-        )
-        .run_as(ctx.children.as_ref())
-        .output(Some(INFO_TIMEOUT))
+        ctx.pgbackrest(pgbackrest::info_argv(&ctx.stanza, repo.number, echo))
+            .output(Some(INFO_TIMEOUT))
     };
     let output = match info(false) {
         Ok(output) => output,

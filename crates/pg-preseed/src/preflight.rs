@@ -11,6 +11,10 @@ use crate::config::{OnLayering, RequireMount};
 use crate::mountinfo::{self, MountEntry};
 use crate::zfs::{self, Dataset};
 
+/// What to do after a refusal on findings: each finding carries its own fix.
+pub const REFUSED_NEXT: &str =
+    "fix what the findings above name (each says how), then start again; nothing was changed";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {

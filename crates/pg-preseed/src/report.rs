@@ -10,10 +10,6 @@ use crate::pgdata::PgdataState;
 use crate::preflight::{self, Finding};
 use crate::receipt::{Claim, MarkerState};
 
-/// What to do after a refusal on findings: each finding carries its own fix.
-pub const REFUSED_NEXT: &str =
-    "fix what the findings above name (each says how), then start again; nothing was changed";
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub command: String,
@@ -134,7 +130,7 @@ impl Report {
                 .collect()
         };
         if !preflight.is_clean() {
-            report.next = Some(REFUSED_NEXT.to_owned());
+            report.next = Some(preflight::REFUSED_NEXT.to_owned());
         }
         report
     }

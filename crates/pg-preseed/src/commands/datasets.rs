@@ -111,7 +111,7 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         report
             .reasons
             .extend(plan.findings.iter().map(|f| f.detail.clone()));
-        report.next = Some(crate::report::REFUSED_NEXT.to_owned());
+        report.next = Some(crate::preflight::REFUSED_NEXT.to_owned());
         report.print(cli.json);
         return Ok(Exit::Refused);
     }

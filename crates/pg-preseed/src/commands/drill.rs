@@ -10,11 +10,12 @@ use serde::Serialize;
 
 use super::{context, policy, record, verify::check_server, Exit, Recorded};
 use crate::cli::{Cli, DrillArgs};
+use crate::context::Context;
 use crate::decision;
 use crate::exec::Command;
-use crate::facts::{self, Context};
+use crate::facts;
 use crate::fsutil;
-use crate::pgbackrest::{self, Common};
+use crate::pgbackrest;
 use crate::postgres::Connection;
 use crate::receipt::{self, CheckResult};
 use crate::report::Report;
@@ -171,18 +172,14 @@ fn drill_once(
         keep: args.keep,
     };
 
-    let config = &ctx.config.pgbackrest;
     let restore_args = pgbackrest::restore_argv(&pgbackrest::Restore {
-        common: Common {
-            stanza: &config.stanza,
-            config: config.config.as_deref(),
-        },
+        stanza: &ctx.stanza,
         repo: candidate.repo.number,
         pgdata: &pgdata,
         process_max: restore::process_max(ctx),
         delta: false,
         set: Some(&candidate.backup.label),
-        target: &config.target,
+        target: &ctx.config.pgbackrest.target,
         drill: Some(scratch),
     });
     tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch, "drill: restoring");

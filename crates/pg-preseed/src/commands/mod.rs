@@ -13,9 +13,10 @@ use camino::Utf8Path;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, MarkerCommand};
-use crate::config::{Config, ConfigError, ConfigIssue, Mode, MAX_CONFIG_BYTES};
+use crate::config::{Config, ConfigError, Mode};
+use crate::context::{load_config, Context};
 use crate::decision::{self, Decision, Facts, Policy};
-use crate::facts::{self, Context};
+use crate::facts;
 use crate::fsutil;
 use crate::lock::{self, Lock};
 use crate::receipt::{self, LastRun, MarkerState};
@@ -85,28 +86,8 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
     }
 }
 
-/// Reads and validates a config file.
-///
-/// # Errors
-/// [`ConfigError`] for a missing, unreadable, oversized or invalid file.
-pub fn load_config(path: &Utf8Path) -> Result<Config, ConfigError> {
-    let fail = |message: String| ConfigError {
-        source_name: path.to_string(),
-        issues: vec![ConfigIssue {
-            key: String::new(),
-            message,
-        }],
-    };
-    let bytes = fsutil::read_nofollow(path, MAX_CONFIG_BYTES)
-        .map_err(|e| fail(format!("{e:#}")))?
-        .ok_or_else(|| fail(format!("{path} does not exist (pass --config FILE)")))?;
-    let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_owned()))?;
-    Config::parse(&text, path.as_str())
-}
-
 fn context(cli: &Cli) -> anyhow::Result<Context> {
-    let config = load_config(&cli.config)?;
-    Context::new(config, cli.config.clone())
+    Context::load(&cli.config)
 }
 
 fn check_config(cli: &Cli, file: &Utf8Path) -> anyhow::Result<Exit> {

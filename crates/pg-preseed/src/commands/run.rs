@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use super::{context, evaluate, facts_view, prepare_and_lock, record, Exit, Recorded};
 use crate::cli::{Cli, RunArgs};
+use crate::context::Context;
 use crate::decision::{Action, Candidate, Facts};
-use crate::facts::Context;
 use crate::pgdata::PgdataState;
 use crate::receipt::{self, Claim, ClaimKind, Receipt};
 use crate::report::Report;

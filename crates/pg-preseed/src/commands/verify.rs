@@ -7,7 +7,8 @@ use anyhow::bail;
 
 use super::{context, prepare_and_lock, record, Exit};
 use crate::cli::{Cli, VerifyArgs};
-use crate::facts::{self, Context};
+use crate::context::Context;
+use crate::facts;
 use crate::fsutil;
 use crate::postgres::{self, Connection};
 use crate::receipt::{self, CheckResult, Claim, ClaimKind, MarkerState, Receipt};
