@@ -399,9 +399,9 @@ impl Config {
         }
     }
 
-    /// The receipt's path (explicit or the per-major default).
+    /// The receipt's path: `marker`, explicit or the per-major default.
     #[must_use]
-    pub fn marker_path(&self) -> &Utf8Path {
+    pub fn receipt_path(&self) -> &Utf8Path {
         self.marker
             .as_deref()
             .expect("marker is filled in by validation")
@@ -816,7 +816,7 @@ mod tests {
         );
         assert_eq!(config.pgbackrest.repo_wait, Duration::ZERO);
         assert_eq!(
-            config.marker_path(),
+            config.receipt_path(),
             "/var/lib/postgresql-preseed/16/receipt.json"
         );
     }

@@ -7,10 +7,10 @@ use nix::unistd::Uid;
 
 use crate::config::{Config, ConfigError, ConfigIssue, MAX_CONFIG_BYTES};
 use crate::exec::{Command, Identity};
+use crate::files::Files;
 use crate::fsutil::{self, Owner};
 use crate::pgbackrest::Stanza;
 use crate::postgres::Tools;
-use crate::receipt::Files;
 
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -24,6 +24,8 @@ pub struct Context {
     pub tools: Tools,
     /// `--config` (when set) and `--stanza`: what every pgBackRest argv starts with.
     pub stanza: Stanza,
+    /// This host's name, for the receipt and the claim.
+    pub host: String,
 }
 
 impl Context {
@@ -42,7 +44,7 @@ impl Context {
     pub fn new(config: Config, config_path: Utf8PathBuf) -> anyhow::Result<Context> {
         let pg_user = Identity::lookup(&config.postgres.user)?;
         let children = Identity::for_children(&config.postgres.user)?;
-        let files = Files::new(config.marker_path());
+        let files = Files::new(config.receipt_path());
         let tools = Tools::locate(config.postgres.bin_dir.as_deref(), config.postgres.major);
         let stanza = Stanza {
             name: config.pgbackrest.stanza.clone(),
@@ -56,6 +58,7 @@ impl Context {
             children,
             tools,
             stanza,
+            host: hostname(),
         })
     }
 
@@ -80,6 +83,14 @@ impl Context {
             .map_or_else(|| "pgbackrest".to_owned(), ToString::to_string);
         Command::new(program, argv).run_as(self.children.as_ref())
     }
+}
+
+/// The host name, as receipts and claims record it.
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Reads and validates a config file.

@@ -15,7 +15,7 @@ use crate::exec::{Command, ExecError};
 use crate::mountinfo;
 use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
-use crate::preflight::{self, Layout, PgdataOwner, ZfsState};
+use crate::preflight::{self, Layout, PgdataOwner, Preflight, ZfsState};
 use crate::receipt::Claim;
 use crate::zfs;
 
@@ -110,11 +110,11 @@ pub fn zfs_state() -> ZfsState {
 pub fn layout(ctx: &Context) -> Layout {
     let config = &ctx.config;
     let pgdata = resolve(&config.pgdata);
-    let marker_configured = config.marker_path();
-    let marker_dir_configured = marker_configured.parent().unwrap_or(Utf8Path::new("/"));
-    // Resolve the marker's directory, not the marker: a symlinked marker is itself a finding.
-    let marker = resolve(marker_dir_configured).join(marker_configured.file_name().unwrap_or(""));
-    let marker_dir = marker.parent().unwrap_or(Utf8Path::new("/")).to_owned();
+    let configured = config.receipt_path();
+    let configured_dir = configured.parent().unwrap_or(Utf8Path::new("/"));
+    // Resolve the receipt's directory, not the receipt: a symlinked receipt is itself a finding.
+    let receipt = resolve(configured_dir).join(configured.file_name().unwrap_or(""));
+    let receipt_dir = receipt.parent().unwrap_or(Utf8Path::new("/")).to_owned();
 
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .context("failed to read /proc/self/mountinfo")
@@ -132,12 +132,12 @@ pub fn layout(ctx: &Context) -> Layout {
 
     Layout {
         pgdata_mount: mount_id(nearest_existing(&pgdata)),
-        marker_dir_mount: mount_id(nearest_existing(&marker_dir)),
-        marker_is_symlink: std::fs::symlink_metadata(&marker)
+        receipt_dir_mount: mount_id(nearest_existing(&receipt_dir)),
+        receipt_is_symlink: std::fs::symlink_metadata(&receipt)
             .is_ok_and(|m| m.file_type().is_symlink()),
-        marker_dir_unwritable: marker_dir_problem(&marker_dir),
+        receipt_dir_unwritable: receipt_dir_problem(&receipt_dir),
         pgdata,
-        marker,
+        receipt,
         mounts,
         zfs: zfs_state(),
         pgdata_exists,
@@ -149,7 +149,7 @@ pub fn layout(ctx: &Context) -> Layout {
 
 /// Why the engine (as the user it runs as) could not write the receipt's directory. Root can;
 /// a missing directory is created by `run` when its nearest existing ancestor is writable.
-fn marker_dir_problem(dir: &Utf8Path) -> Option<String> {
+fn receipt_dir_problem(dir: &Utf8Path) -> Option<String> {
     use nix::unistd::{access, AccessFlags};
     if Uid::effective().is_root() {
         return None;
@@ -170,7 +170,7 @@ fn marker_dir_problem(dir: &Utf8Path) -> Option<String> {
 
 /// Runs the preflight checks.
 #[must_use]
-pub fn preflight(ctx: &Context) -> preflight::Report {
+pub fn preflight(ctx: &Context) -> Preflight {
     preflight::check(&layout(ctx))
 }
 
@@ -197,7 +197,7 @@ pub fn gather(ctx: &Context) -> Facts {
         pgdata: pgdata_state,
         system_identifier,
         system_identifier_error,
-        marker: ctx.files.marker_state(),
+        receipt: ctx.files.receipt_state(),
         claim,
         preflight: report,
         repos: None,

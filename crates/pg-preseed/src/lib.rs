@@ -6,6 +6,7 @@
 //! [`fsutil`], [`lock`], [`receipt`], [`restore`] and [`commands`].
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
@@ -13,12 +14,14 @@ pub mod datasets;
 pub mod decision;
 pub mod exec;
 pub mod facts;
+pub mod files;
 pub mod fsutil;
 pub mod lines;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod mountinfo;
+pub mod outcome;
 pub mod paths;
 pub mod pgbackrest;
 pub mod pgdata;

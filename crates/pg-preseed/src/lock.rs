@@ -143,7 +143,7 @@ fn record_holder(file: &mut File, describe: &str) -> std::io::Result<()> {
         "pid {} {} since {}",
         std::process::id(),
         describe,
-        crate::receipt::now_rfc3339()
+        crate::clock::now_rfc3339()
     )
 }
 

@@ -80,30 +80,31 @@ pub struct PgdataOwner {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub pgdata: Utf8PathBuf,
-    pub marker: Utf8PathBuf,
+    /// The receipt's path (`marker` in the config), its directory resolved.
+    pub receipt: Utf8PathBuf,
     pub mounts: Result<Vec<MountEntry>, String>,
     pub zfs: ZfsState,
     /// Mount id holding PGDATA (or its nearest existing ancestor).
     pub pgdata_mount: Option<u64>,
     pub pgdata_exists: bool,
-    /// Mount id holding the marker's directory (or its nearest existing ancestor).
-    pub marker_dir_mount: Option<u64>,
-    pub marker_is_symlink: bool,
-    /// Why the marker's directory cannot be written by the engine's user, if it cannot.
-    pub marker_dir_unwritable: Option<String>,
+    /// Mount id holding the receipt's directory (or its nearest existing ancestor).
+    pub receipt_dir_mount: Option<u64>,
+    pub receipt_is_symlink: bool,
+    /// Why the receipt's directory cannot be written by the engine's user, if it cannot.
+    pub receipt_dir_unwritable: Option<String>,
     pub pgdata_owner: Option<PgdataOwner>,
     pub require_mount: Option<RequireMount>,
     pub on_layering: OnLayering,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub struct Preflight {
     pub findings: Vec<Finding>,
     /// Observations that do not block (shown, never acted on).
     pub warnings: Vec<String>,
 }
 
-impl Report {
+impl Preflight {
     pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.blocking)
     }
@@ -116,15 +117,15 @@ impl Report {
 
 /// Runs every check.
 #[must_use]
-pub fn check(layout: &Layout) -> Report {
-    let mut report = Report::default();
+pub fn check(layout: &Layout) -> Preflight {
+    let mut report = Preflight::default();
     let pgdata = layout.pgdata.as_path();
-    let marker_dir = layout.marker.parent().unwrap_or(Utf8Path::new("/"));
+    let receipt_dir = layout.receipt.parent().unwrap_or(Utf8Path::new("/"));
 
-    // The paths whose layering matters: PGDATA and everything above it, the marker's directory
+    // The paths whose layering matters: PGDATA and everything above it, the receipt's directory
     // and everything above it. Mounts below PGDATA (pg_wal on its own dataset) are added below.
     let mut relevant: BTreeSet<&Utf8Path> = pgdata.ancestors().collect();
-    relevant.extend(marker_dir.ancestors());
+    relevant.extend(receipt_dir.ancestors());
 
     match &layout.mounts {
         Ok(mounts) => {
@@ -137,7 +138,7 @@ pub fn check(layout: &Layout) -> Report {
                 stacked(&mut report, mounts, path, layout.on_layering);
             }
             mount_identity(&mut report, layout, mounts);
-            marker_filesystem(&mut report, layout, mounts);
+            receipt_filesystem(&mut report, layout, mounts);
         }
         Err(error) => report.findings.push(Finding {
             kind: Kind::CheckFailed,
@@ -185,7 +186,7 @@ pub fn check(layout: &Layout) -> Report {
         }
     }
 
-    marker_placement(&mut report, layout);
+    receipt_placement(&mut report, layout);
     ownership(&mut report, layout);
     report
 }
@@ -194,7 +195,12 @@ fn is_zfs(fstype: &str) -> bool {
     fstype == "zfs" || fstype == "fuse.zfs"
 }
 
-fn stacked(report: &mut Report, mounts: &[MountEntry], path: &Utf8Path, on_layering: OnLayering) {
+fn stacked(
+    report: &mut Preflight,
+    mounts: &[MountEntry],
+    path: &Utf8Path,
+    on_layering: OnLayering,
+) {
     let stack = mountinfo::stack_at(mounts, path);
     if stack.len() < 2 {
         return;
@@ -241,7 +247,7 @@ fn stacked(report: &mut Report, mounts: &[MountEntry], path: &Utf8Path, on_layer
 }
 
 fn shared_mountpoints(
-    report: &mut Report,
+    report: &mut Preflight,
     datasets: &[Dataset],
     relevant: &BTreeSet<&Utf8Path>,
     pgdata: &Utf8Path,
@@ -286,7 +292,7 @@ fn shared_mountpoints(
     }
 }
 
-fn unmounted(report: &mut Report, datasets: &[Dataset], relevant: &BTreeSet<&Utf8Path>) {
+fn unmounted(report: &mut Preflight, datasets: &[Dataset], relevant: &BTreeSet<&Utf8Path>) {
     for dataset in datasets {
         let Some(path) = dataset.automount_path() else {
             continue;
@@ -312,7 +318,7 @@ fn unmounted(report: &mut Report, datasets: &[Dataset], relevant: &BTreeSet<&Utf
     }
 }
 
-fn mount_identity(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
+fn mount_identity(report: &mut Preflight, layout: &Layout, mounts: &[MountEntry]) {
     let Some(require) = &layout.require_mount else {
         return;
     };
@@ -379,18 +385,18 @@ fn describe_requirement(require: &RequireMount) -> String {
     }
 }
 
-fn marker_filesystem(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
-    let (Some(pg_id), Some(marker_id)) = (layout.pgdata_mount, layout.marker_dir_mount) else {
+fn receipt_filesystem(report: &mut Preflight, layout: &Layout, mounts: &[MountEntry]) {
+    let (Some(pg_id), Some(receipt_id)) = (layout.pgdata_mount, layout.receipt_dir_mount) else {
         return;
     };
-    let (Some(pg_mount), Some(marker_mount)) = (
+    let (Some(pg_mount), Some(receipt_mount)) = (
         mountinfo::by_id(mounts, pg_id),
-        mountinfo::by_id(mounts, marker_id),
+        mountinfo::by_id(mounts, receipt_id),
     ) else {
         return;
     };
     let same_filesystem =
-        (pg_mount.major, pg_mount.minor) == (marker_mount.major, marker_mount.minor);
+        (pg_mount.major, pg_mount.minor) == (receipt_mount.major, receipt_mount.minor);
     if !same_filesystem {
         return;
     }
@@ -403,62 +409,62 @@ fn marker_filesystem(report: &mut Report, layout: &Layout, mounts: &[MountEntry]
     if dedicated || layout.require_mount.is_some() {
         report.findings.push(Finding {
             kind: Kind::MarkerOnPgdataFilesystem,
-            path: layout.marker.to_string(),
+            path: layout.receipt.to_string(),
             detail: format!(
-                "the marker {} is on PGDATA's own filesystem ({}); it would vanish with that \
+                "the receipt {} is on PGDATA's own filesystem ({}); it would vanish with that \
                  filesystem or survive on it when hidden, exactly like the incident's marker",
-                layout.marker,
+                layout.receipt,
                 pg_mount.describe()
             ),
-            fix: "put the marker on another filesystem (the default, /var/lib/postgresql-preseed/<major>/receipt.json, is outside PGDATA's dataset)".to_owned(),
+            fix: "put the receipt (`marker`) on another filesystem (the default, /var/lib/postgresql-preseed/<major>/receipt.json, is outside PGDATA's dataset)".to_owned(),
             blocking: true,
         });
     } else {
         report.warnings.push(format!(
-            "the marker and PGDATA share the filesystem {} mounted at {}; if PGDATA had its own \
-             filesystem the marker would be independent of it",
+            "the receipt and PGDATA share the filesystem {} mounted at {}; if PGDATA had its own \
+             filesystem the receipt would be independent of it",
             pg_mount.describe(),
             pg_mount.mount_point
         ));
     }
 }
 
-fn marker_placement(report: &mut Report, layout: &Layout) {
-    if layout.marker.starts_with(&layout.pgdata) {
+fn receipt_placement(report: &mut Preflight, layout: &Layout) {
+    if layout.receipt.starts_with(&layout.pgdata) {
         report.findings.push(Finding {
             kind: Kind::MarkerInsidePgdata,
-            path: layout.marker.to_string(),
+            path: layout.receipt.to_string(),
             detail: format!(
-                "the marker {} resolves to a path inside PGDATA {} (through a symlink in its \
+                "the receipt {} resolves to a path inside PGDATA {} (through a symlink in its \
                  directory); emptying PGDATA would delete it, and a hidden PGDATA would keep it",
-                layout.marker, layout.pgdata
+                layout.receipt, layout.pgdata
             ),
-            fix: "point the marker at a directory outside PGDATA and its filesystem".to_owned(),
+            fix: "set `marker` to a path outside PGDATA and its filesystem".to_owned(),
             blocking: true,
         });
     }
-    if layout.marker_is_symlink {
+    if layout.receipt_is_symlink {
         report.findings.push(Finding {
             kind: Kind::MarkerSymlink,
-            path: layout.marker.to_string(),
+            path: layout.receipt.to_string(),
             detail: format!(
-                "the marker path {} is a symlink; the engine never reads or writes a receipt \
+                "the receipt path {} is a symlink; the engine never reads or writes a receipt \
                  through a link, which could point anywhere (into PGDATA, onto a hidden dataset)",
-                layout.marker
+                layout.receipt
             ),
             fix: format!(
                 "remove the link (`rm {}`) and let the engine write a real file",
-                layout.marker
+                layout.receipt
             ),
             blocking: true,
         });
     }
-    if let Some(why) = &layout.marker_dir_unwritable {
-        let dir = layout.marker.parent().unwrap_or(Utf8Path::new("/"));
+    if let Some(why) = &layout.receipt_dir_unwritable {
+        let dir = layout.receipt.parent().unwrap_or(Utf8Path::new("/"));
         report.findings.push(Finding {
             kind: Kind::MarkerDirUnwritable,
             path: dir.to_string(),
-            detail: format!("the marker's directory {dir} cannot be written: {why}"),
+            detail: format!("the receipt's directory {dir} cannot be written: {why}"),
             fix: format!(
                 "create it writable for the PostgreSQL user (`install -d -o postgres -g postgres -m 0750 {dir}`) or choose another marker path"
             ),
@@ -467,7 +473,7 @@ fn marker_placement(report: &mut Report, layout: &Layout) {
     }
 }
 
-fn ownership(report: &mut Report, layout: &Layout) {
+fn ownership(report: &mut Preflight, layout: &Layout) {
     let Some(owner) = &layout.pgdata_owner else {
         return;
     };
@@ -508,21 +514,21 @@ mod tests {
     fn layout(mounts: &str) -> Layout {
         Layout {
             pgdata: "/var/lib/postgresql/16".into(),
-            marker: "/var/lib/postgresql-preseed/16/receipt.json".into(),
+            receipt: "/var/lib/postgresql-preseed/16/receipt.json".into(),
             mounts: mountinfo::parse(mounts).map_err(|e| e.to_string()),
             zfs: ZfsState::NotInstalled,
             pgdata_mount: None,
             pgdata_exists: true,
-            marker_dir_mount: None,
-            marker_is_symlink: false,
-            marker_dir_unwritable: None,
+            receipt_dir_mount: None,
+            receipt_is_symlink: false,
+            receipt_dir_unwritable: None,
             pgdata_owner: None,
             require_mount: None,
             on_layering: OnLayering::Fail,
         }
     }
 
-    fn kinds(report: &Report) -> Vec<Kind> {
+    fn kinds(report: &Preflight) -> Vec<Kind> {
         report.findings.iter().map(|f| f.kind).collect()
     }
 
@@ -532,7 +538,7 @@ mod tests {
         let mut layout = layout(INCIDENT_MOUNTS);
         layout.zfs = ZfsState::Listed(zfs::parse_list(INCIDENT_ZFS).unwrap());
         layout.pgdata_mount = Some(44);
-        layout.marker_dir_mount = Some(27);
+        layout.receipt_dir_mount = Some(27);
         let report = check(&layout);
         assert_eq!(kinds(&report), [Kind::StackedMount, Kind::SharedMountpoint]);
         for finding in &report.findings {
@@ -616,7 +622,7 @@ mod tests {
             fstype: Some("zfs".to_owned()),
         });
         layout.pgdata_mount = Some(40);
-        layout.marker_dir_mount = Some(27);
+        layout.receipt_dir_mount = Some(27);
         let report = check(&layout);
         assert!(report.findings.is_empty(), "{report:?}");
         assert!(report.warnings.is_empty(), "{report:?}");
@@ -698,13 +704,13 @@ mod tests {
 ";
         let mut layout = layout(text);
         layout.pgdata_mount = Some(40);
-        layout.marker_dir_mount = Some(41);
+        layout.receipt_dir_mount = Some(41);
         assert_eq!(kinds(&check(&layout)), [Kind::MarkerOnPgdataFilesystem]);
         // PGDATA is a plain directory on the root filesystem, like the marker: a warning.
         let mut layout = self::layout(text);
         layout.pgdata = "/srv/pg".into();
         layout.pgdata_mount = Some(27);
-        layout.marker_dir_mount = Some(27);
+        layout.receipt_dir_mount = Some(27);
         let report = check(&layout);
         assert!(report.findings.is_empty());
         assert_eq!(report.warnings.len(), 1);
@@ -721,7 +727,7 @@ mod tests {
 ";
         let mut layout = layout(text);
         layout.pgdata_mount = Some(60);
-        layout.marker_dir_mount = Some(61);
+        layout.receipt_dir_mount = Some(61);
         let report = check(&layout);
         assert!(report.findings.is_empty(), "{report:?}");
         assert_eq!(report.warnings.len(), 1);
@@ -730,9 +736,9 @@ mod tests {
     #[test]
     fn marker_symlink_inside_and_unwritable() {
         let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
-        layout.marker = "/var/lib/postgresql/16/.preseed-completed".into();
-        layout.marker_is_symlink = true;
-        layout.marker_dir_unwritable = Some("permission denied".to_owned());
+        layout.receipt = "/var/lib/postgresql/16/.preseed-completed".into();
+        layout.receipt_is_symlink = true;
+        layout.receipt_dir_unwritable = Some("permission denied".to_owned());
         assert_eq!(
             kinds(&check(&layout)),
             [

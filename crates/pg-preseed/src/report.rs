@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::decision::{Candidate, Decision, Facts, RepoFacts};
 use crate::pgdata::PgdataState;
-use crate::preflight::{self, Finding};
-use crate::receipt::{Claim, MarkerState};
+use crate::preflight::{self, Finding, Preflight};
+use crate::receipt::{Claim, ReceiptState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -41,8 +41,10 @@ pub struct Report {
 pub struct FactsView {
     pub pgdata: String,
     pub pgdata_state: PgdataState,
-    pub marker_path: String,
-    pub marker: MarkerState,
+    #[serde(rename = "marker_path")]
+    pub receipt_path: String,
+    #[serde(rename = "marker")]
+    pub receipt: ReceiptState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,12 +55,12 @@ pub struct FactsView {
 
 impl FactsView {
     #[must_use]
-    pub fn new(facts: &Facts, pgdata: &str, marker_path: &str) -> FactsView {
+    pub fn new(facts: &Facts, pgdata: &str, receipt_path: &str) -> FactsView {
         FactsView {
             pgdata: pgdata.to_owned(),
             pgdata_state: facts.pgdata.clone(),
-            marker_path: marker_path.to_owned(),
-            marker: facts.marker.clone(),
+            receipt_path: receipt_path.to_owned(),
+            receipt: facts.receipt.clone(),
             claim: facts.claim.clone(),
             system_identifier: facts.system_identifier.map(|id| id.to_string()),
             repos: facts.repos.clone(),
@@ -109,7 +111,7 @@ impl Report {
 
     /// A preflight report: `clean` or `refuse`.
     #[must_use]
-    pub fn from_preflight(command: &str, preflight: &preflight::Report) -> Report {
+    pub fn from_preflight(command: &str, preflight: &Preflight) -> Report {
         let mut report = Report::new(
             command,
             if preflight.is_clean() {

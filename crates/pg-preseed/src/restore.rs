@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use crate::clock::{now_rfc3339, unix_to_rfc3339};
 use crate::config::RepoRef;
 use crate::context::Context;
 use crate::decision::Candidate;
 use crate::fsutil;
 use crate::pgbackrest::{self, Level};
 use crate::pgdata::{self, PgdataState};
-use crate::receipt::{now_rfc3339, unix_to_rfc3339, Attempt, Claim, Source};
+use crate::receipt::{Attempt, Claim, Source};
 
 /// How often restore progress is logged while pgBackRest copies files.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{context, policy, record, verify::check_server, Exit, Recorded};
 use crate::cli::{Cli, DrillArgs};
+use crate::clock;
 use crate::context::Context;
 use crate::decision;
 use crate::exec::Command;
@@ -17,7 +18,7 @@ use crate::facts;
 use crate::fsutil;
 use crate::pgbackrest;
 use crate::postgres::Connection;
-use crate::receipt::{self, CheckResult};
+use crate::receipt::CheckResult;
 use crate::report::Report;
 use crate::restore;
 
@@ -221,7 +222,7 @@ fn drill_once(
         repo: candidate.repo.number,
         repo_name: candidate.repo.name.clone(),
         backup_label: restored.label.unwrap_or(candidate.backup.label),
-        backup_stop: receipt::unix_to_rfc3339(candidate.backup.stop),
+        backup_stop: clock::unix_to_rfc3339(candidate.backup.stop),
         restore_seconds: restored.duration.as_secs_f64(),
         recovery_and_checks_seconds: recovery.as_secs_f64(),
         total_seconds: started.elapsed().as_secs_f64(),

@@ -13,31 +13,18 @@ use camino::Utf8Path;
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, MarkerCommand};
+use crate::clock;
 use crate::config::{Config, ConfigError, Mode};
 use crate::context::{load_config, Context};
 use crate::decision::{self, Decision, Facts, Policy};
 use crate::facts;
 use crate::fsutil;
 use crate::lock::{self, Lock};
-use crate::receipt::{self, LastRun, MarkerState};
+use crate::outcome::{LastRun, LastRuns};
+use crate::receipt::{self, ReceiptState};
 use crate::report::{FactsView, Report};
 
-/// DESIGN.md's exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Ok = 0,
-    Internal = 1,
-    Usage = 2,
-    Refused = 3,
-    Failed = 4,
-}
-
-impl Exit {
-    #[must_use]
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
+pub use crate::outcome::Exit;
 
 /// Bad usage that clap cannot see (exit 2).
 #[derive(Debug)]
@@ -110,7 +97,7 @@ fn check_config(cli: &Cli, file: &Utf8Path) -> anyhow::Result<Exit> {
                 println!(
                     "config {file} is valid: pgdata {}, marker {}, stanza {} on {}",
                     config.pgdata,
-                    config.marker_path(),
+                    config.receipt_path(),
                     config.pgbackrest.stanza,
                     config
                         .pgbackrest
@@ -156,7 +143,7 @@ pub(super) fn policy(ctx: &Context, allow_restore: bool) -> Policy {
         on_no_backup: config.on_no_backup,
         set: config.pgbackrest.set.clone(),
         max_backup_age: config.pgbackrest.max_backup_age,
-        now: receipt::unix_now(),
+        now: clock::unix_now(),
         config_path: ctx.config_path.to_string(),
     }
 }
@@ -247,14 +234,9 @@ fn record(ctx: &Context, report: &Report, exit: Exit, started: Instant, extra: O
             LastRun {
                 command: report.command.clone(),
                 decision: report.decision.clone(),
-                outcome: match exit {
-                    Exit::Ok => "ok",
-                    Exit::Refused => "refused",
-                    _ => "failed",
-                }
-                .to_owned(),
+                outcome: exit.outcome().to_owned(),
                 exit_code: i32::from(exit.code()),
-                at: receipt::now_rfc3339(),
+                at: clock::now_rfc3339(),
                 duration_seconds: started.elapsed().as_secs_f64(),
                 reasons: report.reasons.clone(),
                 findings: report.findings.len(),
@@ -272,8 +254,7 @@ fn record(ctx: &Context, report: &Report, exit: Exit, started: Instant, extra: O
             .as_ref()
             .and_then(|m| m.textfile.as_ref())
         {
-            let text =
-                crate::metrics::render(&runs, &ctx.files.marker_state(), receipt::unix_now());
+            let text = crate::metrics::render(&runs, &ctx.files.receipt_state(), clock::unix_now());
             fsutil::atomic_write(textfile, text.as_bytes(), 0o644, None)
                 .with_context(|| format!("failed to write metrics to {textfile}"))?;
         }
@@ -291,7 +272,7 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
     let claim = facts::own_claim(&ctx, &mut warnings);
     let last_runs = ctx.files.last_runs().unwrap_or_else(|error| {
         warnings.push(format!("cannot read the last outcomes: {error:#}"));
-        receipt::LastRuns::new()
+        LastRuns::new()
     });
     warnings.extend(facts.preflight.warnings.iter().cloned());
 
@@ -301,9 +282,9 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
         pgdata_state: &'a crate::pgdata::PgdataState,
         system_identifier: Option<String>,
         marker_path: &'a str,
-        marker: &'a MarkerState,
+        marker: &'a ReceiptState,
         pending: Option<&'a receipt::Claim>,
-        last_runs: &'a receipt::LastRuns,
+        last_runs: &'a LastRuns,
         findings: &'a [crate::preflight::Finding],
         warnings: &'a [String],
     }
@@ -312,7 +293,7 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
         pgdata_state: &facts.pgdata,
         system_identifier: facts.system_identifier.map(|id| id.to_string()),
         marker_path: ctx.files.receipt.as_str(),
-        marker: &facts.marker,
+        marker: &facts.receipt,
         pending: claim.as_ref(),
         last_runs: &last_runs,
         findings: &facts.preflight.findings,
@@ -333,7 +314,7 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
     );
     println!(
         "receipt  {}",
-        describe_marker(&facts.marker, &ctx.files.receipt)
+        describe_receipt(&facts.receipt, &ctx.files.receipt)
     );
     if let Some(claim) = &claim {
         println!(
@@ -376,11 +357,11 @@ fn status(cli: &Cli) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn describe_marker(marker: &MarkerState, path: &Utf8Path) -> String {
-    match marker {
-        MarkerState::Absent => format!("none at {path}"),
-        MarkerState::Unreadable { error } => format!("{path} is unreadable: {error}"),
-        MarkerState::Valid { receipt } => {
+fn describe_receipt(state: &ReceiptState, path: &Utf8Path) -> String {
+    match state {
+        ReceiptState::Absent => format!("none at {path}"),
+        ReceiptState::Unreadable { error } => format!("{path} is unreadable: {error}"),
+        ReceiptState::Valid { receipt } => {
             let source = receipt.source.as_ref().map_or_else(String::new, |s| {
                 format!(
                     " from repo{}{} backup {}",
@@ -448,24 +429,24 @@ fn initdb_guard(cli: &Cli) -> anyhow::Result<Exit> {
 
 fn marker_show(cli: &Cli) -> anyhow::Result<Exit> {
     let ctx = context(cli)?;
-    let marker = ctx.files.marker_state();
+    let state = ctx.files.receipt_state();
     if cli.json {
         #[derive(Serialize)]
         struct Show<'a> {
             path: &'a str,
             #[serde(flatten)]
-            marker: &'a MarkerState,
+            marker: &'a ReceiptState,
         }
         println!(
             "{}",
             serde_json::to_string_pretty(&Show {
                 path: ctx.files.receipt.as_str(),
-                marker: &marker,
+                marker: &state,
             })?
         );
     } else {
-        println!("{}", describe_marker(&marker, &ctx.files.receipt));
-        if let MarkerState::Valid { receipt } = &marker {
+        println!("{}", describe_receipt(&state, &ctx.files.receipt));
+        if let ReceiptState::Valid { receipt } = &state {
             println!("{}", serde_json::to_string_pretty(receipt)?);
         }
     }

@@ -4,10 +4,11 @@ use std::time::Instant;
 
 use super::{context, evaluate, facts_view, prepare_and_lock, record, Exit, Recorded};
 use crate::cli::{Cli, RunArgs};
+use crate::clock;
 use crate::context::Context;
 use crate::decision::{Action, Candidate, Facts};
 use crate::pgdata::PgdataState;
-use crate::receipt::{self, Claim, ClaimKind, Receipt};
+use crate::receipt::{Claim, ClaimKind, Receipt};
 use crate::report::Report;
 use crate::restore;
 
@@ -77,21 +78,7 @@ fn adopt(ctx: &Context, facts: &Facts, report: &mut Report) -> anyhow::Result<Ex
         } => crate::pgbackrest::major_of(version).unwrap_or(ctx.config.postgres.major),
         _ => ctx.config.postgres.major,
     };
-    let receipt = Receipt {
-        format: receipt::FORMAT,
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        host: receipt::hostname(),
-        pgdata: ctx.config.pgdata.clone(),
-        postgres_major: major,
-        system_identifier,
-        action: receipt::Action::Adopted,
-        source: None,
-        restored_at: None,
-        verified_at: None,
-        duration_seconds: None,
-        restored_bytes: None,
-        checks: Vec::new(),
-    };
+    let receipt = Receipt::adopted(&ctx.config.pgdata, major, system_identifier, &ctx.host);
     ctx.files.write_receipt(&receipt, ctx.owner())?;
     tracing::info!(receipt = %ctx.files.receipt, system_identifier, "adopted the existing cluster");
     report.summary = Some(format!(
@@ -114,20 +101,7 @@ fn fresh(ctx: &Context, report: &mut Report) -> anyhow::Result<Exit> {
 }
 
 fn new_claim(ctx: &Context, kind: ClaimKind) -> Claim {
-    Claim {
-        format: receipt::FORMAT,
-        kind,
-        pgdata: ctx.config.pgdata.clone(),
-        host: receipt::hostname(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: receipt::now_rfc3339(),
-        attempts: Vec::new(),
-        source: None,
-        finished_at: None,
-        duration_seconds: None,
-        restored_bytes: None,
-        backup_system_identifier: None,
-    }
+    Claim::new(kind, &ctx.config.pgdata, &ctx.host, &clock::now_rfc3339())
 }
 
 fn act_restore(
@@ -161,7 +135,7 @@ fn act_restore(
                 .find(|c| c.repo == restored.repo)
                 .map(|c| &c.backup);
             recorded.restored_bytes = restored.bytes;
-            recorded.backup_age_seconds = backup.map(|b| receipt::unix_now() - b.stop);
+            recorded.backup_age_seconds = backup.map(|b| clock::unix_now() - b.stop);
             report.summary = Some(format!(
                 "{} from {} backup {} in {:.1}s; start PostgreSQL, then `pg-preseed verify` checks it and writes the receipt",
                 if resume { "resumed and finished the restore" } else { "restored" },

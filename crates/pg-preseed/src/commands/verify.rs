@@ -7,11 +7,12 @@ use anyhow::bail;
 
 use super::{context, prepare_and_lock, record, Exit};
 use crate::cli::{Cli, VerifyArgs};
+use crate::clock;
 use crate::context::Context;
 use crate::facts;
 use crate::fsutil;
 use crate::postgres::{self, Connection};
-use crate::receipt::{self, CheckResult, Claim, ClaimKind, MarkerState, Receipt};
+use crate::receipt::{self, CheckResult, Claim, Receipt};
 use crate::report::Report;
 
 /// How long to wait for `postmaster.pid` to appear when PostgreSQL is not running at all.
@@ -289,50 +290,18 @@ fn write_receipt(
     checks: Vec<CheckResult>,
     report: &mut Report,
 ) -> anyhow::Result<Receipt> {
-    let previous = ctx.files.marker_state();
-    let mut receipt = Receipt {
-        format: receipt::FORMAT,
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        host: receipt::hostname(),
-        pgdata: ctx.config.pgdata.clone(),
-        postgres_major: ctx.config.postgres.major,
+    let previous = ctx.files.receipt_state();
+    let (history, warning) = receipt::history_on_verify(claim, &previous, system_identifier);
+    report.warnings.extend(warning);
+    let receipt = Receipt::verified(
+        &ctx.config.pgdata,
+        ctx.config.postgres.major,
         system_identifier,
-        action: receipt::Action::Adopted,
-        source: None,
-        restored_at: None,
-        verified_at: Some(receipt::now_rfc3339()),
-        duration_seconds: None,
-        restored_bytes: None,
         checks,
-    };
-    match (claim, &previous) {
-        (Some(claim), _) => {
-            receipt.action = match claim.kind {
-                ClaimKind::Restore => receipt::Action::Restored,
-                ClaimKind::Fresh => receipt::Action::Fresh,
-            };
-            receipt.source.clone_from(&claim.source);
-            receipt.restored_at = claim.finished_at.clone().or(Some(claim.started_at.clone()));
-            receipt.duration_seconds = claim.duration_seconds;
-            receipt.restored_bytes = claim.restored_bytes;
-        }
-        (None, MarkerState::Valid { receipt: old }) if old.system_identifier == system_identifier => {
-            // Re-verified: keep how the cluster came to be.
-            receipt.action = old.action;
-            receipt.source.clone_from(&old.source);
-            receipt.restored_at.clone_from(&old.restored_at);
-            receipt.duration_seconds = old.duration_seconds;
-            receipt.restored_bytes = old.restored_bytes;
-        }
-        (None, MarkerState::Valid { receipt: old }) => report.warnings.push(format!(
-            "the receipt named system identifier {}, the server runs {system_identifier}: recording it as adopted",
-            old.system_identifier
-        )),
-        (None, MarkerState::Unreadable { error }) => {
-            report.warnings.push(format!("replacing an unreadable receipt: {error}"));
-        }
-        (None, MarkerState::Absent) => {}
-    }
+        history,
+        &ctx.host,
+        &clock::now_rfc3339(),
+    );
     ctx.files.write_receipt(&receipt, ctx.owner())?;
     if claim.is_some() {
         fsutil::remove_file(&ctx.files.claim)?;
