@@ -11,13 +11,13 @@ use nix::unistd::Uid;
 use crate::config::RepoRef;
 use crate::context::Context;
 use crate::decision::{Facts, RepoFacts, RepoStatus};
-use crate::exec::{Command, ExecError};
+use crate::exec::ExecError;
 use crate::mountinfo;
 use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
 use crate::preflight::{self, Layout, PgdataOwner, Preflight, ZfsState};
 use crate::receipt::Claim;
-use crate::zfs;
+use crate::zfs::Zfs;
 
 /// How long one `pgbackrest info` may take before the repository counts as unreachable (a hard
 /// NFS mount that went away blocks forever).
@@ -69,38 +69,14 @@ pub fn parse_fdinfo_mnt_id(text: &str) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Finds the `zfs` command: PATH first, then where distributions and NixOS put it.
-#[must_use]
-pub fn find_zfs() -> Option<Utf8PathBuf> {
-    let from_path = std::env::var("PATH").ok().and_then(|path| {
-        path.split(':')
-            .map(|dir| Utf8Path::new(dir).join("zfs"))
-            .find(|candidate| candidate.is_file())
-    });
-    from_path.or_else(|| {
-        [
-            "/usr/sbin/zfs",
-            "/sbin/zfs",
-            "/run/current-system/sw/bin/zfs",
-        ]
-        .into_iter()
-        .map(Utf8PathBuf::from)
-        .find(|candidate| candidate.is_file())
-    })
-}
-
-/// Runs `zfs list` (the column subset every ZFS prints).
+/// What `zfs list` says (the column subset every ZFS prints), or that there is no `zfs`.
 #[must_use]
 pub fn zfs_state() -> ZfsState {
-    let Some(zfs) = find_zfs() else {
+    let Some(zfs) = Zfs::find(ZFS_TIMEOUT) else {
         return ZfsState::NotInstalled;
     };
-    let args = zfs::LIST_ARGS.iter().map(|&a| a.to_owned()).collect();
-    match Command::new(zfs.as_str(), args).output(Some(ZFS_TIMEOUT)) {
-        Ok(output) => match zfs::parse_list(&String::from_utf8_lossy(&output.stdout)) {
-            Ok(datasets) => ZfsState::Listed(datasets),
-            Err(error) => ZfsState::Failed(error.to_string()),
-        },
+    match zfs.list() {
+        Ok(datasets) => ZfsState::Listed(datasets),
         Err(error) => ZfsState::Failed(error.to_string()),
     }
 }
