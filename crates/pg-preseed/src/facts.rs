@@ -5,13 +5,14 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use nix::unistd::Uid;
 
 use crate::config::RepoRef;
 use crate::context::Context;
 use crate::decision::{Facts, RepoFacts, RepoStatus};
 use crate::exec::ExecError;
+use crate::fsutil;
 use crate::mountinfo;
 use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
@@ -23,22 +24,6 @@ use crate::zfs::Zfs;
 /// NFS mount that went away blocks forever).
 const INFO_TIMEOUT: Duration = Duration::from_secs(120);
 const ZFS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Resolves symlinks in the longest existing prefix of `path` and appends the rest.
-#[must_use]
-pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
-    for ancestor in path.ancestors() {
-        if let Ok(real) = ancestor.canonicalize_utf8() {
-            let rest = path.strip_prefix(ancestor).unwrap_or(Utf8Path::new(""));
-            return if rest.as_str().is_empty() {
-                real
-            } else {
-                real.join(rest)
-            };
-        }
-    }
-    path.to_owned()
-}
 
 fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
     path.ancestors()
@@ -85,11 +70,11 @@ pub fn zfs_state() -> ZfsState {
 #[must_use]
 pub fn layout(ctx: &Context) -> Layout {
     let config = &ctx.config;
-    let pgdata = resolve(&config.pgdata);
+    let pgdata = fsutil::resolve(&config.pgdata);
     let configured = config.receipt_path();
     let configured_dir = configured.parent().unwrap_or(Utf8Path::new("/"));
     // Resolve the receipt's directory, not the receipt: a symlinked receipt is itself a finding.
-    let receipt = resolve(configured_dir).join(configured.file_name().unwrap_or(""));
+    let receipt = fsutil::resolve(configured_dir).join(configured.file_name().unwrap_or(""));
     let receipt_dir = receipt.parent().unwrap_or(Utf8Path::new("/")).to_owned();
 
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
@@ -150,10 +135,9 @@ pub fn preflight(ctx: &Context) -> Preflight {
     preflight::check(&layout(ctx))
 }
 
-/// Gathers everything but the repositories.
+/// Gathers everything but the repositories, around the preflight checks the command ran (once).
 #[must_use]
-pub fn gather(ctx: &Context) -> Facts {
-    let report = preflight(ctx);
+pub fn gather(ctx: &Context, preflight: Preflight) -> Facts {
     let pgdata_state = pgdata::classify(&pgdata::observe(&ctx.config.pgdata));
     let (system_identifier, system_identifier_error) =
         if matches!(pgdata_state, PgdataState::Initialized { .. }) {
@@ -175,7 +159,7 @@ pub fn gather(ctx: &Context) -> Facts {
         system_identifier_error,
         receipt: ctx.files.receipt_state(),
         claim,
-        preflight: report,
+        preflight,
         repos: None,
     };
     facts.preflight.warnings.extend(warnings);
@@ -340,15 +324,6 @@ mod tests {
         let text = "pos:\t0\nflags:\t012100000\nmnt_id:\t44\nino:\t2\n";
         assert_eq!(parse_fdinfo_mnt_id(text), Some(44));
         assert_eq!(parse_fdinfo_mnt_id("pos:\t0\n"), None);
-    }
-
-    #[test]
-    fn resolve_keeps_the_missing_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&base, base.join("link")).unwrap();
-        assert_eq!(resolve(&base.join("link/a/b")), base.join("a/b"));
-        assert_eq!(resolve(&base), base);
     }
 
     #[test]

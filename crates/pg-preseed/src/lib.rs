@@ -30,4 +30,5 @@ pub mod preflight;
 pub mod receipt;
 pub mod report;
 pub mod restore;
+pub mod server;
 pub mod zfs;

@@ -112,7 +112,7 @@ pub fn restore(
     ctx: &Context,
     candidates: &[Candidate],
     claim: &mut Claim,
-    lock_fd: RawFd,
+    lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
     let mut failures = Vec::new();
     for candidate in candidates {
@@ -201,7 +201,7 @@ fn attempt(
     ctx: &Context,
     candidate: &Candidate,
     delta: bool,
-    lock_fd: RawFd,
+    lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
     let config = &ctx.config.pgbackrest;
     let process_max = process_max(ctx);
@@ -222,7 +222,7 @@ fn attempt(
         process_max,
         "restoring"
     );
-    let restored = run_restore(ctx, candidate, argv, Some(lock_fd))?;
+    let restored = run_restore(ctx, candidate, argv, lock_fd)?;
     // pgBackRest exited 0; confirm what it promises: a cluster, no manifest left.
     match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
         PgdataState::Initialized { .. } => {}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use super::{context, Exit};
+use super::{Exit, Session};
 use crate::cli::{Cli, DatasetsCommand};
 use crate::datasets::{self, Change};
 use crate::report::Report;
@@ -15,11 +15,14 @@ use crate::zfs::{self, Zfs};
 const ZFS_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
-    let ctx = context(cli)?;
-    let name = match command {
-        DatasetsCommand::Check => "datasets check",
-        DatasetsCommand::Ensure => "datasets ensure",
-    };
+    let session = Session::start(
+        cli,
+        match command {
+            DatasetsCommand::Check => "datasets check",
+            DatasetsCommand::Ensure => "datasets ensure",
+        },
+    )?;
+    let (ctx, name) = (&session.ctx, session.name);
     let declared = &ctx.config.datasets;
     let mut report = Report::new(name, "clean");
     if declared.is_empty() {

@@ -1,8 +1,9 @@
-//! `run`: the preseed unit's ExecStart. Preflight, decide, then act on the decision.
+//! `run`: the preseed unit's ExecStart. Take the lock, gather the facts once, decide, then act
+//! on the decision.
 
-use std::time::Instant;
+use std::os::fd::RawFd;
 
-use super::{context, evaluate, facts_view, prepare_and_lock, record, Exit, Recorded};
+use super::{evaluate, Exit, Prepare, Recorded, Session};
 use crate::cli::{Cli, RunArgs};
 use crate::clock;
 use crate::context::Context;
@@ -13,18 +14,15 @@ use crate::report::Report;
 use crate::restore;
 
 pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
-    let started = Instant::now();
-    let ctx = context(cli)?;
-    let lock = match prepare_and_lock(&ctx, "run", args.lock.lock_wait)? {
-        Ok(lock) => lock,
-        Err(report) => {
-            report.print(cli.json);
-            record(&ctx, &report, Exit::Refused, started, None);
-            return Ok(Exit::Refused);
-        }
+    let session = Session::start(cli, "run")?;
+    let ctx = &session.ctx;
+    let mut opened = match session.open(args.lock.lock_wait, Prepare::CreateDir)? {
+        Ok(opened) => opened,
+        Err(refusal) => return Ok(session.finish(refusal, Exit::Refused, Recorded::default())),
     };
-    let (facts, decision) = evaluate(&ctx, args.allow_restore);
-    let mut report = Report::from_decision("run", &decision, &facts, facts_view(&ctx, &facts));
+    let (facts, decision) = evaluate(ctx, opened.preflight(ctx), args.allow_restore);
+    let mut report =
+        Report::from_decision(session.name, &decision, &facts, session.facts_view(&facts));
     let mut recorded = Recorded::default();
     let exit = match &decision.action {
         Action::Refuse => Exit::Refused,
@@ -32,38 +30,23 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
             report.summary = Some("nothing to do".to_owned());
             Exit::Ok
         }
-        Action::Adopt => adopt(&ctx, &facts, &mut report)?,
-        Action::Fresh => fresh(&ctx, &mut report)?,
+        Action::Adopt => adopt(ctx, &facts, &mut report)?,
+        Action::Fresh => fresh(ctx, &mut report)?,
         Action::Restore(candidates) | Action::Resume(candidates) => {
             let resume = matches!(decision.action, Action::Resume(_));
             act_restore(
-                &ctx,
+                ctx,
                 &facts,
                 candidates,
                 resume,
-                lock.fd(),
+                opened.lock_fd(),
                 &mut report,
                 &mut recorded,
             )
         }
     };
-    report.outcome = Some(
-        match exit {
-            Exit::Ok => "ok",
-            Exit::Refused => "refused",
-            _ => "failed",
-        }
-        .to_owned(),
-    );
-    tracing::info!(
-        decision = %report.decision,
-        outcome = report.outcome.as_deref().unwrap_or_default(),
-        duration_seconds = started.elapsed().as_secs_f64(),
-        "run finished"
-    );
-    report.print(cli.json);
-    record(&ctx, &report, exit, started, Some(recorded));
-    drop(lock);
+    let exit = session.finish(report, exit, recorded);
+    drop(opened);
     Ok(exit)
 }
 
@@ -109,7 +92,7 @@ fn act_restore(
     facts: &Facts,
     candidates: &[Candidate],
     resume: bool,
-    lock_fd: std::os::fd::RawFd,
+    lock_fd: Option<RawFd>,
     report: &mut Report,
     recorded: &mut Recorded,
 ) -> Exit {
