@@ -699,6 +699,7 @@ mod tests {
                 blocking: true,
             }],
             warnings: vec![],
+            notes: vec![],
         }
     }
 

@@ -129,10 +129,14 @@ fn receipt_dir_problem(dir: &Utf8Path) -> Option<String> {
     }
 }
 
-/// Runs the preflight checks.
+/// Runs the preflight checks. Their notes (what changes nothing) go to the debug log.
 #[must_use]
 pub fn preflight(ctx: &Context) -> Preflight {
-    preflight::check(&layout(ctx))
+    let checked = preflight::check(&layout(ctx));
+    for note in &checked.notes {
+        tracing::debug!("{note}");
+    }
+    checked
 }
 
 /// Gathers everything but the repositories, around the preflight checks the command ran (once).

@@ -102,6 +102,10 @@ pub struct Preflight {
     pub findings: Vec<Finding>,
     /// Observations that do not block (shown, never acted on).
     pub warnings: Vec<String>,
+    /// Observations that change nothing here, such as a `zfs list` that failed where no ZFS
+    /// mount is involved (zfs installed, its daemon or pools absent): kept for `--json` and the
+    /// debug log, never printed as text.
+    pub notes: Vec<String>,
 }
 
 impl Preflight {
@@ -179,7 +183,7 @@ pub fn check(layout: &Layout) -> Preflight {
                     blocking: true,
                 });
             } else {
-                report.warnings.push(format!(
+                report.notes.push(format!(
                     "`zfs list` failed (ignored: no ZFS mount is involved): {error}"
                 ));
             }
@@ -781,7 +785,9 @@ mod tests {
         layout.zfs = ZfsState::Failed("no pools".to_owned());
         let report = check(&layout);
         assert!(report.is_clean());
-        assert_eq!(report.warnings.len(), 1);
+        // A note, not a warning: it changes nothing, so the text report does not show it.
+        assert_eq!(report.notes.len(), 1);
+        assert!(report.warnings.is_empty());
         layout.mounts = mountinfo::parse(INCIDENT_MOUNTS).map_err(|e| e.to_string());
         layout.on_layering = OnLayering::Warn;
         let report = check(&layout);

@@ -17,6 +17,9 @@ pub struct Report {
     pub reasons: Vec<String>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+    /// What changes nothing (see [`Preflight::notes`]): in `--json` only, never in the text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
     /// For commands that act: `ok`, `refused` or `failed`.
@@ -77,6 +80,7 @@ impl Report {
             reasons: Vec::new(),
             findings: Vec::new(),
             warnings: Vec::new(),
+            notes: Vec::new(),
             next: None,
             outcome: None,
             error: None,
@@ -99,6 +103,7 @@ impl Report {
         report.reasons.clone_from(&decision.reasons);
         report.warnings.clone_from(&decision.warnings);
         report.findings.clone_from(&facts.preflight.findings);
+        report.notes.clone_from(&facts.preflight.notes);
         report.next.clone_from(&decision.next);
         if let crate::decision::Action::Restore(candidates)
         | crate::decision::Action::Resume(candidates) = &decision.action
@@ -122,6 +127,7 @@ impl Report {
         );
         report.findings.clone_from(&preflight.findings);
         report.warnings.clone_from(&preflight.warnings);
+        report.notes.clone_from(&preflight.notes);
         report.reasons = if preflight.findings.is_empty() {
             vec!["no layering, mount, marker or ownership problem found".to_owned()]
         } else {
@@ -220,5 +226,26 @@ mod tests {
         assert_eq!(json["decision"], "clean");
         assert!(json["reasons"].as_array().unwrap().is_empty());
         assert!(json["findings"].as_array().unwrap().is_empty());
+    }
+
+    /// A host with zfs installed but not running, and no ZFS mount involved: the failed
+    /// `zfs list` is in `--json`, and the text says nothing about it.
+    #[test]
+    fn notes_are_in_json_only() {
+        let preflight = Preflight {
+            notes: vec!["`zfs list` failed (ignored: no ZFS mount is involved): connect: No such file or directory".to_owned()],
+            ..Preflight::default()
+        };
+        let report = Report::from_preflight("preflight", &preflight);
+        assert_eq!(report.decision, "clean");
+        assert!(!report.text().contains("zfs"), "{}", report.text());
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("`zfs list` failed"));
+        // Without notes the key is not there at all, as before.
+        let json = serde_json::to_value(Report::new("plan", "skip")).unwrap();
+        assert!(json.get("notes").is_none());
     }
 }

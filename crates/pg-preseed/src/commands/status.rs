@@ -33,6 +33,8 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         last_runs: &'a LastRuns,
         findings: &'a [Finding],
         warnings: &'a [String],
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        notes: &'a [String],
     }
     let status = Status {
         pgdata: ctx.config.pgdata.as_str(),
@@ -44,6 +46,7 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         last_runs: &last_runs,
         findings: &facts.preflight.findings,
         warnings: &warnings,
+        notes: &facts.preflight.notes,
     };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -27,6 +27,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     }
     let mut report = Report::new(session.name, "verify");
     report.warnings.clone_from(&preflight.warnings);
+    report.notes.clone_from(&preflight.notes);
     let claim = facts::own_claim(ctx, &mut report.warnings);
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
 
