@@ -1,9 +1,12 @@
 //! pg-preseed: brings a PostgreSQL server back from its pgBackRest backups when its data
 //! directory is empty, and refuses, loudly, whenever that would not be safe.
 //!
-//! Pure core: [`config`], [`mountinfo`], [`zfs`], [`pgdata`], [`pgbackrest`] (parsers),
-//! [`preflight`] and [`decision`]. Edges: [`facts`] (gathering), [`exec`] (subprocesses),
-//! [`fsutil`], [`lock`], [`receipt`], [`restore`] and [`commands`].
+//! Pure core: [`paths`], [`lines`], [`clock`], [`config`], [`mountinfo`], [`pgdata`],
+//! [`receipt`], [`outcome`], [`preflight`], [`datasets`], [`decision`], [`metrics`], [`report`].
+//! Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
+//! [`pgbackrest`], [`postgres`]. Edges: [`fsutil`], [`lock`], [`files`], [`context`], [`facts`]
+//! (gathering), [`server`] (checks on a running server), [`restore`] and [`commands`].
+//! docs/design.md says what each owns and may import.
 
 pub mod cli;
 pub mod clock;

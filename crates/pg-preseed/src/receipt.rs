@@ -5,8 +5,7 @@
 //! verified cluster, with its system identifier (DESIGN.md's "marker"). The claim beside it is
 //! written by `run` before pgBackRest touches PGDATA.
 
-use camino::Utf8Path;
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;

@@ -1,7 +1,7 @@
-//! The subcommands, one file each. A command that reaches the system starts a [`Session`] (the
+//! The subcommands, one file each. A command that reaches the system starts a `Session` (the
 //! context, loaded once, and its name), gathers what it needs once, prints one report and
 //! returns the exit code. What they share lives here: taking the lock or refusing
-//! ([`Session::open`]), ending with the outcome recorded ([`Session::finish`]), the decision
+//! (`Session::open`), ending with the outcome recorded (`Session::finish`), the decision
 //! policy from the config, and the mapping of escaped errors to exit codes ([`exit_code_for`]).
 
 mod check_config;
