@@ -1,5 +1,5 @@
 # The disaster-recovery scenarios as NixOS VM tests, wired into the flake's checks as
-# `vm-<name>`. Each has a twin of the same name in crates/pg-preseed/tests/scenarios.rs that runs
+# `vm-<name>`. Each has a twin of the same name in crates/pg-preseed/tests/it/scenarios.rs that runs
 # the same story without VMs (tier 2). To watch one:
 #   nix build .#checks.x86_64-linux.vm-wipe-restores.driverInteractive && ./result/bin/nixos-test-driver
 {

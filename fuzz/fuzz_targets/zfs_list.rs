@@ -13,5 +13,5 @@ fuzz_target!(|text: &str| {
             }
         }
     }
-    let _ = pg_preseed::datasets::parse_get(text);
+    let _ = zfs::parse_get(text);
 });

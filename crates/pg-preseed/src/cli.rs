@@ -63,6 +63,18 @@ pub enum Command {
     Datasets(DatasetsCommand),
 }
 
+impl Command {
+    /// The commands that act on the system (`run`, `verify`, `drill`): they log at info by
+    /// default and report an outcome.
+    #[must_use]
+    pub fn acts(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Verify(_) | Command::Drill(_)
+        )
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DatasetsCommand {
     /// Report what differs from the declaration, change nothing (0 / 3 on conflicts).

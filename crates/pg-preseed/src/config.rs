@@ -403,9 +403,9 @@ impl Config {
         }
     }
 
-    /// The receipt's path (explicit or the per-major default).
+    /// The receipt's path: `marker`, explicit or the per-major default.
     #[must_use]
-    pub fn marker_path(&self) -> &Utf8Path {
+    pub fn receipt_path(&self) -> &Utf8Path {
         self.marker
             .as_deref()
             .expect("marker is filled in by validation")
@@ -417,34 +417,32 @@ impl Config {
         Utf8PathBuf::from(format!("/var/lib/postgresql-preseed/{major}/receipt.json"))
     }
 
-    /// Normalises paths in place and returns every problem found.
-    #[allow(clippy::too_many_lines)] // one check per key, in contract order, reads best as a list
+    /// Normalises paths in place and returns every problem found, one section after the other
+    /// in the contract's order (`postgres.major` before `marker`, whose default depends on it).
     fn normalize_and_validate(&mut self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        let mut issue = |key: &str, message: String| {
-            issues.push(ConfigIssue {
-                key: key.to_owned(),
-                message,
-            });
-        };
+        let mut issues = Issues::default();
+        self.check_pgdata(&mut issues);
+        self.check_major(&mut issues);
+        self.check_marker(&mut issues);
+        self.check_postgres(&mut issues);
+        self.check_require_mount(&mut issues);
+        self.check_pgbackrest(&mut issues);
+        self.check_verify(&mut issues);
+        self.check_datasets(&mut issues);
+        self.check_metrics(&mut issues);
+        issues.0
+    }
 
-        fn absolute(key: &str, path: &mut Utf8PathBuf, issue: &mut dyn FnMut(&str, String)) {
-            match normalize_absolute(path) {
-                Some(normal) => *path = normal,
-                None => issue(
-                    key,
-                    format!("\"{path}\" must be an absolute path without \"..\""),
-                ),
-            }
-        }
-
-        absolute("pgdata", &mut self.pgdata, &mut issue);
+    fn check_pgdata(&mut self, issues: &mut Issues) {
+        issues.absolute("pgdata", &mut self.pgdata);
         if self.pgdata == "/" {
-            issue("pgdata", "must not be the root directory".to_owned());
+            issues.push("pgdata", "must not be the root directory".to_owned());
         }
+    }
 
+    fn check_major(&self, issues: &mut Issues) {
         if !(9..=99).contains(&self.postgres.major) {
-            issue(
+            issues.push(
                 "postgres.major",
                 format!(
                     "{} is not a PostgreSQL major version (write e.g. 16)",
@@ -452,79 +450,89 @@ impl Config {
                 ),
             );
         }
+    }
+
+    /// Fills in the default receipt path, and keeps it out of PGDATA.
+    fn check_marker(&mut self, issues: &mut Issues) {
         let mut marker = self
             .marker
             .take()
             .unwrap_or_else(|| Config::default_marker(self.postgres.major));
-        absolute("marker", &mut marker, &mut issue);
+        issues.absolute("marker", &mut marker);
         if marker.file_name().is_none() || marker == "/" {
-            issue("marker", "must name a file".to_owned());
+            issues.push("marker", "must name a file".to_owned());
         } else if is_within(&marker, &self.pgdata) {
-            issue(
+            issues.push(
                 "marker",
                 format!(
-                    "\"{marker}\" is inside pgdata \"{}\": a marker inside PGDATA is emptied with it \
+                    "\"{marker}\" is inside pgdata \"{}\": a receipt inside PGDATA is emptied with it \
                      or survives on a hidden filesystem; put it outside, e.g. \"{}\"",
                     self.pgdata,
                     Config::default_marker(self.postgres.major)
                 ),
             );
         } else if is_within(&self.pgdata, &marker) {
-            issue(
+            issues.push(
                 "marker",
                 format!("\"{marker}\" is an ancestor of pgdata; it must be a file outside PGDATA"),
             );
         }
         self.marker = Some(marker);
+    }
 
-        if let Some(bin_dir) = &mut self.postgres.bin_dir {
-            absolute("postgres.bin_dir", bin_dir, &mut issue);
+    fn check_postgres(&mut self, issues: &mut Issues) {
+        let postgres = &mut self.postgres;
+        if let Some(bin_dir) = &mut postgres.bin_dir {
+            issues.absolute("postgres.bin_dir", bin_dir);
         }
-        if let Some(socket_dir) = &mut self.postgres.socket_dir {
-            absolute("postgres.socket_dir", socket_dir, &mut issue);
+        if let Some(socket_dir) = &mut postgres.socket_dir {
+            issues.absolute("postgres.socket_dir", socket_dir);
         }
-        if self.postgres.user.is_empty() {
-            issue("postgres.user", "must not be empty".to_owned());
+        if postgres.user.is_empty() {
+            issues.push("postgres.user", "must not be empty".to_owned());
         }
-        if self.postgres.port == Some(0) {
-            issue("postgres.port", "must be between 1 and 65535".to_owned());
+        if postgres.port == Some(0) {
+            issues.push("postgres.port", "must be between 1 and 65535".to_owned());
         }
+    }
 
-        if let Some(require) = &mut self.require_mount {
-            if let Some(mountpoint) = &mut require.mountpoint {
-                absolute("require_mount.mountpoint", mountpoint, &mut issue);
-                if !self.pgdata.starts_with(&*mountpoint) {
-                    issue(
-                        "require_mount.mountpoint",
-                        format!(
-                            "{mountpoint} must be PGDATA ({}) or a directory above it",
-                            self.pgdata
-                        ),
-                    );
-                }
-            }
-            match (&require.dataset, &require.fstype) {
-                (None, None) => issue(
-                    "require_mount",
-                    "give \"dataset\" or \"fstype\" (or set require_mount to null)".to_owned(),
-                ),
-                (Some(dataset), _) if !valid_dataset_name(dataset) => issue(
-                    "require_mount.dataset",
-                    format!("\"{dataset}\" is not a ZFS dataset name (pool/path)"),
-                ),
-                (_, Some(fstype)) if fstype.is_empty() || fstype.contains(char::is_whitespace) => {
-                    issue(
-                        "require_mount.fstype",
-                        format!("\"{fstype}\" is not a filesystem type"),
-                    );
-                }
-                _ => {}
+    fn check_require_mount(&mut self, issues: &mut Issues) {
+        let pgdata = self.pgdata.clone();
+        let Some(require) = &mut self.require_mount else {
+            return;
+        };
+        if let Some(mountpoint) = &mut require.mountpoint {
+            issues.absolute("require_mount.mountpoint", mountpoint);
+            if !pgdata.starts_with(&*mountpoint) {
+                issues.push(
+                    "require_mount.mountpoint",
+                    format!("{mountpoint} must be PGDATA ({pgdata}) or a directory above it"),
+                );
             }
         }
+        match (&require.dataset, &require.fstype) {
+            (None, None) => issues.push(
+                "require_mount",
+                "give \"dataset\" or \"fstype\" (or set require_mount to null)".to_owned(),
+            ),
+            (Some(dataset), _) if !valid_dataset_name(dataset) => issues.push(
+                "require_mount.dataset",
+                format!("\"{dataset}\" is not a ZFS dataset name (pool/path)"),
+            ),
+            (_, Some(fstype)) if fstype.is_empty() || fstype.contains(char::is_whitespace) => {
+                issues.push(
+                    "require_mount.fstype",
+                    format!("\"{fstype}\" is not a filesystem type"),
+                );
+            }
+            _ => {}
+        }
+    }
 
+    fn check_pgbackrest(&mut self, issues: &mut Issues) {
         let pgbackrest = &mut self.pgbackrest;
         if !valid_stanza(&pgbackrest.stanza) {
-            issue(
+            issues.push(
                 "pgbackrest.stanza",
                 format!(
                     "\"{}\" is not a stanza name (letters, digits, '-', '_', '.')",
@@ -533,14 +541,14 @@ impl Config {
             );
         }
         if pgbackrest.repos.is_empty() {
-            issue(
+            issues.push(
                 "pgbackrest.repos",
                 "list at least one repository, in the order to try them".to_owned(),
             );
         }
         for (index, repo) in pgbackrest.repos.iter().enumerate() {
             if !(1..=256).contains(&repo.number) {
-                issue(
+                issues.push(
                     &format!("pgbackrest.repos[{index}]"),
                     format!(
                         "repo{} does not exist: pgBackRest numbers repositories 1 to 256",
@@ -552,7 +560,7 @@ impl Config {
                 .iter()
                 .any(|earlier| earlier.number == repo.number)
             {
-                issue(
+                issues.push(
                     &format!("pgbackrest.repos[{index}]"),
                     format!("repo{} is listed twice", repo.number),
                 );
@@ -560,21 +568,21 @@ impl Config {
         }
         if let Some(set) = &pgbackrest.set {
             if set.is_empty() || set.contains(char::is_whitespace) {
-                issue("pgbackrest.set", format!("\"{set}\" is not a backup label"));
+                issues.push("pgbackrest.set", format!("\"{set}\" is not a backup label"));
             }
         }
         match (
             &pgbackrest.target.value,
             pgbackrest.target.kind.needs_value(),
         ) {
-            (None, true) => issue(
+            (None, true) => issues.push(
                 "pgbackrest.target.value",
                 format!(
                     "target type \"{}\" needs a value",
                     pgbackrest.target.kind.as_str()
                 ),
             ),
-            (Some(_), false) => issue(
+            (Some(_), false) => issues.push(
                 "pgbackrest.target.value",
                 format!(
                     "target type \"{}\" takes no value",
@@ -582,71 +590,71 @@ impl Config {
                 ),
             ),
             (Some(value), true) if value.trim().is_empty() => {
-                issue("pgbackrest.target.value", "must not be empty".to_owned());
+                issues.push("pgbackrest.target.value", "must not be empty".to_owned());
             }
             _ => {}
         }
         if let Some(process_max) = pgbackrest.process_max {
             if !(1..=999).contains(&process_max) {
-                issue(
+                issues.push(
                     "pgbackrest.process_max",
                     format!("{process_max} is outside 1..=999 (pgBackRest's range)"),
                 );
             }
         }
         if let Some(config) = &mut pgbackrest.config {
-            absolute("pgbackrest.config", config, &mut issue);
+            issues.absolute("pgbackrest.config", config);
         }
         if let Some(bin) = &mut pgbackrest.bin {
-            absolute("pgbackrest.bin", bin, &mut issue);
+            issues.absolute("pgbackrest.bin", bin);
         }
         if pgbackrest.max_backup_age == Some(Duration::ZERO) {
-            issue(
+            issues.push(
                 "pgbackrest.max_backup_age",
                 "must be longer than zero (or null for no limit)".to_owned(),
             );
         }
+    }
 
+    fn check_verify(&self, issues: &mut Issues) {
         for (index, check) in self.verify.sql.iter().enumerate() {
             if check.sql.trim().is_empty() {
-                issue(&format!("verify.sql[{index}]"), "empty SQL".to_owned());
+                issues.push(&format!("verify.sql[{index}]"), "empty SQL".to_owned());
             }
         }
         if self.verify.database.is_empty() {
-            issue("verify.database", "must not be empty".to_owned());
+            issues.push("verify.database", "must not be empty".to_owned());
         }
+    }
 
+    fn check_datasets(&mut self, issues: &mut Issues) {
         for index in 0..self.datasets.len() {
             let key = format!("datasets[{index}]");
             let (earlier, rest) = self.datasets.split_at_mut(index);
             let dataset = &mut rest[0];
             if !valid_dataset_name(&dataset.name) {
-                issue(
+                issues.push(
                     &format!("{key}.name"),
                     format!("\"{}\" is not a ZFS dataset name (pool/path)", dataset.name),
                 );
             }
-            absolute(
-                &format!("{key}.mountpoint"),
-                &mut dataset.mountpoint,
-                &mut issue,
-            );
+            issues.absolute(&format!("{key}.mountpoint"), &mut dataset.mountpoint);
             for property in dataset.properties.keys() {
                 if matches!(property.as_str(), "mountpoint" | "name") {
-                    issue(
+                    issues.push(
                         &format!("{key}.properties.{property}"),
                         format!("set \"{property}\" as the dataset's own field, not as a property"),
                     );
                 }
             }
             if let Some(other) = earlier.iter().find(|d| d.name == dataset.name) {
-                issue(
+                issues.push(
                     &format!("{key}.name"),
                     format!("dataset {} is declared twice", other.name),
                 );
             } else if let Some(other) = earlier.iter().find(|d| d.mountpoint == dataset.mountpoint)
             {
-                issue(
+                issues.push(
                     &format!("{key}.mountpoint"),
                     format!(
                         "{} and {} both claim mountpoint {}: two datasets on one mountpoint stack \
@@ -656,18 +664,42 @@ impl Config {
                 );
             }
         }
+    }
 
+    fn check_metrics(&mut self, issues: &mut Issues) {
         if let Some(Metrics {
             textfile: Some(textfile),
         }) = &mut self.metrics
         {
-            absolute("metrics.textfile", textfile, &mut issue);
+            issues.absolute("metrics.textfile", textfile);
             if is_within(textfile, &self.pgdata) {
-                issue("metrics.textfile", "must be outside pgdata".to_owned());
+                issues.push("metrics.textfile", "must be outside pgdata".to_owned());
             }
         }
+    }
+}
 
-        issues
+/// The problems found so far, in the order they were found.
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, key: &str, message: String) {
+        self.0.push(ConfigIssue {
+            key: key.to_owned(),
+            message,
+        });
+    }
+
+    /// Normalises `path` in place, or records that it is not absolute.
+    fn absolute(&mut self, key: &str, path: &mut Utf8PathBuf) {
+        match normalize_absolute(path) {
+            Some(normal) => *path = normal,
+            None => self.push(
+                key,
+                format!("\"{path}\" must be an absolute path without \"..\""),
+            ),
+        }
     }
 }
 
@@ -798,7 +830,7 @@ mod tests {
         );
         assert_eq!(config.pgbackrest.repo_wait, Duration::ZERO);
         assert_eq!(
-            config.marker_path(),
+            config.receipt_path(),
             "/var/lib/postgresql-preseed/16/receipt.json"
         );
     }

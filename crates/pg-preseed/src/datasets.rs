@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::DatasetDecl;
 use crate::preflight::{Finding, Kind};
-use crate::zfs::{CanMount, Dataset};
+use crate::zfs::{CanMount, Dataset, Properties};
 
 /// A change `ensure` makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,9 +57,6 @@ pub struct Plan {
     /// Declared datasets that already match.
     pub in_order: Vec<String>,
 }
-
-/// Current values of the declared properties, by dataset then property (from `zfs get`).
-pub type Properties = BTreeMap<String, BTreeMap<String, String>>;
 
 /// Compares. `extra` are properties to enforce on top of the declared ones, per dataset (such as
 /// `overlay=off` on PGDATA's dataset, when this ZFS knows the property).
@@ -157,34 +154,10 @@ pub fn plan(
     plan
 }
 
-/// Parses `zfs get -H -o name,property,value <props> <datasets>`.
-///
-/// # Errors
-/// A line without three tab-separated columns.
-pub fn parse_get(text: &str) -> Result<Properties, String> {
-    let mut properties = Properties::new();
-    for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-        let mut columns = line.split('\t');
-        let (Some(name), Some(property), Some(value)) =
-            (columns.next(), columns.next(), columns.next())
-        else {
-            return Err(format!(
-                "zfs get line {}: expected name, property, value",
-                index + 1
-            ));
-        };
-        properties
-            .entry(name.to_owned())
-            .or_default()
-            .insert(property.to_owned(), value.to_owned());
-    }
-    Ok(properties)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zfs::parse_list;
+    use crate::zfs::{parse_get, parse_list};
 
     fn decl(name: &str, mountpoint: &str, properties: &[(&str, &str)]) -> DatasetDecl {
         DatasetDecl {
@@ -300,12 +273,5 @@ mod tests {
             .len(),
             1
         );
-    }
-
-    #[test]
-    fn zfs_get_parsing() {
-        let parsed = parse_get("tank/a\tcompression\ton\ntank/a\trecordsize\t128K\n").unwrap();
-        assert_eq!(parsed["tank/a"]["recordsize"], "128K");
-        assert!(parse_get("tank/a compression on\n").is_err());
     }
 }

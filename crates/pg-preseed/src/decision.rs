@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::config::{Mode, OnNoBackup, RepoRef};
 use crate::pgbackrest::Backup;
 use crate::pgdata::PgdataState;
-use crate::preflight;
-use crate::receipt::{Claim, ClaimKind, MarkerState};
+use crate::preflight::{self, Preflight};
+use crate::receipt::{Claim, ClaimKind, Origin, ReceiptState};
 
 /// What one repository answered (gathered only when a restore is possible).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,10 +40,10 @@ pub struct Facts {
     pub system_identifier: Option<u64>,
     /// Why the system identifier could not be read, when it could not.
     pub system_identifier_error: Option<String>,
-    pub marker: MarkerState,
+    pub receipt: ReceiptState,
     /// The engine's own claim beside the marker (for this PGDATA), if any.
     pub claim: Option<Claim>,
-    pub preflight: preflight::Report,
+    pub preflight: Preflight,
     /// `None`: not gathered (no restore was possible).
     pub repos: Option<Vec<RepoFacts>>,
 }
@@ -127,12 +127,14 @@ fn own_restore_claim(facts: &Facts) -> Option<&Claim> {
         .filter(|claim| claim.kind == ClaimKind::Restore)
 }
 
-struct Builder {
+/// A decision being made: the reasons and warnings so far, until [`Draft::finish`] names what
+/// to do.
+struct Draft {
     reasons: Vec<String>,
     warnings: Vec<String>,
 }
 
-impl Builder {
+impl Draft {
     fn finish(self, action: Action, next: Option<String>) -> Decision {
         Decision {
             action,
@@ -146,28 +148,31 @@ impl Builder {
 /// Decides. Pure: same facts and policy, same decision.
 #[must_use]
 pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
-    let mut b = Builder {
+    let mut draft = Draft {
         reasons: Vec::new(),
         warnings: facts.preflight.warnings.clone(),
     };
     for finding in facts.preflight.findings.iter().filter(|f| !f.blocking) {
-        b.warnings
+        draft
+            .warnings
             .push(format!("{} (on_layering = \"warn\")", finding.detail));
     }
 
     // Row 1: any layering or mount finding refuses, before anything else is considered.
     let blocking: Vec<_> = facts.preflight.blocking().collect();
     if !blocking.is_empty() {
-        b.reasons.extend(blocking.iter().map(|f| f.detail.clone()));
-        return b.finish(Action::Refuse, Some(crate::report::REFUSED_NEXT.to_owned()));
+        draft
+            .reasons
+            .extend(blocking.iter().map(|f| f.detail.clone()));
+        return draft.finish(Action::Refuse, Some(preflight::REFUSED_NEXT.to_owned()));
     }
 
     let pgdata_text = facts.pgdata.describe(policy.pgdata.as_ref());
-    b.reasons.push(pgdata_text);
+    draft.reasons.push(pgdata_text);
     match &facts.pgdata {
         PgdataState::Partial { .. }
         | PgdataState::NotADirectory
-        | PgdataState::Unreadable { .. } => b.finish(
+        | PgdataState::Unreadable { .. } => draft.finish(
             Action::Refuse,
             Some(format!(
                 "find out what is in {}: move it aside and empty the directory to restore, or \
@@ -177,22 +182,22 @@ pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
             )),
         ),
         PgdataState::Initialized { pg_version, .. } => {
-            initialized(facts, policy, b, pg_version.as_deref())
+            initialized(facts, policy, draft, pg_version.as_deref())
         }
-        PgdataState::RestoreInProgress { .. } => in_progress(facts, policy, b),
-        PgdataState::Missing | PgdataState::Empty => empty(facts, policy, b),
+        PgdataState::RestoreInProgress { .. } => in_progress(facts, policy, draft),
+        PgdataState::Missing | PgdataState::Empty => empty(facts, policy, draft),
     }
 }
 
 fn initialized(
     facts: &Facts,
     policy: &Policy,
-    mut b: Builder,
+    mut draft: Draft,
     pg_version: Option<&str>,
 ) -> Decision {
     if let Some(version) = pg_version {
         if version != policy.major.to_string() {
-            b.warnings.push(format!(
+            draft.warnings.push(format!(
                 "the cluster in PGDATA is PostgreSQL {version}, but postgres.major is {}: \
                  PostgreSQL {} will not start on it",
                 policy.major, policy.major
@@ -200,86 +205,87 @@ fn initialized(
         }
     }
     if let Some(claim) = &facts.claim {
-        b.reasons.push(match claim.kind {
+        draft.reasons.push(match claim.kind {
             ClaimKind::Restore => format!(
                 "pg-preseed restored it (started {}); the receipt is written by `pg-preseed verify` once PostgreSQL is up",
                 claim.started_at
             ),
             ClaimKind::Fresh => "pg-preseed let initdb create it; the receipt is written by `pg-preseed verify` once PostgreSQL is up".to_owned(),
         });
-        return b.finish(Action::Skip, None);
+        return draft.finish(Action::Skip, None);
     }
     let Some(system_identifier) = facts.system_identifier else {
-        b.reasons.push(format!(
+        draft.reasons.push(format!(
             "its system identifier cannot be read: {}",
             facts
                 .system_identifier_error
                 .as_deref()
                 .unwrap_or("unknown error")
         ));
-        return b.finish(
+        return draft.finish(
             Action::Refuse,
             Some("check `pg_controldata` on PGDATA and postgres.bin_dir".to_owned()),
         );
     };
-    match &facts.marker {
-        MarkerState::Absent => {
-            b.reasons.push(format!(
+    match &facts.receipt {
+        ReceiptState::Absent => {
+            draft.reasons.push(format!(
                 "no receipt yet: adopting the existing cluster (system identifier {system_identifier})"
             ));
-            b.finish(Action::Adopt, None)
+            draft.finish(Action::Adopt, None)
         }
-        MarkerState::Valid { receipt } if receipt.system_identifier == system_identifier => {
-            b.reasons.push(format!(
+        ReceiptState::Valid { receipt } if receipt.system_identifier == system_identifier => {
+            draft.reasons.push(format!(
                 "the receipt matches it (system identifier {system_identifier}, {} {})",
-                action_word(receipt.action),
+                origin_word(receipt.action),
                 receipt
                     .verified_at
                     .as_deref()
                     .or(receipt.restored_at.as_deref())
                     .unwrap_or("at an unknown time")
             ));
-            b.finish(Action::Skip, None)
+            draft.finish(Action::Skip, None)
         }
-        MarkerState::Valid { receipt } => {
-            b.reasons.push(format!(
+        ReceiptState::Valid { receipt } => {
+            draft.reasons.push(format!(
                 "the receipt names system identifier {}, but PGDATA holds {system_identifier}: \
                  adopting the cluster that is there",
                 receipt.system_identifier
             ));
-            b.warnings.push(format!(
+            draft.warnings.push(format!(
                 "PGDATA holds another cluster than the receipt recorded (receipt {}, PGDATA \
                  {system_identifier}); someone restored or re-created it by hand",
                 receipt.system_identifier
             ));
-            b.finish(Action::Adopt, None)
+            draft.finish(Action::Adopt, None)
         }
-        MarkerState::Unreadable { error } => {
-            b.reasons.push(format!(
+        ReceiptState::Unreadable { error } => {
+            draft.reasons.push(format!(
                 "the receipt cannot be read ({error}): replacing it with one for the cluster in PGDATA"
             ));
-            b.warnings
+            draft
+                .warnings
                 .push(format!("unreadable receipt replaced: {error}"));
-            b.finish(Action::Adopt, None)
+            draft.finish(Action::Adopt, None)
         }
     }
 }
 
-fn action_word(action: crate::receipt::Action) -> &'static str {
-    match action {
-        crate::receipt::Action::Adopted => "adopted",
-        crate::receipt::Action::Restored => "restored and verified",
-        crate::receipt::Action::Fresh => "created fresh",
+fn origin_word(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Adopted => "adopted",
+        Origin::Restored => "restored and verified",
+        Origin::Fresh => "created fresh",
     }
 }
 
-fn in_progress(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
+fn in_progress(facts: &Facts, policy: &Policy, mut draft: Draft) -> Decision {
     let Some(claim) = own_restore_claim(facts) else {
-        b.reasons.push(
+        draft.reasons.push(
             "no pg-preseed claim records starting it, so it is not provably this tool's restore"
                 .to_owned(),
         );
-        return b.finish(
+        return draft.finish(
             Action::Refuse,
             Some(format!(
                 "if you started this restore by hand, finish it by hand (`pgbackrest --stanza=<stanza> --pg1-path={} --delta restore`), or empty {} to let pg-preseed restore",
@@ -287,37 +293,38 @@ fn in_progress(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
             )),
         );
     };
-    b.reasons.push(format!(
+    draft.reasons.push(format!(
         "pg-preseed started this restore at {} ({} attempt(s))",
         claim.started_at,
         claim.attempts.len()
     ));
-    let candidates = match usable_candidates(facts, policy, &mut b) {
+    let candidates = match usable_candidates(facts, policy, &mut draft) {
         Ok(candidates) => candidates,
-        Err(next) => return b.finish(Action::Refuse, Some(next)),
+        Err(next) => return draft.finish(Action::Refuse, Some(next)),
     };
     if candidates.is_empty() {
-        return b.finish(
+        return draft.finish(
             Action::Refuse,
             Some("make a repository with a usable backup reachable, then run again".to_owned()),
         );
     }
     if policy.mode == Mode::Guard {
-        b.reasons
+        draft
+            .reasons
             .push("mode is \"guard\": nothing is restored automatically".to_owned());
-        return b.finish(Action::Refuse, Some(guard_next(policy)));
+        return draft.finish(Action::Refuse, Some(guard_next(policy)));
     }
-    b.finish(Action::Resume(candidates), None)
+    draft.finish(Action::Resume(candidates), None)
 }
 
-fn empty(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
-    let had_data = match &facts.marker {
-        MarkerState::Absent => false,
-        MarkerState::Valid { receipt } => {
-            b.reasons.push(format!(
+fn empty(facts: &Facts, policy: &Policy, mut draft: Draft) -> Decision {
+    let had_data = match &facts.receipt {
+        ReceiptState::Absent => false,
+        ReceiptState::Valid { receipt } => {
+            draft.reasons.push(format!(
                 "the receipt says this host had a cluster (system identifier {}, {} {})",
                 receipt.system_identifier,
-                action_word(receipt.action),
+                origin_word(receipt.action),
                 receipt
                     .verified_at
                     .as_deref()
@@ -326,25 +333,26 @@ fn empty(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
             ));
             true
         }
-        MarkerState::Unreadable { error } => {
-            b.reasons.push(format!(
+        ReceiptState::Unreadable { error } => {
+            draft.reasons.push(format!(
                 "a receipt exists but cannot be read ({error}): this host had a cluster"
             ));
             true
         }
     } || own_restore_claim(facts).is_some();
 
-    let candidates = match usable_candidates(facts, policy, &mut b) {
+    let candidates = match usable_candidates(facts, policy, &mut draft) {
         Ok(candidates) => candidates,
-        Err(next) => return b.finish(Action::Refuse, Some(next)),
+        Err(next) => return draft.finish(Action::Refuse, Some(next)),
     };
     if !candidates.is_empty() {
         if policy.mode == Mode::Guard {
-            b.reasons
+            draft
+                .reasons
                 .push("mode is \"guard\": nothing is restored automatically".to_owned());
-            return b.finish(Action::Refuse, Some(guard_next(policy)));
+            return draft.finish(Action::Refuse, Some(guard_next(policy)));
         }
-        return b.finish(Action::Restore(candidates), None);
+        return draft.finish(Action::Restore(candidates), None);
     }
 
     // No usable backup anywhere; every repository answered (unreachable ones refused above).
@@ -353,28 +361,28 @@ fn empty(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
         .iter()
         .any(|r| matches!(r.status, RepoStatus::Backups { .. }));
     if any_backups {
-        return b.finish(
+        return draft.finish(
             Action::Refuse,
             Some("no backup can be restored automatically (see the reasons); restore one by hand or relax the policy".to_owned()),
         );
     }
     if had_data {
-        b.reasons.push(
+        draft.reasons.push(
             "no repository holds a backup, and running initdb on a host that had data would hide that loss behind an empty database".to_owned(),
         );
-        return b.finish(
+        return draft.finish(
             Action::Refuse,
             Some("check that the repositories in the config are the right ones (stanza, path, bucket); if this host really must start empty, clear the receipt with `pg-preseed marker clear --yes` first".to_owned()),
         );
     }
     match policy.on_no_backup {
         OnNoBackup::Initdb => {
-            b.reasons.push(
+            draft.reasons.push(
                 "no receipt and every repository is reachable and empty: a first deployment; \
                  initdb may create a new cluster (on_no_backup = \"initdb\")"
                     .to_owned(),
             );
-            b.finish(
+            draft.finish(
                 Action::Fresh,
                 Some(
                     "after PostgreSQL is up, create the stanza and take a first backup".to_owned(),
@@ -382,9 +390,10 @@ fn empty(facts: &Facts, policy: &Policy, mut b: Builder) -> Decision {
             )
         }
         OnNoBackup::Fail => {
-            b.reasons
+            draft
+                .reasons
                 .push("no receipt and no backup anywhere, and on_no_backup = \"fail\"".to_owned());
-            b.finish(
+            draft.finish(
                 Action::Refuse,
                 Some("if this is a new server, set on_no_backup = \"initdb\" (services.postgresql-preseed.onNoBackup) for its first start".to_owned()),
             )
@@ -407,17 +416,17 @@ pub fn candidates(repos: Vec<RepoFacts>, policy: &Policy) -> (Vec<Candidate>, Ve
         pgdata: PgdataState::Missing,
         system_identifier: None,
         system_identifier_error: None,
-        marker: MarkerState::Absent,
+        receipt: ReceiptState::Absent,
         claim: None,
-        preflight: preflight::Report::default(),
+        preflight: Preflight::default(),
         repos: Some(repos),
     };
-    let mut b = Builder {
+    let mut draft = Draft {
         reasons: Vec::new(),
         warnings: Vec::new(),
     };
-    let candidates = usable_candidates(&facts, policy, &mut b).unwrap_or_default();
-    (candidates, b.reasons)
+    let candidates = usable_candidates(&facts, policy, &mut draft).unwrap_or_default();
+    (candidates, draft.reasons)
 }
 
 /// Usable candidates in configured order, adding a reason per repository. `Err(next)` when the
@@ -425,10 +434,11 @@ pub fn candidates(repos: Vec<RepoFacts>, policy: &Policy) -> (Vec<Candidate>, Ve
 fn usable_candidates(
     facts: &Facts,
     policy: &Policy,
-    b: &mut Builder,
+    draft: &mut Draft,
 ) -> Result<Vec<Candidate>, String> {
     let Some(repos) = &facts.repos else {
-        b.reasons
+        draft
+            .reasons
             .push("the repositories were not examined".to_owned());
         return Err("run `pg-preseed plan` to see what the repositories hold".to_owned());
     };
@@ -437,30 +447,31 @@ fn usable_candidates(
     for repo in repos {
         match &repo.status {
             RepoStatus::Unreachable { reason } => {
-                b.reasons
+                draft
+                    .reasons
                     .push(format!("{} is unreachable: {reason}", repo.repo));
                 unreachable.push(repo.repo.to_string());
             }
-            RepoStatus::NoStanza => b
+            RepoStatus::NoStanza => draft
                 .reasons
                 .push(format!("{} is reachable and has no such stanza", repo.repo)),
-            RepoStatus::NoBackups => b
+            RepoStatus::NoBackups => draft
                 .reasons
                 .push(format!("{} has the stanza but no backup", repo.repo)),
             RepoStatus::Backups { backups } => match pick(backups, policy) {
                 Ok(backup) => {
-                    b.reasons.push(format!(
+                    draft.reasons.push(format!(
                         "{} has backup {} (PostgreSQL {}, finished {}, {} old)",
                         repo.repo,
                         backup.label,
                         backup
                             .pg_major
                             .map_or_else(|| "?".to_owned(), |m| m.to_string()),
-                        crate::receipt::unix_to_rfc3339(backup.stop),
+                        crate::clock::unix_to_rfc3339(backup.stop),
                         age_text(policy.now - backup.stop)
                     ));
                     if backup.error {
-                        b.warnings.push(format!(
+                        draft.warnings.push(format!(
                             "backup {} in {} recorded page checksum errors when it was taken",
                             backup.label, repo.repo
                         ));
@@ -470,12 +481,12 @@ fn usable_candidates(
                         backup: backup.clone(),
                     });
                 }
-                Err(why) => b.reasons.push(format!("{}: {why}", repo.repo)),
+                Err(why) => draft.reasons.push(format!("{}: {why}", repo.repo)),
             },
         }
     }
     if candidates.is_empty() && !unreachable.is_empty() {
-        b.reasons.push(
+        draft.reasons.push(
             "an unreachable repository is not an empty one: it may hold the backups".to_owned(),
         );
         return Err(format!(
@@ -555,8 +566,8 @@ mod tests {
     //! One test per row of DESIGN.md's decision table, then the policies.
 
     use super::*;
-    use crate::preflight::{Finding, Kind, Report};
-    use crate::receipt::{Action as ReceiptAction, Receipt};
+    use crate::preflight::{Finding, Kind};
+    use crate::receipt::Receipt;
 
     const NOW: i64 = 1_800_000_000;
     const SYSID: u64 = 7_000_000_000_000_000_001;
@@ -615,8 +626,8 @@ mod tests {
         )
     }
 
-    fn receipt(system_identifier: u64) -> MarkerState {
-        MarkerState::Valid {
+    fn receipt(system_identifier: u64) -> ReceiptState {
+        ReceiptState::Valid {
             receipt: Box::new(Receipt {
                 format: 1,
                 tool_version: "0.1.0".to_owned(),
@@ -624,7 +635,7 @@ mod tests {
                 pgdata: "/var/lib/postgresql/16".into(),
                 postgres_major: 16,
                 system_identifier,
-                action: ReceiptAction::Restored,
+                action: Origin::Restored,
                 source: None,
                 restored_at: Some("2026-01-01T00:00:00Z".to_owned()),
                 verified_at: Some("2026-01-01T00:05:00Z".to_owned()),
@@ -652,15 +663,15 @@ mod tests {
         }
     }
 
-    fn facts(pgdata: PgdataState, marker: MarkerState, repos: Option<Vec<RepoFacts>>) -> Facts {
+    fn facts(pgdata: PgdataState, marker: ReceiptState, repos: Option<Vec<RepoFacts>>) -> Facts {
         let initialized = matches!(pgdata, PgdataState::Initialized { .. });
         Facts {
             pgdata,
             system_identifier: initialized.then_some(SYSID),
             system_identifier_error: None,
-            marker,
+            receipt: marker,
             claim: None,
-            preflight: Report::default(),
+            preflight: Preflight::default(),
             repos,
         }
     }
@@ -678,8 +689,8 @@ mod tests {
         }
     }
 
-    fn stacked() -> Report {
-        Report {
+    fn stacked() -> Preflight {
+        Preflight {
             findings: vec![Finding {
                 kind: Kind::StackedMount,
                 path: "/var/lib/postgresql/16".to_owned(),
@@ -688,6 +699,7 @@ mod tests {
                 blocking: true,
             }],
             warnings: vec![],
+            notes: vec![],
         }
     }
 
@@ -727,7 +739,7 @@ mod tests {
     // initialized | absent | — | ADOPT
     #[test]
     fn row_initialized_without_marker_adopts() {
-        let f = facts(initialized(), MarkerState::Absent, None);
+        let f = facts(initialized(), ReceiptState::Absent, None);
         assert!(!needs_repos(&f));
         assert_eq!(decide_default(&f).action, Action::Adopt);
     }
@@ -754,9 +766,9 @@ mod tests {
     fn row_empty_with_usable_backup_restores_for_any_marker() {
         for pgdata in [PgdataState::Missing, PgdataState::Empty] {
             for marker in [
-                MarkerState::Absent,
+                ReceiptState::Absent,
                 receipt(SYSID),
-                MarkerState::Unreadable {
+                ReceiptState::Unreadable {
                     error: "x".to_owned(),
                 },
             ] {
@@ -777,7 +789,7 @@ mod tests {
         for status in [RepoStatus::NoStanza, RepoStatus::NoBackups] {
             let f = facts(
                 PgdataState::Empty,
-                MarkerState::Absent,
+                ReceiptState::Absent,
                 Some(vec![repo(1, status.clone()), repo(2, RepoStatus::NoStanza)]),
             );
             let d = decide_default(&f);
@@ -807,7 +819,7 @@ mod tests {
         ] {
             for marker in [
                 receipt(SYSID),
-                MarkerState::Unreadable {
+                ReceiptState::Unreadable {
                     error: "garbage".to_owned(),
                 },
             ] {
@@ -824,7 +836,7 @@ mod tests {
         p.on_no_backup = OnNoBackup::Initdb;
         let f = facts(
             PgdataState::Missing,
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![unreachable(1), repo(2, RepoStatus::NoStanza)]),
         );
         let d = decide(&f, &p);
@@ -850,7 +862,7 @@ mod tests {
     fn restore_in_progress_without_our_claim_is_left_alone() {
         let f = facts(
             in_progress(),
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![with_backup(1)]),
         );
         assert!(!needs_repos(&f));
@@ -866,7 +878,7 @@ mod tests {
             entries: vec!["base".to_owned(), "postmaster.pid".to_owned()],
             total: 2,
         };
-        for marker in [MarkerState::Absent, receipt(SYSID)] {
+        for marker in [ReceiptState::Absent, receipt(SYSID)] {
             let f = facts(partial.clone(), marker, Some(vec![with_backup(1)]));
             assert!(!needs_repos(&f));
             assert_eq!(decide_default(&f).action, Action::Refuse);
@@ -892,7 +904,7 @@ mod tests {
             .contains("pg-preseed run --config /etc/pg-preseed/config.json --allow-restore"));
         // Adoption is not a restore: guard allows it.
         assert_eq!(
-            decide(&facts(initialized(), MarkerState::Absent, None), &p).action,
+            decide(&facts(initialized(), ReceiptState::Absent, None), &p).action,
             Action::Adopt
         );
     }
@@ -904,7 +916,7 @@ mod tests {
         let d = decide(
             &facts(
                 PgdataState::Empty,
-                MarkerState::Absent,
+                ReceiptState::Absent,
                 Some(vec![with_backup(1)]),
             ),
             &p,
@@ -921,7 +933,7 @@ mod tests {
             decide(
                 &facts(
                     PgdataState::Empty,
-                    MarkerState::Absent,
+                    ReceiptState::Absent,
                     Some(vec![with_backup(1)])
                 ),
                 &p
@@ -936,7 +948,7 @@ mod tests {
     fn policy_major_mismatch_explains_the_upgrade_path() {
         let f = facts(
             PgdataState::Empty,
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![repo(
                 1,
                 RepoStatus::Backups {
@@ -960,7 +972,7 @@ mod tests {
         // major's last backup would silently lose it.
         let f = facts(
             PgdataState::Empty,
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![repo(
                 1,
                 RepoStatus::Backups {
@@ -978,7 +990,7 @@ mod tests {
         let d = decide(
             &facts(
                 PgdataState::Empty,
-                MarkerState::Absent,
+                ReceiptState::Absent,
                 Some(vec![with_backup(1)]),
             ),
             &p,
@@ -991,7 +1003,7 @@ mod tests {
         let d = decide(
             &facts(
                 PgdataState::Empty,
-                MarkerState::Absent,
+                ReceiptState::Absent,
                 Some(vec![with_backup(1)]),
             ),
             &p,
@@ -1013,7 +1025,7 @@ mod tests {
     fn repos_are_candidates_in_configured_order_and_unreachable_ones_are_skipped() {
         let f = facts(
             PgdataState::Empty,
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![unreachable(1), with_backup(2), with_backup(3)]),
         );
         let d = decide_default(&f);
@@ -1032,7 +1044,7 @@ mod tests {
 
     #[test]
     fn unreadable_system_identifier_refuses_adoption() {
-        let mut f = facts(initialized(), MarkerState::Absent, None);
+        let mut f = facts(initialized(), ReceiptState::Absent, None);
         f.system_identifier = None;
         f.system_identifier_error = Some("pg_controldata failed".to_owned());
         assert_eq!(decide_default(&f).action, Action::Refuse);
@@ -1044,7 +1056,7 @@ mod tests {
         p.on_no_backup = OnNoBackup::Initdb;
         let mut f = facts(
             PgdataState::Empty,
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![repo(1, RepoStatus::NoStanza)]),
         );
         f.claim = Some(claim(ClaimKind::Restore));
@@ -1055,7 +1067,7 @@ mod tests {
     fn decision_json_has_the_contract_fields() {
         let d = decide_default(&facts(
             PgdataState::Empty,
-            MarkerState::Absent,
+            ReceiptState::Absent,
             Some(vec![with_backup(1)]),
         ));
         let json = serde_json::to_value(&d).unwrap();

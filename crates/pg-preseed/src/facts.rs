@@ -5,97 +5,25 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use nix::unistd::Uid;
 
-use crate::config::{Config, RepoRef};
+use crate::config::RepoRef;
+use crate::context::Context;
 use crate::decision::{Facts, RepoFacts, RepoStatus};
-use crate::exec::{Command, ExecError, Identity};
+use crate::exec::ExecError;
+use crate::fsutil;
 use crate::mountinfo;
-use crate::pgbackrest::{self, code, Common, RepoLocation};
+use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
-use crate::postgres::Tools;
-use crate::preflight::{self, Layout, PgdataOwner, ZfsState};
-use crate::receipt::{Claim, Files};
-use crate::zfs;
+use crate::preflight::{self, Layout, PgdataOwner, Preflight, ZfsState};
+use crate::receipt::Claim;
+use crate::zfs::Zfs;
 
 /// How long one `pgbackrest info` may take before the repository counts as unreachable (a hard
 /// NFS mount that went away blocks forever).
 const INFO_TIMEOUT: Duration = Duration::from_secs(120);
 const ZFS_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What every command needs to reach the system.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub config: Config,
-    pub config_path: Utf8PathBuf,
-    pub files: Files,
-    /// The configured PostgreSQL user, resolved.
-    pub pg_user: Identity,
-    /// Who children run as: the PostgreSQL user when we are root, else ourselves.
-    pub children: Option<Identity>,
-    pub tools: Tools,
-}
-
-impl Context {
-    /// # Errors
-    /// When the PostgreSQL user does not exist.
-    pub fn new(config: Config, config_path: Utf8PathBuf) -> anyhow::Result<Context> {
-        let pg_user = Identity::lookup(&config.postgres.user)?;
-        let children = Identity::for_children(&config.postgres.user)?;
-        let files = Files::new(config.marker_path());
-        let tools = Tools::locate(config.postgres.bin_dir.as_deref(), config.postgres.major);
-        Ok(Context {
-            config,
-            config_path,
-            files,
-            pg_user,
-            children,
-            tools,
-        })
-    }
-
-    /// Owner for files and directories we create: the PostgreSQL user when we are root (so the
-    /// verify unit, running as that user, can replace them).
-    #[must_use]
-    pub fn owner(&self) -> crate::fsutil::Owner {
-        Uid::effective()
-            .is_root()
-            .then_some((self.pg_user.uid, self.pg_user.gid))
-    }
-
-    #[must_use]
-    pub fn pgbackrest_program(&self) -> String {
-        self.config
-            .pgbackrest
-            .bin
-            .as_ref()
-            .map_or_else(|| "pgbackrest".to_owned(), ToString::to_string)
-    }
-
-    fn common(&self) -> Common<'_> {
-        Common {
-            stanza: &self.config.pgbackrest.stanza,
-            config: self.config.pgbackrest.config.as_deref(),
-        }
-    }
-}
-
-/// Resolves symlinks in the longest existing prefix of `path` and appends the rest.
-#[must_use]
-pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
-    for ancestor in path.ancestors() {
-        if let Ok(real) = ancestor.canonicalize_utf8() {
-            let rest = path.strip_prefix(ancestor).unwrap_or(Utf8Path::new(""));
-            return if rest.as_str().is_empty() {
-                real
-            } else {
-                real.join(rest)
-            };
-        }
-    }
-    path.to_owned()
-}
 
 fn nearest_existing(path: &Utf8Path) -> &Utf8Path {
     path.ancestors()
@@ -126,38 +54,14 @@ pub fn parse_fdinfo_mnt_id(text: &str) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
-/// Finds the `zfs` command: PATH first, then where distributions and NixOS put it.
-#[must_use]
-pub fn find_zfs() -> Option<Utf8PathBuf> {
-    let from_path = std::env::var("PATH").ok().and_then(|path| {
-        path.split(':')
-            .map(|dir| Utf8Path::new(dir).join("zfs"))
-            .find(|candidate| candidate.is_file())
-    });
-    from_path.or_else(|| {
-        [
-            "/usr/sbin/zfs",
-            "/sbin/zfs",
-            "/run/current-system/sw/bin/zfs",
-        ]
-        .into_iter()
-        .map(Utf8PathBuf::from)
-        .find(|candidate| candidate.is_file())
-    })
-}
-
-/// Runs `zfs list` (the column subset every ZFS prints).
+/// What `zfs list` says (the column subset every ZFS prints), or that there is no `zfs`.
 #[must_use]
 pub fn zfs_state() -> ZfsState {
-    let Some(zfs) = find_zfs() else {
+    let Some(zfs) = Zfs::find(ZFS_TIMEOUT) else {
         return ZfsState::NotInstalled;
     };
-    let args = zfs::LIST_ARGS.iter().map(|&a| a.to_owned()).collect();
-    match Command::new(zfs.as_str(), args).output(Some(ZFS_TIMEOUT)) {
-        Ok(output) => match zfs::parse_list(&String::from_utf8_lossy(&output.stdout)) {
-            Ok(datasets) => ZfsState::Listed(datasets),
-            Err(error) => ZfsState::Failed(error.to_string()),
-        },
+    match zfs.list() {
+        Ok(datasets) => ZfsState::Listed(datasets),
         Err(error) => ZfsState::Failed(error.to_string()),
     }
 }
@@ -166,12 +70,12 @@ pub fn zfs_state() -> ZfsState {
 #[must_use]
 pub fn layout(ctx: &Context) -> Layout {
     let config = &ctx.config;
-    let pgdata = resolve(&config.pgdata);
-    let marker_configured = config.marker_path();
-    let marker_dir_configured = marker_configured.parent().unwrap_or(Utf8Path::new("/"));
-    // Resolve the marker's directory, not the marker: a symlinked marker is itself a finding.
-    let marker = resolve(marker_dir_configured).join(marker_configured.file_name().unwrap_or(""));
-    let marker_dir = marker.parent().unwrap_or(Utf8Path::new("/")).to_owned();
+    let pgdata = fsutil::resolve(&config.pgdata);
+    let configured = config.receipt_path();
+    let configured_dir = configured.parent().unwrap_or(Utf8Path::new("/"));
+    // Resolve the receipt's directory, not the receipt: a symlinked receipt is itself a finding.
+    let receipt = fsutil::resolve(configured_dir).join(configured.file_name().unwrap_or(""));
+    let receipt_dir = receipt.parent().unwrap_or(Utf8Path::new("/")).to_owned();
 
     let mounts = std::fs::read_to_string("/proc/self/mountinfo")
         .context("failed to read /proc/self/mountinfo")
@@ -189,12 +93,12 @@ pub fn layout(ctx: &Context) -> Layout {
 
     Layout {
         pgdata_mount: mount_id(nearest_existing(&pgdata)),
-        marker_dir_mount: mount_id(nearest_existing(&marker_dir)),
-        marker_is_symlink: std::fs::symlink_metadata(&marker)
+        receipt_dir_mount: mount_id(nearest_existing(&receipt_dir)),
+        receipt_is_symlink: std::fs::symlink_metadata(&receipt)
             .is_ok_and(|m| m.file_type().is_symlink()),
-        marker_dir_unwritable: marker_dir_problem(&marker_dir),
+        receipt_dir_unwritable: receipt_dir_problem(&receipt_dir),
         pgdata,
-        marker,
+        receipt,
         mounts,
         zfs: zfs_state(),
         pgdata_exists,
@@ -206,7 +110,7 @@ pub fn layout(ctx: &Context) -> Layout {
 
 /// Why the engine (as the user it runs as) could not write the receipt's directory. Root can;
 /// a missing directory is created by `run` when its nearest existing ancestor is writable.
-fn marker_dir_problem(dir: &Utf8Path) -> Option<String> {
+fn receipt_dir_problem(dir: &Utf8Path) -> Option<String> {
     use nix::unistd::{access, AccessFlags};
     if Uid::effective().is_root() {
         return None;
@@ -225,16 +129,19 @@ fn marker_dir_problem(dir: &Utf8Path) -> Option<String> {
     }
 }
 
-/// Runs the preflight checks.
+/// Runs the preflight checks. Their notes (what changes nothing) go to the debug log.
 #[must_use]
-pub fn preflight(ctx: &Context) -> preflight::Report {
-    preflight::check(&layout(ctx))
+pub fn preflight(ctx: &Context) -> Preflight {
+    let checked = preflight::check(&layout(ctx));
+    for note in &checked.notes {
+        tracing::debug!("{note}");
+    }
+    checked
 }
 
-/// Gathers everything but the repositories.
+/// Gathers everything but the repositories, around the preflight checks the command ran (once).
 #[must_use]
-pub fn gather(ctx: &Context) -> Facts {
-    let report = preflight(ctx);
+pub fn gather(ctx: &Context, preflight: Preflight) -> Facts {
     let pgdata_state = pgdata::classify(&pgdata::observe(&ctx.config.pgdata));
     let (system_identifier, system_identifier_error) =
         if matches!(pgdata_state, PgdataState::Initialized { .. }) {
@@ -254,9 +161,9 @@ pub fn gather(ctx: &Context) -> Facts {
         pgdata: pgdata_state,
         system_identifier,
         system_identifier_error,
-        marker: ctx.files.marker_state(),
+        receipt: ctx.files.receipt_state(),
         claim,
-        preflight: report,
+        preflight,
         repos: None,
     };
     facts.preflight.warnings.extend(warnings);
@@ -332,12 +239,8 @@ pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
 fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
     let unreachable = |reason: String| RepoStatus::Unreachable { reason };
     let info = |echo| {
-        Command::new(
-            ctx.pgbackrest_program(),
-            pgbackrest::info_argv(&ctx.common(), repo.number, echo),
-        )
-        .run_as(ctx.children.as_ref())
-        .output(Some(INFO_TIMEOUT))
+        ctx.pgbackrest(pgbackrest::info_argv(&ctx.stanza, repo.number, echo))
+            .output(Some(INFO_TIMEOUT))
     };
     let output = match info(false) {
         Ok(output) => output,
@@ -425,15 +328,6 @@ mod tests {
         let text = "pos:\t0\nflags:\t012100000\nmnt_id:\t44\nino:\t2\n";
         assert_eq!(parse_fdinfo_mnt_id(text), Some(44));
         assert_eq!(parse_fdinfo_mnt_id("pos:\t0\n"), None);
-    }
-
-    #[test]
-    fn resolve_keeps_the_missing_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
-        std::os::unix::fs::symlink(&base, base.join("link")).unwrap();
-        assert_eq!(resolve(&base.join("link/a/b")), base.join("a/b"));
-        assert_eq!(resolve(&base), base);
     }
 
     #[test]

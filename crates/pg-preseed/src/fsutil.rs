@@ -57,6 +57,22 @@ pub fn atomic_write(path: &Utf8Path, bytes: &[u8], mode: u32, owner: Owner) -> a
     result
 }
 
+/// Resolves symlinks in the longest existing prefix of `path` and appends the rest.
+#[must_use]
+pub fn resolve(path: &Utf8Path) -> Utf8PathBuf {
+    for ancestor in path.ancestors() {
+        if let Ok(real) = ancestor.canonicalize_utf8() {
+            let rest = path.strip_prefix(ancestor).unwrap_or(Utf8Path::new(""));
+            return if rest.as_str().is_empty() {
+                real
+            } else {
+                real.join(rest)
+            };
+        }
+    }
+    path.to_owned()
+}
+
 /// Reads a small file without following a symlink at its final component.
 /// `Ok(None)` when it does not exist.
 ///
@@ -241,5 +257,14 @@ mod tests {
         assert!(remove_file(&dir.join("l")).unwrap());
         assert!(!remove_file(&dir.join("l")).unwrap());
         assert_eq!(std::fs::read(dir.join("t")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn resolve_keeps_the_missing_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8PathBuf::from_path_buf(dir.path().canonicalize().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&base, base.join("link")).unwrap();
+        assert_eq!(resolve(&base.join("link/a/b")), base.join("a/b"));
+        assert_eq!(resolve(&base), base);
     }
 }

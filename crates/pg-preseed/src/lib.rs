@@ -1,23 +1,30 @@
 //! pg-preseed: brings a PostgreSQL server back from its pgBackRest backups when its data
 //! directory is empty, and refuses, loudly, whenever that would not be safe.
 //!
-//! Pure core: [`config`], [`mountinfo`], [`zfs`], [`pgdata`], [`pgbackrest`] (parsers),
-//! [`preflight`] and [`decision`]. Edges: [`facts`] (gathering), [`exec`] (subprocesses),
-//! [`fsutil`], [`lock`], [`receipt`], [`restore`] and [`commands`].
+//! Pure core: [`paths`], [`lines`], [`clock`], [`config`], [`mountinfo`], [`pgdata`],
+//! [`receipt`], [`outcome`], [`preflight`], [`datasets`], [`decision`], [`metrics`], [`report`].
+//! Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
+//! [`pgbackrest`], [`postgres`]. Edges: [`fsutil`], [`lock`], [`files`], [`context`], [`facts`]
+//! (gathering), [`server`] (checks on a running server), [`restore`] and [`commands`].
+//! docs/design.md says what each owns and may import.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod datasets;
 pub mod decision;
 pub mod exec;
 pub mod facts;
+pub mod files;
 pub mod fsutil;
 pub mod lines;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod mountinfo;
+pub mod outcome;
 pub mod paths;
 pub mod pgbackrest;
 pub mod pgdata;
@@ -26,4 +33,5 @@ pub mod preflight;
 pub mod receipt;
 pub mod report;
 pub mod restore;
+pub mod server;
 pub mod zfs;

@@ -20,6 +20,8 @@ use crate::fsutil::Owner;
 #[derive(Debug)]
 pub struct Lock {
     file: Flock<File>,
+    /// Another holder had it first and this one waited for it.
+    waited: bool,
 }
 
 /// The lock is held by someone else and did not come free in time.
@@ -73,7 +75,10 @@ impl Lock {
                     // Best effort: a read-only descriptor (file made by root, we are not) still
                     // locks, it just cannot say who holds it.
                     let _ = record_holder(&mut locked, describe);
-                    return Ok(Lock { file: locked });
+                    return Ok(Lock {
+                        file: locked,
+                        waited: announced,
+                    });
                 }
                 Err((returned, Errno::EWOULDBLOCK)) => {
                     file = returned;
@@ -98,6 +103,13 @@ impl Lock {
                 }
             }
         }
+    }
+
+    /// Whether another pg-preseed held the lock first: what it did meanwhile is not in facts
+    /// gathered before the wait.
+    #[must_use]
+    pub fn waited(&self) -> bool {
+        self.waited
     }
 
     /// The descriptor holding the lock (for children that must keep it held).
@@ -143,7 +155,7 @@ fn record_holder(file: &mut File, describe: &str) -> std::io::Result<()> {
         "pid {} {} since {}",
         std::process::id(),
         describe,
-        crate::receipt::now_rfc3339()
+        crate::clock::now_rfc3339()
     )
 }
 
@@ -171,8 +183,19 @@ mod tests {
                 .contains(&format!("pid {} run", std::process::id())),
             "{busy}"
         );
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                Lock::acquire(&path, Duration::from_secs(30), "verify", None).map(|l| l.waited())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!first.waited());
         drop(first);
-        Lock::acquire(&path, Duration::ZERO, "run", None).unwrap();
+        assert!(waiter.join().unwrap().unwrap(), "the second holder waited");
+        assert!(!Lock::acquire(&path, Duration::ZERO, "run", None)
+            .unwrap()
+            .waited());
     }
 
     #[test]

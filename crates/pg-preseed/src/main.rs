@@ -1,19 +1,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pg_preseed::cli::{Cli, Command};
+use pg_preseed::cli::Cli;
 use pg_preseed::commands::{dispatch, exit_code_for};
 use pg_preseed::config::ConfigError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    pg_preseed::logging::init(
-        cli.verbose,
-        matches!(
-            cli.command,
-            Command::Run(_) | Command::Verify(_) | Command::Drill(_)
-        ),
-    );
+    pg_preseed::logging::init(cli.verbose, cli.command.acts());
     match dispatch(&cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {

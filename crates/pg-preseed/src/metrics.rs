@@ -3,11 +3,12 @@
 
 use std::fmt::Write as _;
 
-use crate::receipt::{LastRuns, MarkerState};
+use crate::outcome::LastRuns;
+use crate::receipt::ReceiptState;
 
 /// Renders the metrics text.
 #[must_use]
-pub fn render(last_runs: &LastRuns, marker: &MarkerState, now: i64) -> String {
+pub fn render(last_runs: &LastRuns, marker: &ReceiptState, now: i64) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
         if samples.is_empty() {
@@ -19,7 +20,7 @@ pub fn render(last_runs: &LastRuns, marker: &MarkerState, now: i64) -> String {
             let _ = writeln!(out, "{name}{labels} {value}");
         }
     };
-    let per_command = |value: &dyn Fn(&crate::receipt::LastRun) -> Option<String>| {
+    let per_command = |value: &dyn Fn(&crate::outcome::LastRun) -> Option<String>| {
         last_runs
             .iter()
             .filter_map(|(command, run)| {
@@ -107,7 +108,7 @@ pub fn render(last_runs: &LastRuns, marker: &MarkerState, now: i64) -> String {
         per_command(&|run| run.backup_age_seconds.map(|a| a.to_string())),
     );
     let receipt_samples = match marker {
-        MarkerState::Valid { receipt } => {
+        ReceiptState::Valid { receipt } => {
             let verified = receipt
                 .verified_at
                 .as_deref()
@@ -122,8 +123,8 @@ pub fn render(last_runs: &LastRuns, marker: &MarkerState, now: i64) -> String {
                 ),
             ]
         }
-        MarkerState::Absent => vec![("present", "0".to_owned())],
-        MarkerState::Unreadable { .. } => vec![("present", "-1".to_owned())],
+        ReceiptState::Absent => vec![("present", "0".to_owned())],
+        ReceiptState::Unreadable { .. } => vec![("present", "-1".to_owned())],
     };
     for (suffix, value) in receipt_samples {
         family(
@@ -156,7 +157,7 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::receipt::LastRun;
+    use crate::outcome::LastRun;
 
     #[test]
     fn renders_each_command_and_the_receipt() {
@@ -177,7 +178,7 @@ mod tests {
                 backup_age_seconds: Some(3600),
             },
         );
-        let text = render(&runs, &MarkerState::Absent, 1_800_000_000);
+        let text = render(&runs, &ReceiptState::Absent, 1_800_000_000);
         assert!(text.contains("pg_preseed_last_decision{command=\"run\",decision=\"restore\"} 1\n"));
         assert!(
             text.contains("pg_preseed_last_run_timestamp_seconds{command=\"run\"} 1795770000\n")

@@ -212,6 +212,44 @@ pub fn check_passes(value: Option<&str>, expect: Option<&str>) -> bool {
     }
 }
 
+/// `pg_ctl start` of a private server on `pgdata` (the drill's copy): it listens only on a
+/// socket in `socket_dir`, never archives into the production repository, logs to `log`, and
+/// `pg_ctl` waits up to `wait_seconds` for it.
+#[must_use]
+pub fn pg_ctl_start_private_argv(
+    pgdata: &Utf8Path,
+    log: &Utf8Path,
+    port: u16,
+    socket_dir: &Utf8Path,
+    wait_seconds: u32,
+) -> Vec<String> {
+    vec![
+        "-D".into(),
+        pgdata.to_string(),
+        "-l".into(),
+        log.to_string(),
+        "-w".into(),
+        "-t".into(),
+        wait_seconds.to_string(),
+        "-o".into(),
+        format!("-p {port} -k {socket_dir} -c listen_addresses='' -c archive_mode=off"),
+        "start".into(),
+    ]
+}
+
+/// `pg_ctl stop -m immediate` of the server on `pgdata`, waiting for it.
+#[must_use]
+pub fn pg_ctl_stop_immediate_argv(pgdata: &Utf8Path) -> Vec<String> {
+    vec![
+        "-D".into(),
+        pgdata.to_string(),
+        "-m".into(),
+        "immediate".into(),
+        "-w".into(),
+        "stop".into(),
+    ]
+}
+
 /// Reads `postmaster.pid` in PGDATA.
 ///
 /// # Errors
@@ -280,5 +318,35 @@ mod tests {
         assert!(check_passes(Some("3"), Some("3")));
         assert!(!check_passes(Some("4"), Some("3")));
         assert!(!check_passes(None, Some("3")));
+    }
+
+    #[test]
+    fn pg_ctl_of_a_private_server() {
+        let argv = pg_ctl_start_private_argv(
+            Utf8Path::new("/scratch/pgdata"),
+            Utf8Path::new("/scratch/postgresql.log"),
+            54329,
+            Utf8Path::new("/scratch/socket"),
+            3600,
+        );
+        assert_eq!(
+            argv,
+            [
+                "-D",
+                "/scratch/pgdata",
+                "-l",
+                "/scratch/postgresql.log",
+                "-w",
+                "-t",
+                "3600",
+                "-o",
+                "-p 54329 -k /scratch/socket -c listen_addresses='' -c archive_mode=off",
+                "start"
+            ]
+        );
+        assert_eq!(
+            pg_ctl_stop_immediate_argv(Utf8Path::new("/scratch/pgdata")),
+            ["-D", "/scratch/pgdata", "-m", "immediate", "-w", "stop"]
+        );
     }
 }

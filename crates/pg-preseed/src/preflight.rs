@@ -11,6 +11,10 @@ use crate::config::{OnLayering, RequireMount};
 use crate::mountinfo::{self, MountEntry};
 use crate::zfs::{self, Dataset};
 
+/// What to do after a refusal on findings: each finding carries its own fix.
+pub const REFUSED_NEXT: &str =
+    "fix what the findings above name (each says how), then start again; nothing was changed";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -76,30 +80,35 @@ pub struct PgdataOwner {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub pgdata: Utf8PathBuf,
-    pub marker: Utf8PathBuf,
+    /// The receipt's path (`marker` in the config), its directory resolved.
+    pub receipt: Utf8PathBuf,
     pub mounts: Result<Vec<MountEntry>, String>,
     pub zfs: ZfsState,
     /// Mount id holding PGDATA (or its nearest existing ancestor).
     pub pgdata_mount: Option<u64>,
     pub pgdata_exists: bool,
-    /// Mount id holding the marker's directory (or its nearest existing ancestor).
-    pub marker_dir_mount: Option<u64>,
-    pub marker_is_symlink: bool,
-    /// Why the marker's directory cannot be written by the engine's user, if it cannot.
-    pub marker_dir_unwritable: Option<String>,
+    /// Mount id holding the receipt's directory (or its nearest existing ancestor).
+    pub receipt_dir_mount: Option<u64>,
+    pub receipt_is_symlink: bool,
+    /// Why the receipt's directory cannot be written by the engine's user, if it cannot.
+    pub receipt_dir_unwritable: Option<String>,
     pub pgdata_owner: Option<PgdataOwner>,
     pub require_mount: Option<RequireMount>,
     pub on_layering: OnLayering,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub struct Preflight {
     pub findings: Vec<Finding>,
     /// Observations that do not block (shown, never acted on).
     pub warnings: Vec<String>,
+    /// Observations that change nothing here, such as a `zfs list` that failed where no ZFS
+    /// mount is involved (zfs installed, its daemon or pools absent): kept for `--json` and the
+    /// debug log, never printed as text.
+    pub notes: Vec<String>,
 }
 
-impl Report {
+impl Preflight {
     pub fn blocking(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.blocking)
     }
@@ -112,15 +121,15 @@ impl Report {
 
 /// Runs every check.
 #[must_use]
-pub fn check(layout: &Layout) -> Report {
-    let mut report = Report::default();
+pub fn check(layout: &Layout) -> Preflight {
+    let mut report = Preflight::default();
     let pgdata = layout.pgdata.as_path();
-    let marker_dir = layout.marker.parent().unwrap_or(Utf8Path::new("/"));
+    let receipt_dir = layout.receipt.parent().unwrap_or(Utf8Path::new("/"));
 
-    // The paths whose layering matters: PGDATA and everything above it, the marker's directory
+    // The paths whose layering matters: PGDATA and everything above it, the receipt's directory
     // and everything above it. Mounts below PGDATA (pg_wal on its own dataset) are added below.
     let mut relevant: BTreeSet<&Utf8Path> = pgdata.ancestors().collect();
-    relevant.extend(marker_dir.ancestors());
+    relevant.extend(receipt_dir.ancestors());
 
     match &layout.mounts {
         Ok(mounts) => {
@@ -133,7 +142,7 @@ pub fn check(layout: &Layout) -> Report {
                 stacked(&mut report, mounts, path, layout.on_layering);
             }
             mount_identity(&mut report, layout, mounts);
-            marker_filesystem(&mut report, layout, mounts);
+            receipt_filesystem(&mut report, layout, mounts);
         }
         Err(error) => report.findings.push(Finding {
             kind: Kind::CheckFailed,
@@ -174,14 +183,14 @@ pub fn check(layout: &Layout) -> Report {
                     blocking: true,
                 });
             } else {
-                report.warnings.push(format!(
+                report.notes.push(format!(
                     "`zfs list` failed (ignored: no ZFS mount is involved): {error}"
                 ));
             }
         }
     }
 
-    marker_placement(&mut report, layout);
+    receipt_placement(&mut report, layout);
     ownership(&mut report, layout);
     report
 }
@@ -190,7 +199,12 @@ fn is_zfs(fstype: &str) -> bool {
     fstype == "zfs" || fstype == "fuse.zfs"
 }
 
-fn stacked(report: &mut Report, mounts: &[MountEntry], path: &Utf8Path, on_layering: OnLayering) {
+fn stacked(
+    report: &mut Preflight,
+    mounts: &[MountEntry],
+    path: &Utf8Path,
+    on_layering: OnLayering,
+) {
     let stack = mountinfo::stack_at(mounts, path);
     if stack.len() < 2 {
         return;
@@ -237,7 +251,7 @@ fn stacked(report: &mut Report, mounts: &[MountEntry], path: &Utf8Path, on_layer
 }
 
 fn shared_mountpoints(
-    report: &mut Report,
+    report: &mut Preflight,
     datasets: &[Dataset],
     relevant: &BTreeSet<&Utf8Path>,
     pgdata: &Utf8Path,
@@ -282,7 +296,7 @@ fn shared_mountpoints(
     }
 }
 
-fn unmounted(report: &mut Report, datasets: &[Dataset], relevant: &BTreeSet<&Utf8Path>) {
+fn unmounted(report: &mut Preflight, datasets: &[Dataset], relevant: &BTreeSet<&Utf8Path>) {
     for dataset in datasets {
         let Some(path) = dataset.automount_path() else {
             continue;
@@ -308,7 +322,7 @@ fn unmounted(report: &mut Report, datasets: &[Dataset], relevant: &BTreeSet<&Utf
     }
 }
 
-fn mount_identity(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
+fn mount_identity(report: &mut Preflight, layout: &Layout, mounts: &[MountEntry]) {
     let Some(require) = &layout.require_mount else {
         return;
     };
@@ -391,18 +405,18 @@ fn describe_requirement(require: &RequireMount) -> String {
     }
 }
 
-fn marker_filesystem(report: &mut Report, layout: &Layout, mounts: &[MountEntry]) {
-    let (Some(pg_id), Some(marker_id)) = (layout.pgdata_mount, layout.marker_dir_mount) else {
+fn receipt_filesystem(report: &mut Preflight, layout: &Layout, mounts: &[MountEntry]) {
+    let (Some(pg_id), Some(receipt_id)) = (layout.pgdata_mount, layout.receipt_dir_mount) else {
         return;
     };
-    let (Some(pg_mount), Some(marker_mount)) = (
+    let (Some(pg_mount), Some(receipt_mount)) = (
         mountinfo::by_id(mounts, pg_id),
-        mountinfo::by_id(mounts, marker_id),
+        mountinfo::by_id(mounts, receipt_id),
     ) else {
         return;
     };
     let same_filesystem =
-        (pg_mount.major, pg_mount.minor) == (marker_mount.major, marker_mount.minor);
+        (pg_mount.major, pg_mount.minor) == (receipt_mount.major, receipt_mount.minor);
     if !same_filesystem {
         return;
     }
@@ -415,62 +429,62 @@ fn marker_filesystem(report: &mut Report, layout: &Layout, mounts: &[MountEntry]
     if dedicated || layout.require_mount.is_some() {
         report.findings.push(Finding {
             kind: Kind::MarkerOnPgdataFilesystem,
-            path: layout.marker.to_string(),
+            path: layout.receipt.to_string(),
             detail: format!(
-                "the marker {} is on PGDATA's own filesystem ({}); it would vanish with that \
+                "the receipt {} is on PGDATA's own filesystem ({}); it would vanish with that \
                  filesystem or survive on it when hidden, exactly like the incident's marker",
-                layout.marker,
+                layout.receipt,
                 pg_mount.describe()
             ),
-            fix: "put the marker on another filesystem (the default, /var/lib/postgresql-preseed/<major>/receipt.json, is outside PGDATA's dataset)".to_owned(),
+            fix: "put the receipt (`marker`) on another filesystem (the default, /var/lib/postgresql-preseed/<major>/receipt.json, is outside PGDATA's dataset)".to_owned(),
             blocking: true,
         });
     } else {
         report.warnings.push(format!(
-            "the marker and PGDATA share the filesystem {} mounted at {}; if PGDATA had its own \
-             filesystem the marker would be independent of it",
+            "the receipt and PGDATA share the filesystem {} mounted at {}; if PGDATA had its own \
+             filesystem the receipt would be independent of it",
             pg_mount.describe(),
             pg_mount.mount_point
         ));
     }
 }
 
-fn marker_placement(report: &mut Report, layout: &Layout) {
-    if layout.marker.starts_with(&layout.pgdata) {
+fn receipt_placement(report: &mut Preflight, layout: &Layout) {
+    if layout.receipt.starts_with(&layout.pgdata) {
         report.findings.push(Finding {
             kind: Kind::MarkerInsidePgdata,
-            path: layout.marker.to_string(),
+            path: layout.receipt.to_string(),
             detail: format!(
-                "the marker {} resolves to a path inside PGDATA {} (through a symlink in its \
+                "the receipt {} resolves to a path inside PGDATA {} (through a symlink in its \
                  directory); emptying PGDATA would delete it, and a hidden PGDATA would keep it",
-                layout.marker, layout.pgdata
+                layout.receipt, layout.pgdata
             ),
-            fix: "point the marker at a directory outside PGDATA and its filesystem".to_owned(),
+            fix: "set `marker` to a path outside PGDATA and its filesystem".to_owned(),
             blocking: true,
         });
     }
-    if layout.marker_is_symlink {
+    if layout.receipt_is_symlink {
         report.findings.push(Finding {
             kind: Kind::MarkerSymlink,
-            path: layout.marker.to_string(),
+            path: layout.receipt.to_string(),
             detail: format!(
-                "the marker path {} is a symlink; the engine never reads or writes a receipt \
+                "the receipt path {} is a symlink; the engine never reads or writes a receipt \
                  through a link, which could point anywhere (into PGDATA, onto a hidden dataset)",
-                layout.marker
+                layout.receipt
             ),
             fix: format!(
                 "remove the link (`rm {}`) and let the engine write a real file",
-                layout.marker
+                layout.receipt
             ),
             blocking: true,
         });
     }
-    if let Some(why) = &layout.marker_dir_unwritable {
-        let dir = layout.marker.parent().unwrap_or(Utf8Path::new("/"));
+    if let Some(why) = &layout.receipt_dir_unwritable {
+        let dir = layout.receipt.parent().unwrap_or(Utf8Path::new("/"));
         report.findings.push(Finding {
             kind: Kind::MarkerDirUnwritable,
             path: dir.to_string(),
-            detail: format!("the marker's directory {dir} cannot be written: {why}"),
+            detail: format!("the receipt's directory {dir} cannot be written: {why}"),
             fix: format!(
                 "create it writable for the PostgreSQL user (`install -d -o postgres -g postgres -m 0750 {dir}`) or choose another marker path"
             ),
@@ -479,7 +493,7 @@ fn marker_placement(report: &mut Report, layout: &Layout) {
     }
 }
 
-fn ownership(report: &mut Report, layout: &Layout) {
+fn ownership(report: &mut Preflight, layout: &Layout) {
     let Some(owner) = &layout.pgdata_owner else {
         return;
     };
@@ -520,21 +534,21 @@ mod tests {
     fn layout(mounts: &str) -> Layout {
         Layout {
             pgdata: "/var/lib/postgresql/16".into(),
-            marker: "/var/lib/postgresql-preseed/16/receipt.json".into(),
+            receipt: "/var/lib/postgresql-preseed/16/receipt.json".into(),
             mounts: mountinfo::parse(mounts).map_err(|e| e.to_string()),
             zfs: ZfsState::NotInstalled,
             pgdata_mount: None,
             pgdata_exists: true,
-            marker_dir_mount: None,
-            marker_is_symlink: false,
-            marker_dir_unwritable: None,
+            receipt_dir_mount: None,
+            receipt_is_symlink: false,
+            receipt_dir_unwritable: None,
             pgdata_owner: None,
             require_mount: None,
             on_layering: OnLayering::Fail,
         }
     }
 
-    fn kinds(report: &Report) -> Vec<Kind> {
+    fn kinds(report: &Preflight) -> Vec<Kind> {
         report.findings.iter().map(|f| f.kind).collect()
     }
 
@@ -544,7 +558,7 @@ mod tests {
         let mut layout = layout(INCIDENT_MOUNTS);
         layout.zfs = ZfsState::Listed(zfs::parse_list(INCIDENT_ZFS).unwrap());
         layout.pgdata_mount = Some(44);
-        layout.marker_dir_mount = Some(27);
+        layout.receipt_dir_mount = Some(27);
         let report = check(&layout);
         assert_eq!(kinds(&report), [Kind::StackedMount, Kind::SharedMountpoint]);
         for finding in &report.findings {
@@ -630,7 +644,7 @@ mod tests {
             mountpoint: None,
         });
         layout.pgdata_mount = Some(40);
-        layout.marker_dir_mount = Some(27);
+        layout.receipt_dir_mount = Some(27);
         let report = check(&layout);
         assert!(report.findings.is_empty(), "{report:?}");
         assert!(report.warnings.is_empty(), "{report:?}");
@@ -743,13 +757,13 @@ mod tests {
 ";
         let mut layout = layout(text);
         layout.pgdata_mount = Some(40);
-        layout.marker_dir_mount = Some(41);
+        layout.receipt_dir_mount = Some(41);
         assert_eq!(kinds(&check(&layout)), [Kind::MarkerOnPgdataFilesystem]);
         // PGDATA is a plain directory on the root filesystem, like the marker: a warning.
         let mut layout = self::layout(text);
         layout.pgdata = "/srv/pg".into();
         layout.pgdata_mount = Some(27);
-        layout.marker_dir_mount = Some(27);
+        layout.receipt_dir_mount = Some(27);
         let report = check(&layout);
         assert!(report.findings.is_empty());
         assert_eq!(report.warnings.len(), 1);
@@ -766,7 +780,7 @@ mod tests {
 ";
         let mut layout = layout(text);
         layout.pgdata_mount = Some(60);
-        layout.marker_dir_mount = Some(61);
+        layout.receipt_dir_mount = Some(61);
         let report = check(&layout);
         assert!(report.findings.is_empty(), "{report:?}");
         assert_eq!(report.warnings.len(), 1);
@@ -775,9 +789,9 @@ mod tests {
     #[test]
     fn marker_symlink_inside_and_unwritable() {
         let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
-        layout.marker = "/var/lib/postgresql/16/.preseed-completed".into();
-        layout.marker_is_symlink = true;
-        layout.marker_dir_unwritable = Some("permission denied".to_owned());
+        layout.receipt = "/var/lib/postgresql/16/.preseed-completed".into();
+        layout.receipt_is_symlink = true;
+        layout.receipt_dir_unwritable = Some("permission denied".to_owned());
         assert_eq!(
             kinds(&check(&layout)),
             [
@@ -820,7 +834,9 @@ mod tests {
         layout.zfs = ZfsState::Failed("no pools".to_owned());
         let report = check(&layout);
         assert!(report.is_clean());
-        assert_eq!(report.warnings.len(), 1);
+        // A note, not a warning: it changes nothing, so the text report does not show it.
+        assert_eq!(report.notes.len(), 1);
+        assert!(report.warnings.is_empty());
         layout.mounts = mountinfo::parse(INCIDENT_MOUNTS).map_err(|e| e.to_string());
         layout.on_layering = OnLayering::Warn;
         let report = check(&layout);

@@ -1,34 +1,30 @@
-//! The receipt (the "marker") and the two small state files that live beside it.
+//! What the receipt and the claim hold (the decision reads both), how they are built, and what
+//! `verify` records when it runs again. Pure: reading and writing them is [`crate::files`].
 //!
-//! - `<marker>`: the receipt, written only for a verified cluster (DESIGN.md invariant 5).
-//! - `<marker>.pending`: the claim `run` writes before it lets pgBackRest touch PGDATA, proving
-//!   later that an unfinished restore there is the engine's own (invariant 7), and telling
-//!   `verify` what to record once PostgreSQL is up.
-//! - `<marker>.last-run`: the outcome of the last run of each command, for `status` and metrics.
-//! - `<marker>.lock`: the lock file.
-//!
-//! All live outside PGDATA (config validation and preflight enforce it) and are written with
-//! [`crate::fsutil::atomic_write`].
+//! The receipt is the file at the config's `marker` path: proof that this host's PGDATA held a
+//! verified cluster, with its system identifier (DESIGN.md's "marker"). The claim beside it is
+//! written by `run` before pgBackRest touches PGDATA.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
-use crate::fsutil::{self, Owner};
+
+/// The version these files carry: `tool_version` in receipts and claims.
+const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of the receipt format. Readers accept this version and older.
 pub const FORMAT: u32 = 1;
-/// Receipts are small; anything bigger at the marker path is not ours.
-const MAX_BYTES: u64 = 256 * 1024;
 
+/// How the cluster in PGDATA came to be: the receipt's `action` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub enum Origin {
+    /// Found initialized in PGDATA without a receipt (or with another cluster's).
     Adopted,
+    /// Restored by pg-preseed from a repository.
     Restored,
+    /// Created by initdb after pg-preseed decided a fresh start.
     Fresh,
 }
 
@@ -67,7 +63,8 @@ pub struct Receipt {
     /// A string: the u64 does not survive JSON consumers that use doubles (jq).
     #[serde(with = "sysid")]
     pub system_identifier: u64,
-    pub action: Action,
+    /// How the cluster came to be.
+    pub action: Origin,
     #[serde(default)]
     pub source: Option<Source>,
     #[serde(default)]
@@ -100,7 +97,8 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// The claim `run` writes before acting (see the module docs).
+/// The claim `run` writes before acting (`<marker>.pending`, see [`crate::files`]): the proof
+/// that an unfinished restore is the engine's own, and what `verify` is to record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
     pub format: u32,
@@ -126,125 +124,178 @@ pub struct Claim {
     pub backup_system_identifier: Option<String>,
 }
 
-/// What a command concluded the last time it ran, for `status` and metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastRun {
-    pub command: String,
-    pub decision: String,
-    pub outcome: String,
-    pub exit_code: i32,
-    pub at: String,
-    pub duration_seconds: f64,
-    #[serde(default)]
-    pub reasons: Vec<String>,
-    #[serde(default)]
-    pub findings: usize,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub restored_bytes: Option<u64>,
-    /// Age of the backup a restore used, in seconds, when it restored.
-    #[serde(default)]
-    pub backup_age_seconds: Option<i64>,
+impl Receipt {
+    /// A receipt for the cluster found initialized in PGDATA (ADOPT): nothing is known of how it
+    /// came to be, and it has not been verified.
+    #[must_use]
+    pub fn adopted(
+        pgdata: &Utf8Path,
+        postgres_major: u32,
+        system_identifier: u64,
+        host: &str,
+    ) -> Receipt {
+        Receipt {
+            format: FORMAT,
+            tool_version: TOOL_VERSION.to_owned(),
+            host: host.to_owned(),
+            pgdata: pgdata.to_owned(),
+            postgres_major,
+            system_identifier,
+            action: Origin::Adopted,
+            source: None,
+            restored_at: None,
+            verified_at: None,
+            duration_seconds: None,
+            restored_bytes: None,
+            checks: Vec::new(),
+        }
+    }
+
+    /// A receipt for the cluster that passed `verify`'s `checks` at `now`, recording `history`
+    /// (see [`history_on_verify`]).
+    #[must_use]
+    pub fn verified(
+        pgdata: &Utf8Path,
+        postgres_major: u32,
+        system_identifier: u64,
+        checks: Vec<CheckResult>,
+        history: History,
+        host: &str,
+        now: &str,
+    ) -> Receipt {
+        Receipt {
+            action: history.action,
+            source: history.source,
+            restored_at: history.restored_at,
+            duration_seconds: history.duration_seconds,
+            restored_bytes: history.restored_bytes,
+            verified_at: Some(now.to_owned()),
+            checks,
+            ..Receipt::adopted(pgdata, postgres_major, system_identifier, host)
+        }
+    }
 }
 
-/// The last run of each command, by command name.
-pub type LastRuns = std::collections::BTreeMap<String, LastRun>;
+/// How the cluster came to be, as a receipt records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub action: Origin,
+    pub source: Option<Source>,
+    pub restored_at: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub restored_bytes: Option<u64>,
+}
 
-/// What is at the marker path.
+impl History {
+    /// Nothing known: the cluster is recorded as adopted.
+    #[must_use]
+    pub fn adopted() -> History {
+        History {
+            action: Origin::Adopted,
+            source: None,
+            restored_at: None,
+            duration_seconds: None,
+            restored_bytes: None,
+        }
+    }
+}
+
+/// What `verify` records about how the server's cluster (`system_identifier`) came to be, and a
+/// warning when it replaces what the previous receipt said:
+///
+/// - the claim's account, when there is one (a restore or a fresh start awaits its receipt);
+/// - else the previous receipt's, when it names this cluster (verify runs again: the receipt
+///   keeps how the cluster came to be);
+/// - else adopted: with a warning when the previous receipt named another cluster or could not
+///   be read.
+#[must_use]
+pub fn history_on_verify(
+    claim: Option<&Claim>,
+    previous: &ReceiptState,
+    system_identifier: u64,
+) -> (History, Option<String>) {
+    match (claim, previous) {
+        (Some(claim), _) => (
+            History {
+                action: match claim.kind {
+                    ClaimKind::Restore => Origin::Restored,
+                    ClaimKind::Fresh => Origin::Fresh,
+                },
+                source: claim.source.clone(),
+                restored_at: claim.finished_at.clone().or(Some(claim.started_at.clone())),
+                duration_seconds: claim.duration_seconds,
+                restored_bytes: claim.restored_bytes,
+            },
+            None,
+        ),
+        (None, ReceiptState::Valid { receipt: old }) if old.system_identifier == system_identifier => (
+            History {
+                action: old.action,
+                source: old.source.clone(),
+                restored_at: old.restored_at.clone(),
+                duration_seconds: old.duration_seconds,
+                restored_bytes: old.restored_bytes,
+            },
+            None,
+        ),
+        (None, ReceiptState::Valid { receipt: old }) => (
+            History::adopted(),
+            Some(format!(
+                "the receipt named system identifier {}, the server runs {system_identifier}: recording it as adopted",
+                old.system_identifier
+            )),
+        ),
+        (None, ReceiptState::Unreadable { error }) => (
+            History::adopted(),
+            Some(format!("replacing an unreadable receipt: {error}")),
+        ),
+        (None, ReceiptState::Absent) => (History::adopted(), None),
+    }
+}
+
+impl Claim {
+    /// A new claim for `pgdata`, started `now`.
+    #[must_use]
+    pub fn new(kind: ClaimKind, pgdata: &Utf8Path, host: &str, now: &str) -> Claim {
+        Claim {
+            format: FORMAT,
+            kind,
+            pgdata: pgdata.to_owned(),
+            host: host.to_owned(),
+            tool_version: TOOL_VERSION.to_owned(),
+            started_at: now.to_owned(),
+            attempts: Vec::new(),
+            source: None,
+            finished_at: None,
+            duration_seconds: None,
+            restored_bytes: None,
+            backup_system_identifier: None,
+        }
+    }
+}
+
+/// What is at the marker path: nothing, a receipt, or something that is not one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
-pub enum MarkerState {
+pub enum ReceiptState {
     Absent,
     Valid { receipt: Box<Receipt> },
     Unreadable { error: String },
 }
 
-impl MarkerState {
+impl ReceiptState {
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
-            MarkerState::Absent => "absent",
-            MarkerState::Valid { .. } => "valid",
-            MarkerState::Unreadable { .. } => "unreadable",
+            ReceiptState::Absent => "absent",
+            ReceiptState::Valid { .. } => "valid",
+            ReceiptState::Unreadable { .. } => "unreadable",
         }
     }
 
     #[must_use]
     pub fn is_present(&self) -> bool {
-        !matches!(self, MarkerState::Absent)
-    }
-}
-
-/// The file names derived from the marker path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Files {
-    pub receipt: Utf8PathBuf,
-    pub claim: Utf8PathBuf,
-    pub last_run: Utf8PathBuf,
-    pub lock: Utf8PathBuf,
-}
-
-impl Files {
-    #[must_use]
-    pub fn new(marker: &Utf8Path) -> Files {
-        let with = |suffix: &str| Utf8PathBuf::from(format!("{marker}.{suffix}"));
-        Files {
-            receipt: marker.to_owned(),
-            claim: with("pending"),
-            last_run: with("last-run"),
-            lock: with("lock"),
-        }
-    }
-
-    /// Reads the receipt; pure classification of whatever is there.
-    #[must_use]
-    pub fn marker_state(&self) -> MarkerState {
-        match fsutil::read_nofollow(&self.receipt, MAX_BYTES) {
-            Ok(None) => MarkerState::Absent,
-            Ok(Some(bytes)) => match parse_receipt(&bytes) {
-                Ok(receipt) => MarkerState::Valid {
-                    receipt: Box::new(receipt),
-                },
-                Err(error) => MarkerState::Unreadable { error },
-            },
-            Err(error) => MarkerState::Unreadable {
-                error: format!("{error:#}"),
-            },
-        }
-    }
-
-    /// Reads the claim. A claim that cannot be read is reported as an error: callers treat it as
-    /// "no proof".
-    ///
-    /// # Errors
-    /// When the claim exists but cannot be read or parsed.
-    pub fn claim(&self) -> anyhow::Result<Option<Claim>> {
-        read_json(&self.claim)
-    }
-
-    /// # Errors
-    /// When the file exists but cannot be read or parsed.
-    pub fn last_runs(&self) -> anyhow::Result<LastRuns> {
-        Ok(read_json(&self.last_run)?.unwrap_or_default())
-    }
-
-    /// # Errors
-    /// When the atomic write fails.
-    pub fn write_receipt(&self, receipt: &Receipt, owner: Owner) -> anyhow::Result<()> {
-        write_json(&self.receipt, receipt, owner)
-    }
-
-    /// # Errors
-    /// When the atomic write fails.
-    pub fn write_claim(&self, claim: &Claim, owner: Owner) -> anyhow::Result<()> {
-        write_json(&self.claim, claim, owner)
-    }
-
-    /// # Errors
-    /// When the atomic write fails.
-    pub fn write_last_runs(&self, last: &LastRuns, owner: Owner) -> anyhow::Result<()> {
-        write_json(&self.last_run, last, owner)
+        !matches!(self, ReceiptState::Absent)
     }
 }
 
@@ -262,56 +313,6 @@ pub fn parse_receipt(bytes: &[u8]) -> Result<Receipt, String> {
         ));
     }
     Ok(receipt)
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Utf8Path) -> anyhow::Result<Option<T>> {
-    let Some(bytes) = fsutil::read_nofollow(path, MAX_BYTES)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .with_context(|| format!("failed to parse {path}"))
-}
-
-fn write_json<T: Serialize>(path: &Utf8Path, value: &T, owner: Owner) -> anyhow::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    fsutil::atomic_write(path, &bytes, 0o644, owner)
-}
-
-/// Now, as RFC 3339 UTC with seconds.
-#[must_use]
-pub fn now_rfc3339() -> String {
-    rfc3339(SystemTime::now())
-}
-
-#[must_use]
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// pgBackRest's unix timestamps as RFC 3339.
-#[must_use]
-pub fn unix_to_rfc3339(seconds: i64) -> String {
-    let time = u64::try_from(seconds).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s));
-    rfc3339(time)
-}
-
-/// Seconds since the epoch, now.
-#[must_use]
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// The host name for receipts.
-#[must_use]
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 mod sysid {
@@ -349,7 +350,7 @@ mod tests {
             pgdata: "/var/lib/postgresql/16".into(),
             postgres_major: 16,
             system_identifier: 7_712_773_868_972_210_231,
-            action: Action::Restored,
+            action: Origin::Restored,
             source: Some(Source {
                 repo: 2,
                 repo_name: Some("s3".to_owned()),
@@ -386,39 +387,122 @@ mod tests {
         assert!(parse_receipt(b"touch").is_err());
     }
 
+    fn claim(kind: ClaimKind) -> Claim {
+        let mut claim = Claim::new(
+            kind,
+            Utf8Path::new("/var/lib/postgresql/16"),
+            "db1",
+            "2026-11-27T09:59:00Z",
+        );
+        claim.source = receipt().source;
+        claim.finished_at = Some("2026-11-27T10:00:00Z".to_owned());
+        claim.duration_seconds = Some(12.5);
+        claim.restored_bytes = Some(1024);
+        claim
+    }
+
     #[test]
-    fn marker_states_from_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = Utf8PathBuf::from_path_buf(dir.path().join("receipt.json")).unwrap();
-        let files = Files::new(&marker);
-        assert_eq!(files.marker_state(), MarkerState::Absent);
-        files.write_receipt(&receipt(), None).unwrap();
-        assert!(matches!(files.marker_state(), MarkerState::Valid { .. }));
-        // The incident's marker: an empty file touched by a shell script.
-        std::fs::write(&marker, b"").unwrap();
-        assert!(matches!(
-            files.marker_state(),
-            MarkerState::Unreadable { .. }
-        ));
-        std::fs::remove_file(&marker).unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", &marker).unwrap();
-        let MarkerState::Unreadable { error } = files.marker_state() else {
-            panic!("a symlinked marker must not be read");
+    fn verify_records_what_the_claim_says() {
+        for (kind, origin) in [
+            (ClaimKind::Restore, Origin::Restored),
+            (ClaimKind::Fresh, Origin::Fresh),
+        ] {
+            // Whatever the previous receipt said: the claim is newer.
+            for previous in [
+                ReceiptState::Absent,
+                ReceiptState::Valid {
+                    receipt: Box::new(receipt()),
+                },
+            ] {
+                let (history, warning) = history_on_verify(Some(&claim(kind)), &previous, 42);
+                assert_eq!(history.action, origin);
+                assert_eq!(history.source, receipt().source);
+                assert_eq!(history.restored_at.as_deref(), Some("2026-11-27T10:00:00Z"));
+                assert_eq!(history.duration_seconds, Some(12.5));
+                assert_eq!(history.restored_bytes, Some(1024));
+                assert_eq!(warning, None);
+            }
+        }
+        // An unfinished claim records when it started.
+        let mut unfinished = claim(ClaimKind::Fresh);
+        unfinished.finished_at = None;
+        let (history, _) = history_on_verify(Some(&unfinished), &ReceiptState::Absent, 42);
+        assert_eq!(history.restored_at.as_deref(), Some("2026-11-27T09:59:00Z"));
+    }
+
+    #[test]
+    fn verify_again_keeps_how_the_cluster_came_to_be() {
+        let previous = ReceiptState::Valid {
+            receipt: Box::new(receipt()),
         };
-        assert!(error.contains("symlink"), "{error}");
+        let (history, warning) = history_on_verify(None, &previous, receipt().system_identifier);
+        assert_eq!(history.action, Origin::Restored);
+        assert_eq!(history.source, receipt().source);
+        assert_eq!(history.restored_at, receipt().restored_at);
+        assert_eq!(history.duration_seconds, receipt().duration_seconds);
+        assert_eq!(history.restored_bytes, receipt().restored_bytes);
+        assert_eq!(warning, None);
     }
 
     #[test]
-    fn derived_file_names() {
-        let files = Files::new(Utf8Path::new("/var/lib/pp/16.json"));
-        assert_eq!(files.claim, "/var/lib/pp/16.json.pending");
-        assert_eq!(files.lock, "/var/lib/pp/16.json.lock");
-        assert_eq!(files.last_run, "/var/lib/pp/16.json.last-run");
+    fn verify_without_an_account_records_adopted() {
+        let (history, warning) = history_on_verify(None, &ReceiptState::Absent, 42);
+        assert_eq!(history, History::adopted());
+        assert_eq!(warning, None);
+        // Another cluster's receipt: replaced, and said so.
+        let previous = ReceiptState::Valid {
+            receipt: Box::new(receipt()),
+        };
+        let (history, warning) = history_on_verify(None, &previous, 42);
+        assert_eq!(history, History::adopted());
+        let warning = warning.expect("a warning");
+        assert!(
+            warning.contains("7712773868972210231") && warning.contains("runs 42"),
+            "{warning}"
+        );
+        let unreadable = ReceiptState::Unreadable {
+            error: "not a pg-preseed receipt".to_owned(),
+        };
+        let (history, warning) = history_on_verify(None, &unreadable, 42);
+        assert_eq!(history, History::adopted());
+        assert!(warning
+            .expect("a warning")
+            .contains("unreadable receipt: not a pg-preseed receipt"));
     }
 
     #[test]
-    fn timestamps() {
-        assert_eq!(unix_to_rfc3339(1_795_770_112), "2026-11-27T09:01:52Z");
-        assert_eq!(unix_to_rfc3339(-5), "1970-01-01T00:00:00Z");
+    fn verified_receipt_carries_the_history_and_the_checks() {
+        let check = CheckResult {
+            name: "rows".to_owned(),
+            ok: true,
+            detail: None,
+        };
+        let (history, _) =
+            history_on_verify(Some(&claim(ClaimKind::Restore)), &ReceiptState::Absent, 42);
+        let receipt = Receipt::verified(
+            Utf8Path::new("/pg"),
+            16,
+            42,
+            vec![check.clone()],
+            history,
+            "db2",
+            "2026-11-27T11:00:00Z",
+        );
+        assert_eq!(receipt.action, Origin::Restored);
+        assert_eq!(receipt.verified_at.as_deref(), Some("2026-11-27T11:00:00Z"));
+        assert_eq!(receipt.checks, [check]);
+        assert_eq!(
+            (
+                receipt.host.as_str(),
+                receipt.system_identifier,
+                receipt.format
+            ),
+            ("db2", 42, FORMAT)
+        );
+        let adopted = Receipt::adopted(Utf8Path::new("/pg"), 15, 42, "db2");
+        assert_eq!(
+            (adopted.action, adopted.postgres_major, adopted.verified_at),
+            (Origin::Adopted, 15, None)
+        );
     }
 }

@@ -7,12 +7,8 @@ use serde::Serialize;
 
 use crate::decision::{Candidate, Decision, Facts, RepoFacts};
 use crate::pgdata::PgdataState;
-use crate::preflight::{self, Finding};
-use crate::receipt::{Claim, MarkerState};
-
-/// What to do after a refusal on findings: each finding carries its own fix.
-pub const REFUSED_NEXT: &str =
-    "fix what the findings above name (each says how), then start again; nothing was changed";
+use crate::preflight::{self, Finding, Preflight};
+use crate::receipt::{Claim, ReceiptState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -21,6 +17,9 @@ pub struct Report {
     pub reasons: Vec<String>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+    /// What changes nothing (see [`Preflight::notes`]): in `--json` only, never in the text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
     /// For commands that act: `ok`, `refused` or `failed`.
@@ -45,8 +44,10 @@ pub struct Report {
 pub struct FactsView {
     pub pgdata: String,
     pub pgdata_state: PgdataState,
-    pub marker_path: String,
-    pub marker: MarkerState,
+    #[serde(rename = "marker_path")]
+    pub receipt_path: String,
+    #[serde(rename = "marker")]
+    pub receipt: ReceiptState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,12 +58,12 @@ pub struct FactsView {
 
 impl FactsView {
     #[must_use]
-    pub fn new(facts: &Facts, pgdata: &str, marker_path: &str) -> FactsView {
+    pub fn new(facts: &Facts, pgdata: &str, receipt_path: &str) -> FactsView {
         FactsView {
             pgdata: pgdata.to_owned(),
             pgdata_state: facts.pgdata.clone(),
-            marker_path: marker_path.to_owned(),
-            marker: facts.marker.clone(),
+            receipt_path: receipt_path.to_owned(),
+            receipt: facts.receipt.clone(),
             claim: facts.claim.clone(),
             system_identifier: facts.system_identifier.map(|id| id.to_string()),
             repos: facts.repos.clone(),
@@ -79,6 +80,7 @@ impl Report {
             reasons: Vec::new(),
             findings: Vec::new(),
             warnings: Vec::new(),
+            notes: Vec::new(),
             next: None,
             outcome: None,
             error: None,
@@ -101,6 +103,7 @@ impl Report {
         report.reasons.clone_from(&decision.reasons);
         report.warnings.clone_from(&decision.warnings);
         report.findings.clone_from(&facts.preflight.findings);
+        report.notes.clone_from(&facts.preflight.notes);
         report.next.clone_from(&decision.next);
         if let crate::decision::Action::Restore(candidates)
         | crate::decision::Action::Resume(candidates) = &decision.action
@@ -113,7 +116,7 @@ impl Report {
 
     /// A preflight report: `clean` or `refuse`.
     #[must_use]
-    pub fn from_preflight(command: &str, preflight: &preflight::Report) -> Report {
+    pub fn from_preflight(command: &str, preflight: &Preflight) -> Report {
         let mut report = Report::new(
             command,
             if preflight.is_clean() {
@@ -124,6 +127,7 @@ impl Report {
         );
         report.findings.clone_from(&preflight.findings);
         report.warnings.clone_from(&preflight.warnings);
+        report.notes.clone_from(&preflight.notes);
         report.reasons = if preflight.findings.is_empty() {
             vec!["no layering, mount, marker or ownership problem found".to_owned()]
         } else {
@@ -134,7 +138,7 @@ impl Report {
                 .collect()
         };
         if !preflight.is_clean() {
-            report.next = Some(REFUSED_NEXT.to_owned());
+            report.next = Some(preflight::REFUSED_NEXT.to_owned());
         }
         report
     }
@@ -222,5 +226,26 @@ mod tests {
         assert_eq!(json["decision"], "clean");
         assert!(json["reasons"].as_array().unwrap().is_empty());
         assert!(json["findings"].as_array().unwrap().is_empty());
+    }
+
+    /// A host with zfs installed but not running, and no ZFS mount involved: the failed
+    /// `zfs list` is in `--json`, and the text says nothing about it.
+    #[test]
+    fn notes_are_in_json_only() {
+        let preflight = Preflight {
+            notes: vec!["`zfs list` failed (ignored: no ZFS mount is involved): connect: No such file or directory".to_owned()],
+            ..Preflight::default()
+        };
+        let report = Report::from_preflight("preflight", &preflight);
+        assert_eq!(report.decision, "clean");
+        assert!(!report.text().contains("zfs"), "{}", report.text());
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("`zfs list` failed"));
+        // Without notes the key is not there at all, as before.
+        let json = serde_json::to_value(Report::new("plan", "skip")).unwrap();
+        assert!(json.get("notes").is_none());
     }
 }

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use crate::clock::{now_rfc3339, unix_to_rfc3339};
 use crate::config::RepoRef;
+use crate::context::Context;
 use crate::decision::Candidate;
-use crate::exec::Command;
-use crate::facts::Context;
 use crate::fsutil;
-use crate::pgbackrest::{self, Common, Level};
+use crate::pgbackrest::{self, Level};
 use crate::pgdata::{self, PgdataState};
-use crate::receipt::{now_rfc3339, unix_to_rfc3339, Attempt, Claim, Source};
+use crate::receipt::{Attempt, Claim, Source};
 
 /// How often restore progress is logged while pgBackRest copies files.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -112,7 +112,7 @@ pub fn restore(
     ctx: &Context,
     candidates: &[Candidate],
     claim: &mut Claim,
-    lock_fd: RawFd,
+    lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
     let mut failures = Vec::new();
     for candidate in candidates {
@@ -175,20 +175,9 @@ pub fn restore(
 /// After a restore failed on what looks like a damaged file, asks `pgbackrest verify` which
 /// files of the backup set are damaged, so the error names them. Returns text to append.
 fn name_corrupt_files(ctx: &Context, candidate: &Candidate) -> String {
-    let config = &ctx.config.pgbackrest;
-    let argv = pgbackrest::verify_argv(
-        &Common {
-            stanza: &config.stanza,
-            config: config.config.as_deref(),
-        },
-        candidate.repo.number,
-        &candidate.backup.label,
-    );
+    let argv = pgbackrest::verify_argv(&ctx.stanza, candidate.repo.number, &candidate.backup.label);
     tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, "checking the backup set for damaged files (pgbackrest verify)");
-    match Command::new(ctx.pgbackrest_program(), argv)
-        .run_as(ctx.children.as_ref())
-        .output_any_status(Some(VERIFY_TIMEOUT))
-    {
+    match ctx.pgbackrest(argv).output_any_status(Some(VERIFY_TIMEOUT)) {
         Ok(output) => {
             let files = pgbackrest::corrupt_files(&String::from_utf8_lossy(&output.stdout));
             if files.is_empty() {
@@ -212,15 +201,12 @@ fn attempt(
     ctx: &Context,
     candidate: &Candidate,
     delta: bool,
-    lock_fd: RawFd,
+    lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
     let config = &ctx.config.pgbackrest;
     let process_max = process_max(ctx);
     let argv = pgbackrest::restore_argv(&pgbackrest::Restore {
-        common: Common {
-            stanza: &config.stanza,
-            config: config.config.as_deref(),
-        },
+        stanza: &ctx.stanza,
         repo: candidate.repo.number,
         pgdata: &ctx.config.pgdata,
         process_max,
@@ -236,7 +222,7 @@ fn attempt(
         process_max,
         "restoring"
     );
-    let restored = run_restore(ctx, candidate, argv, Some(lock_fd))?;
+    let restored = run_restore(ctx, candidate, argv, lock_fd)?;
     // pgBackRest exited 0; confirm what it promises: a cluster, no manifest left.
     match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
         PgdataState::Initialized { .. } => {}
@@ -293,7 +279,7 @@ pub fn run_restore(
             }
         }
     };
-    let mut command = Command::new(ctx.pgbackrest_program(), argv).run_as(ctx.children.as_ref());
+    let mut command = ctx.pgbackrest(argv);
     if let Some(fd) = lock_fd {
         command = command.inherit_fd(fd);
     }

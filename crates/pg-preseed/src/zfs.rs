@@ -1,10 +1,18 @@
-//! `zfs list -H -o name,mountpoint,canmount,mounted -t filesystem`: a pure parser.
+//! The `zfs` command: the argv of every call the engine makes, pure parsers of what it prints,
+//! and [`Zfs`], which runs them through [`crate::exec`].
 //!
-//! This column subset is what OpenZFS and its ancestor zfs-fuse both print (zfs-fuse has no
-//! `-p`). `mountpoint` is the effective one: inherited values are already resolved by `zfs`.
+//! `zfs list -H -o name,mountpoint,canmount,mounted -t filesystem` is the column subset OpenZFS
+//! and its ancestor zfs-fuse both print (zfs-fuse has no `-p`). `mountpoint` is the effective
+//! one: inherited values are already resolved by `zfs`. zfs-fuse also lacks `create -u` and the
+//! `overlay` property: [`Zfs::create`] falls back, and [`Zfs::has_overlay`] asks.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
+use crate::exec::{Command, ExecError};
 use crate::lines::parse_all;
 pub use crate::lines::ParseError;
 
@@ -118,6 +126,208 @@ pub fn claimants<'a>(datasets: &'a [Dataset], path: &str) -> Vec<&'a Dataset> {
         .collect()
 }
 
+/// Current values of properties, by dataset then property (from `zfs get`).
+pub type Properties = BTreeMap<String, BTreeMap<String, String>>;
+
+/// `zfs get` of `properties` on `datasets`, in the form [`parse_get`] reads.
+#[must_use]
+pub fn get_argv(properties: &[String], datasets: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "get".into(),
+        "-H".into(),
+        "-o".into(),
+        "name,property,value".into(),
+        properties.join(","),
+    ];
+    argv.extend(datasets.iter().map(|&name| name.to_owned()));
+    argv
+}
+
+/// Parses `zfs get -H -o name,property,value <props> <datasets>`.
+///
+/// # Errors
+/// A line without three tab-separated columns.
+pub fn parse_get(text: &str) -> Result<Properties, String> {
+    let mut properties = Properties::new();
+    for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+        let mut columns = line.split('\t');
+        let (Some(name), Some(property), Some(value)) =
+            (columns.next(), columns.next(), columns.next())
+        else {
+            return Err(format!(
+                "zfs get line {}: expected name, property, value",
+                index + 1
+            ));
+        };
+        properties
+            .entry(name.to_owned())
+            .or_default()
+            .insert(property.to_owned(), value.to_owned());
+    }
+    Ok(properties)
+}
+
+/// Asks `pool` for its `overlay` property: OpenZFS 2.x has it, zfs-fuse and old releases do not.
+#[must_use]
+pub fn overlay_argv(pool: &str) -> Vec<String> {
+    ["get", "-H", "-o", "value", "overlay", pool]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// `-o mountpoint=… -o property=value …`, the options a new dataset is created with.
+fn create_options(mountpoint: &str, properties: &BTreeMap<String, String>) -> Vec<String> {
+    let mut options = vec!["-o".to_owned(), format!("mountpoint={mountpoint}")];
+    for (property, value) in properties {
+        options.extend(["-o".to_owned(), format!("{property}={value}")]);
+    }
+    options
+}
+
+/// Creates `name` (and its parents) without mounting it (`-u`): the pool's mount unit mounts it,
+/// in order.
+#[must_use]
+pub fn create_argv(
+    name: &str,
+    mountpoint: &str,
+    properties: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut argv = vec!["create".to_owned(), "-u".to_owned(), "-p".to_owned()];
+    argv.extend(create_options(mountpoint, properties));
+    argv.push(name.to_owned());
+    argv
+}
+
+/// Whether `zfs create` failed for want of `-u` (zfs-fuse, older ZFS).
+#[must_use]
+pub fn lacks_create_u(output: &str) -> bool {
+    output.contains("invalid option 'u'")
+}
+
+/// What [`create_argv`] does on a ZFS without `-u`: create the dataset unmountable, then allow
+/// mounting.
+#[must_use]
+pub fn create_argv_without_u(
+    name: &str,
+    mountpoint: &str,
+    properties: &BTreeMap<String, String>,
+) -> [Vec<String>; 2] {
+    let mut create = vec![
+        "create".to_owned(),
+        "-p".to_owned(),
+        "-o".to_owned(),
+        "canmount=noauto".to_owned(),
+    ];
+    create.extend(create_options(mountpoint, properties));
+    create.push(name.to_owned());
+    [create, set_argv(name, "canmount", "on")]
+}
+
+/// `zfs set property=value name`.
+#[must_use]
+pub fn set_argv(name: &str, property: &str, value: &str) -> Vec<String> {
+    vec![
+        "set".to_owned(),
+        format!("{property}={value}"),
+        name.to_owned(),
+    ]
+}
+
+/// Finds the `zfs` command: PATH first, then where distributions and NixOS put it.
+#[must_use]
+pub fn find() -> Option<Utf8PathBuf> {
+    let from_path = std::env::var("PATH").ok().and_then(|path| {
+        path.split(':')
+            .map(|dir| Utf8Path::new(dir).join("zfs"))
+            .find(|candidate| candidate.is_file())
+    });
+    from_path.or_else(|| {
+        [
+            "/usr/sbin/zfs",
+            "/sbin/zfs",
+            "/run/current-system/sw/bin/zfs",
+        ]
+        .into_iter()
+        .map(Utf8PathBuf::from)
+        .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Runs `zfs`, each call bounded by a timeout (a pool that hangs must not hang the boot).
+#[derive(Debug, Clone)]
+pub struct Zfs {
+    program: Utf8PathBuf,
+    timeout: Duration,
+}
+
+impl Zfs {
+    /// The `zfs` found by [`find`], if there is one.
+    #[must_use]
+    pub fn find(timeout: Duration) -> Option<Zfs> {
+        find().map(|program| Zfs { program, timeout })
+    }
+
+    fn run(&self, argv: Vec<String>) -> Result<std::process::Output, ExecError> {
+        Command::new(self.program.as_str(), argv).output(Some(self.timeout))
+    }
+
+    /// Every filesystem dataset ([`LIST_ARGS`]).
+    ///
+    /// # Errors
+    /// When `zfs list` fails ([`ExecError`]) or prints what [`parse_list`] rejects
+    /// ([`ParseError`]).
+    pub fn list(&self) -> anyhow::Result<Vec<Dataset>> {
+        let output = self.run(LIST_ARGS.map(str::to_owned).to_vec())?;
+        Ok(parse_list(&String::from_utf8_lossy(&output.stdout))?)
+    }
+
+    /// `properties` of `datasets`.
+    ///
+    /// # Errors
+    /// When `zfs get` fails or prints what [`parse_get`] rejects.
+    pub fn get(&self, properties: &[String], datasets: &[&str]) -> anyhow::Result<Properties> {
+        let output = self.run(get_argv(properties, datasets))?;
+        parse_get(&String::from_utf8_lossy(&output.stdout)).map_err(anyhow::Error::msg)
+    }
+
+    /// Whether this ZFS knows the `overlay` property (asking `pool`).
+    #[must_use]
+    pub fn has_overlay(&self, pool: &str) -> bool {
+        self.run(overlay_argv(pool)).is_ok()
+    }
+
+    /// Creates `name` unmounted ([`create_argv`], or [`create_argv_without_u`] where `-u` is
+    /// unknown).
+    ///
+    /// # Errors
+    /// The failing call's [`ExecError`].
+    pub fn create(
+        &self,
+        name: &str,
+        mountpoint: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<(), ExecError> {
+        match self.run(create_argv(name, mountpoint, properties)) {
+            Ok(_) => Ok(()),
+            Err(ExecError::Exited { output, .. }) if lacks_create_u(&output) => {
+                for argv in create_argv_without_u(name, mountpoint, properties) {
+                    self.run(argv)?;
+                }
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `zfs set property=value name`.
+    ///
+    /// # Errors
+    /// The call's [`ExecError`].
+    pub fn set(&self, name: &str, property: &str, value: &str) -> Result<(), ExecError> {
+        self.run(set_argv(name, property, value)).map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +382,78 @@ mod tests {
             let error = parse_list(&format!("ok\tnone\ton\tno\n{bad}\n")).unwrap_err();
             assert_eq!(error.line, 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn zfs_get_parsing() {
+        let parsed = parse_get("tank/a\tcompression\ton\ntank/a\trecordsize\t128K\n").unwrap();
+        assert_eq!(parsed["tank/a"]["recordsize"], "128K");
+        assert!(parse_get("tank/a compression on\n").is_err());
+    }
+
+    #[test]
+    fn argv_of_each_call() {
+        let properties = BTreeMap::from([("recordsize".to_owned(), "8K".to_owned())]);
+        assert_eq!(
+            create_argv("tank/pg", "/var/lib/postgresql/16", &properties),
+            [
+                "create",
+                "-u",
+                "-p",
+                "-o",
+                "mountpoint=/var/lib/postgresql/16",
+                "-o",
+                "recordsize=8K",
+                "tank/pg"
+            ]
+        );
+        assert_eq!(
+            get_argv(
+                &["atime".to_owned(), "overlay".to_owned()],
+                &["tank/a", "tank/b"]
+            ),
+            [
+                "get",
+                "-H",
+                "-o",
+                "name,property,value",
+                "atime,overlay",
+                "tank/a",
+                "tank/b"
+            ]
+        );
+        assert_eq!(
+            overlay_argv("tank"),
+            ["get", "-H", "-o", "value", "overlay", "tank"]
+        );
+        assert_eq!(
+            set_argv("tank/pg", "atime", "off"),
+            ["set", "atime=off", "tank/pg"]
+        );
+    }
+
+    /// zfs-fuse has no `create -u`: the dataset is created unmountable, then allowed to mount.
+    #[test]
+    fn create_without_u_for_zfs_fuse() {
+        assert!(lacks_create_u(
+            "invalid option 'u'\nusage:\n\tcreate [-p] [-o property=value] ... <filesystem>"
+        ));
+        assert!(!lacks_create_u(
+            "cannot create 'tank/pg': dataset already exists"
+        ));
+        let [create, allow] = create_argv_without_u("tank/pg", "/pg", &BTreeMap::new());
+        assert_eq!(
+            create,
+            [
+                "create",
+                "-p",
+                "-o",
+                "canmount=noauto",
+                "-o",
+                "mountpoint=/pg",
+                "tank/pg"
+            ]
+        );
+        assert_eq!(allow, ["set", "canmount=on", "tank/pg"]);
     }
 }

@@ -24,9 +24,13 @@ pub fn ensure_daemon() {
     if daemon_answers() {
         return;
     }
-    let status = Command::new("zfs-fuse")
-        .args(["--no-kstat-mount", "--pidfile", "/run/zfs-fuse.pid"])
-        .stdin(Stdio::null())
+    remove_stale_pidfile();
+    let mut command = Command::new("zfs-fuse");
+    command
+        .args(["--no-kstat-mount", "--pidfile", PIDFILE])
+        .stdin(Stdio::null());
+    without_inherited_fds(&mut command);
+    let status = command
         .status()
         .expect("zfs-fuse is installed (apt-get install zfs-fuse)");
     assert!(status.success(), "zfs-fuse failed to start: {status}");
@@ -35,6 +39,53 @@ pub fn ensure_daemon() {
         Duration::from_secs(30),
         daemon_answers,
     );
+}
+
+/// Where the daemon writes its pid (`.ci/run` stops it by that pid).
+const PIDFILE: &str = "/run/zfs-fuse.pid";
+
+/// zfs-fuse refuses to start while its pidfile is newer than the boot, even when the pid in it is
+/// gone (a daemon killed without removing it): remove such a file, never one of a live process.
+fn remove_stale_pidfile() {
+    let Ok(text) = fs::read_to_string(PIDFILE) else {
+        return;
+    };
+    let alive = text
+        .trim()
+        .parse::<i32>()
+        .is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+    if !alive {
+        eprintln!("testbed: removing the stale {PIDFILE} ({})", text.trim());
+        let _ = fs::remove_file(PIDFILE);
+    }
+}
+
+/// The daemon outlives the test run that starts it, so it must not keep the descriptors that run
+/// inherited without close-on-exec: above all the lock `flock /tmp/pg-preseed-tier2.lock
+/// ./scripts/test` holds, which a daemon holding it would keep taken until someone kills it.
+#[allow(unsafe_code)]
+fn without_inherited_fds(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let limit = nix::unistd::sysconf(nix::unistd::SysconfVar::OPEN_MAX)
+        .ok()
+        .flatten()
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(1024)
+        .min(65_536);
+    // SAFETY: between fork and exec the closure only calls fcntl and close (async-signal-safe) on
+    // plain integers. Descriptors with close-on-exec (Rust's own exec-error pipe among them) are
+    // left alone.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in 3..limit {
+                let flags = nix::libc::fcntl(fd, nix::libc::F_GETFD);
+                if flags >= 0 && flags & nix::libc::FD_CLOEXEC == 0 {
+                    nix::libc::close(fd);
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 fn daemon_answers() -> bool {

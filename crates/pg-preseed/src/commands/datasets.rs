@@ -6,22 +6,23 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use super::{context, Exit};
+use super::{Exit, Session};
 use crate::cli::{Cli, DatasetsCommand};
 use crate::datasets::{self, Change};
-use crate::exec::Command;
-use crate::facts;
 use crate::report::Report;
-use crate::zfs;
+use crate::zfs::{self, Zfs};
 
 const ZFS_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
-    let ctx = context(cli)?;
-    let name = match command {
-        DatasetsCommand::Check => "datasets check",
-        DatasetsCommand::Ensure => "datasets ensure",
-    };
+    let session = Session::start(
+        cli,
+        match command {
+            DatasetsCommand::Check => "datasets check",
+            DatasetsCommand::Ensure => "datasets ensure",
+        },
+    )?;
+    let (ctx, name) = (&session.ctx, session.name);
     let declared = &ctx.config.datasets;
     let mut report = Report::new(name, "clean");
     if declared.is_empty() {
@@ -31,29 +32,13 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         report.print(cli.json);
         return Ok(Exit::Ok);
     }
-    let zfs = facts::find_zfs().context("no `zfs` command found, but datasets are declared")?;
-    let run = |args: Vec<String>| Command::new(zfs.as_str(), args).output(Some(ZFS_TIMEOUT));
-
-    let listed = zfs::parse_list(&String::from_utf8_lossy(
-        &run(zfs::LIST_ARGS.iter().map(|&a| a.to_owned()).collect())?.stdout,
-    ))?;
+    let zfs =
+        Zfs::find(ZFS_TIMEOUT).context("no `zfs` command found, but datasets are declared")?;
+    let listed = zfs.list()?;
 
     // `overlay` exists in OpenZFS 2.x (zfs-fuse and old releases lack it): ask the first pool.
-    let pool = declared[0]
-        .name
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let overlay_supported = run(vec![
-        "get".into(),
-        "-H".into(),
-        "-o".into(),
-        "value".into(),
-        "overlay".into(),
-        pool,
-    ])
-    .is_ok();
+    let pool = declared[0].name.split('/').next().unwrap_or_default();
+    let overlay_supported = zfs.has_overlay(pool);
     let mut extra = BTreeMap::new();
     for decl in declared
         .iter()
@@ -85,18 +70,9 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
     properties.sort();
     properties.dedup();
     let current = if existing.is_empty() || properties.is_empty() {
-        datasets::Properties::new()
+        zfs::Properties::new()
     } else {
-        let mut args: Vec<String> = vec![
-            "get".into(),
-            "-H".into(),
-            "-o".into(),
-            "name,property,value".into(),
-            properties.join(","),
-        ];
-        args.extend(existing.iter().map(|&n| n.to_owned()));
-        datasets::parse_get(&String::from_utf8_lossy(&run(args)?.stdout))
-            .map_err(anyhow::Error::msg)?
+        zfs.get(&properties, &existing)?
     };
 
     let plan = datasets::plan(declared, &listed, &current, &extra);
@@ -111,7 +87,7 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         report
             .reasons
             .extend(plan.findings.iter().map(|f| f.detail.clone()));
-        report.next = Some(crate::report::REFUSED_NEXT.to_owned());
+        report.next = Some(crate::preflight::REFUSED_NEXT.to_owned());
         report.print(cli.json);
         return Ok(Exit::Refused);
     }
@@ -132,7 +108,7 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         DatasetsCommand::Ensure => {
             report.decision = "changed".to_owned();
             for change in &plan.changes {
-                apply(&run, change)?;
+                apply(&zfs, change)?;
                 tracing::info!(change = %change, "dataset reconciled");
                 report.reasons.push(format!("did {change}"));
             }
@@ -143,64 +119,23 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
-fn apply(
-    run: &dyn Fn(Vec<String>) -> Result<std::process::Output, crate::exec::ExecError>,
-    change: &Change,
-) -> anyhow::Result<()> {
+fn apply(zfs: &Zfs, change: &Change) -> anyhow::Result<()> {
     match change {
         Change::Create {
             name,
             mountpoint,
             properties,
-        } => {
-            let mut options = vec!["-o".to_owned(), format!("mountpoint={mountpoint}")];
-            for (property, value) in properties {
-                options.extend(["-o".to_owned(), format!("{property}={value}")]);
-            }
-            // `-u`: create without mounting; the pool's mount unit mounts it in order.
-            let mut args = vec!["create".to_owned(), "-u".to_owned(), "-p".to_owned()];
-            args.extend(options.iter().cloned());
-            args.push(name.clone());
-            match run(args) {
-                Ok(_) => Ok(()),
-                Err(crate::exec::ExecError::Exited { output, .. })
-                    if output.contains("invalid option 'u'") =>
-                {
-                    // Older ZFS (zfs-fuse) has no -u: create it unmountable, then allow mounting.
-                    let mut args = vec![
-                        "create".to_owned(),
-                        "-p".to_owned(),
-                        "-o".to_owned(),
-                        "canmount=noauto".to_owned(),
-                    ];
-                    args.extend(options);
-                    args.push(name.clone());
-                    run(args)?;
-                    run(vec![
-                        "set".to_owned(),
-                        "canmount=on".to_owned(),
-                        name.clone(),
-                    ])?;
-                    Ok(())
-                }
-                Err(error) => {
-                    Err(error).with_context(|| format!("failed to create dataset {name}"))
-                }
-            }
-        }
+        } => zfs
+            .create(name, mountpoint, properties)
+            .with_context(|| format!("failed to create dataset {name}")),
         Change::Set {
             name, property, to, ..
         } => {
             if property == "mountpoint" {
                 bail!("refusing to change the mountpoint of {name} automatically");
             }
-            run(vec![
-                "set".to_owned(),
-                format!("{property}={to}"),
-                name.clone(),
-            ])
-            .with_context(|| format!("failed to set {property}={to} on {name}"))?;
-            Ok(())
+            zfs.set(name, property, to)
+                .with_context(|| format!("failed to set {property}={to} on {name}"))
         }
     }
 }

@@ -8,17 +8,20 @@ use anyhow::{bail, Context as _};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use super::{context, policy, record, verify::check_server, Exit, Recorded};
+use super::{Exit, Recorded, Session, UsageError};
 use crate::cli::{Cli, DrillArgs};
+use crate::clock;
+use crate::context::Context;
 use crate::decision;
 use crate::exec::Command;
-use crate::facts::{self, Context};
+use crate::facts;
 use crate::fsutil;
-use crate::pgbackrest::{self, Common};
-use crate::postgres::Connection;
-use crate::receipt::{self, CheckResult};
+use crate::pgbackrest;
+use crate::postgres::{self, Connection};
+use crate::receipt::CheckResult;
 use crate::report::Report;
 use crate::restore;
+use crate::server;
 
 /// The drilled server's port: it listens only on a socket in its own directory, so any number
 /// works and none can collide.
@@ -41,27 +44,26 @@ struct Drilled {
 }
 
 pub fn drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<Exit> {
-    let started = Instant::now();
-    let ctx = context(cli)?;
+    let session = Session::start(cli, "drill")?;
+    let ctx = &session.ctx;
     let Some(base) = crate::paths::normalize_absolute(&args.scratch) else {
-        return Err(super::UsageError(format!(
+        return Err(UsageError(format!(
             "--scratch {} must be an absolute path without \"..\"",
             args.scratch
         ))
         .into());
     };
     let scratch = base.join(format!("drill-{}", std::process::id()));
-    if facts::resolve(&scratch).starts_with(facts::resolve(&ctx.config.pgdata)) {
-        return Err(super::UsageError(format!(
+    if fsutil::resolve(&scratch).starts_with(fsutil::resolve(&ctx.config.pgdata)) {
+        return Err(UsageError(format!(
             "--scratch {} is inside PGDATA {}; a drill never writes there",
             args.scratch, ctx.config.pgdata
         ))
         .into());
     }
 
-    let mut report = Report::new("drill", "drill");
-    let outcome = drill_once(&ctx, args, &scratch, &mut report);
-    let exit = match outcome {
+    let mut report = Report::new(session.name, "drill");
+    let (exit, recorded) = match drill_once(ctx, args, &scratch, &mut report) {
         Ok(drilled) => {
             let ok = drilled.checks.iter().all(|c| c.ok);
             report.reasons.extend(drilled.checks.iter().map(|c| {
@@ -89,14 +91,12 @@ pub fn drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<Exit> {
                     "scratch copy removed".to_owned()
                 }
             ));
+            report.result = serde_json::to_value(&drilled)?;
             let recorded = Recorded {
                 restored_bytes: drilled.restored_bytes,
                 backup_age_seconds: None,
             };
-            report.result = serde_json::to_value(&drilled)?;
-            let exit = if ok { Exit::Ok } else { Exit::Failed };
-            finish(&ctx, cli, &mut report, exit, started, Some(recorded));
-            return Ok(exit);
+            (if ok { Exit::Ok } else { Exit::Failed }, recorded)
         }
         Err(error) => {
             report.error = Some(format!("{error:#}"));
@@ -104,31 +104,16 @@ pub fn drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<Exit> {
                 "this backup could not be restored and verified: fix it now (run `pgbackrest verify`, take a new full backup), not on the day you need it"
                     .to_owned(),
             );
-            Exit::Failed
+            (Exit::Failed, Recorded::default())
         }
     };
-    finish(&ctx, cli, &mut report, exit, started, None);
-    Ok(exit)
-}
-
-fn finish(
-    ctx: &Context,
-    cli: &Cli,
-    report: &mut Report,
-    exit: Exit,
-    started: Instant,
-    recorded: Option<Recorded>,
-) {
     report.decision = if exit == Exit::Ok {
         "verified"
     } else {
         "failed"
     }
     .to_owned();
-    report.outcome = Some(if exit == Exit::Ok { "ok" } else { "failed" }.to_owned());
-    tracing::info!(decision = %report.decision, duration_seconds = started.elapsed().as_secs_f64(), "drill finished");
-    report.print(cli.json);
-    record(ctx, report, exit, started, recorded);
+    Ok(session.finish(report, exit, recorded))
 }
 
 fn drill_once(
@@ -139,7 +124,7 @@ fn drill_once(
 ) -> anyhow::Result<Drilled> {
     let started = Instant::now();
     // Which backup: the same rules as a real restore (right major, fresh enough), in order.
-    let mut policy = policy(ctx, true);
+    let mut policy = super::policy(ctx, true);
     if let Some(set) = &args.set {
         policy.set = Some(set.clone());
     }
@@ -171,18 +156,14 @@ fn drill_once(
         keep: args.keep,
     };
 
-    let config = &ctx.config.pgbackrest;
     let restore_args = pgbackrest::restore_argv(&pgbackrest::Restore {
-        common: Common {
-            stanza: &config.stanza,
-            config: config.config.as_deref(),
-        },
+        stanza: &ctx.stanza,
         repo: candidate.repo.number,
         pgdata: &pgdata,
         process_max: restore::process_max(ctx),
         delta: false,
         set: Some(&candidate.backup.label),
-        target: &config.target,
+        target: &ctx.config.pgbackrest.target,
         drill: Some(scratch),
     });
     tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch, "drill: restoring");
@@ -192,18 +173,7 @@ fn drill_once(
     let log = scratch.join("postgresql.log");
     Command::new(
         ctx.tools.program("pg_ctl"),
-        vec![
-            "-D".into(),
-            pgdata.to_string(),
-            "-l".into(),
-            log.to_string(),
-            "-w".into(),
-            "-t".into(),
-            "3600".into(),
-            "-o".into(),
-            format!("-p {PORT} -k {socket_dir} -c listen_addresses='' -c archive_mode=off"),
-            "start".into(),
-        ],
+        postgres::pg_ctl_start_private_argv(&pgdata, &log, PORT, &socket_dir, 3600),
     )
     .run_as(ctx.children.as_ref())
     .output(Some(Duration::from_secs(3700)))
@@ -217,14 +187,14 @@ fn drill_once(
     let expected = candidate.backup.system_id.map(|id| id.to_string());
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
     let (system_identifier, checks) =
-        check_server(ctx, &connection, &pgdata, timeout, expected.as_deref())?;
+        server::check(ctx, &connection, &pgdata, timeout, expected.as_deref())?;
     let recovery = recovery_started.elapsed();
     drop(cleanup);
     Ok(Drilled {
         repo: candidate.repo.number,
         repo_name: candidate.repo.name.clone(),
         backup_label: restored.label.unwrap_or(candidate.backup.label),
-        backup_stop: receipt::unix_to_rfc3339(candidate.backup.stop),
+        backup_stop: clock::unix_to_rfc3339(candidate.backup.stop),
         restore_seconds: restored.duration.as_secs_f64(),
         recovery_and_checks_seconds: recovery.as_secs_f64(),
         total_seconds: started.elapsed().as_secs_f64(),
@@ -250,14 +220,7 @@ impl Drop for Cleanup<'_> {
         if self.pgdata.join("postmaster.pid").exists() {
             let stopped = Command::new(
                 self.ctx.tools.program("pg_ctl"),
-                vec![
-                    "-D".into(),
-                    self.pgdata.to_string(),
-                    "-m".into(),
-                    "immediate".into(),
-                    "-w".into(),
-                    "stop".into(),
-                ],
+                postgres::pg_ctl_stop_immediate_argv(&self.pgdata),
             )
             .run_as(self.ctx.children.as_ref())
             .output(Some(Duration::from_secs(120)));

@@ -1,29 +1,28 @@
-//! `run`: the preseed unit's ExecStart. Preflight, decide, then act on the decision.
+//! `run`: the preseed unit's ExecStart. Take the lock, gather the facts once, decide, then act
+//! on the decision.
 
-use std::time::Instant;
+use std::os::fd::RawFd;
 
-use super::{context, evaluate, facts_view, prepare_and_lock, record, Exit, Recorded};
+use super::{evaluate, Exit, Prepare, Recorded, Session};
 use crate::cli::{Cli, RunArgs};
+use crate::clock;
+use crate::context::Context;
 use crate::decision::{Action, Candidate, Facts};
-use crate::facts::Context;
 use crate::pgdata::PgdataState;
-use crate::receipt::{self, Claim, ClaimKind, Receipt};
+use crate::receipt::{Claim, ClaimKind, Receipt};
 use crate::report::Report;
 use crate::restore;
 
 pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
-    let started = Instant::now();
-    let ctx = context(cli)?;
-    let lock = match prepare_and_lock(&ctx, "run", args.lock.lock_wait)? {
-        Ok(lock) => lock,
-        Err(report) => {
-            report.print(cli.json);
-            record(&ctx, &report, Exit::Refused, started, None);
-            return Ok(Exit::Refused);
-        }
+    let session = Session::start(cli, "run")?;
+    let ctx = &session.ctx;
+    let mut opened = match session.open(args.lock.lock_wait, Prepare::CreateDir)? {
+        Ok(opened) => opened,
+        Err(refusal) => return Ok(session.finish(refusal, Exit::Refused, Recorded::default())),
     };
-    let (facts, decision) = evaluate(&ctx, args.allow_restore);
-    let mut report = Report::from_decision("run", &decision, &facts, facts_view(&ctx, &facts));
+    let (facts, decision) = evaluate(ctx, opened.preflight(ctx), args.allow_restore);
+    let mut report =
+        Report::from_decision(session.name, &decision, &facts, session.facts_view(&facts));
     let mut recorded = Recorded::default();
     let exit = match &decision.action {
         Action::Refuse => Exit::Refused,
@@ -31,38 +30,23 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
             report.summary = Some("nothing to do".to_owned());
             Exit::Ok
         }
-        Action::Adopt => adopt(&ctx, &facts, &mut report)?,
-        Action::Fresh => fresh(&ctx, &mut report)?,
+        Action::Adopt => adopt(ctx, &facts, &mut report)?,
+        Action::Fresh => fresh(ctx, &mut report)?,
         Action::Restore(candidates) | Action::Resume(candidates) => {
             let resume = matches!(decision.action, Action::Resume(_));
             act_restore(
-                &ctx,
+                ctx,
                 &facts,
                 candidates,
                 resume,
-                lock.fd(),
+                opened.lock_fd(),
                 &mut report,
                 &mut recorded,
             )
         }
     };
-    report.outcome = Some(
-        match exit {
-            Exit::Ok => "ok",
-            Exit::Refused => "refused",
-            _ => "failed",
-        }
-        .to_owned(),
-    );
-    tracing::info!(
-        decision = %report.decision,
-        outcome = report.outcome.as_deref().unwrap_or_default(),
-        duration_seconds = started.elapsed().as_secs_f64(),
-        "run finished"
-    );
-    report.print(cli.json);
-    record(&ctx, &report, exit, started, Some(recorded));
-    drop(lock);
+    let exit = session.finish(report, exit, recorded);
+    drop(opened);
     Ok(exit)
 }
 
@@ -77,21 +61,7 @@ fn adopt(ctx: &Context, facts: &Facts, report: &mut Report) -> anyhow::Result<Ex
         } => crate::pgbackrest::major_of(version).unwrap_or(ctx.config.postgres.major),
         _ => ctx.config.postgres.major,
     };
-    let receipt = Receipt {
-        format: receipt::FORMAT,
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        host: receipt::hostname(),
-        pgdata: ctx.config.pgdata.clone(),
-        postgres_major: major,
-        system_identifier,
-        action: receipt::Action::Adopted,
-        source: None,
-        restored_at: None,
-        verified_at: None,
-        duration_seconds: None,
-        restored_bytes: None,
-        checks: Vec::new(),
-    };
+    let receipt = Receipt::adopted(&ctx.config.pgdata, major, system_identifier, &ctx.host);
     ctx.files.write_receipt(&receipt, ctx.owner())?;
     tracing::info!(receipt = %ctx.files.receipt, system_identifier, "adopted the existing cluster");
     report.summary = Some(format!(
@@ -114,20 +84,7 @@ fn fresh(ctx: &Context, report: &mut Report) -> anyhow::Result<Exit> {
 }
 
 fn new_claim(ctx: &Context, kind: ClaimKind) -> Claim {
-    Claim {
-        format: receipt::FORMAT,
-        kind,
-        pgdata: ctx.config.pgdata.clone(),
-        host: receipt::hostname(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: receipt::now_rfc3339(),
-        attempts: Vec::new(),
-        source: None,
-        finished_at: None,
-        duration_seconds: None,
-        restored_bytes: None,
-        backup_system_identifier: None,
-    }
+    Claim::new(kind, &ctx.config.pgdata, &ctx.host, &clock::now_rfc3339())
 }
 
 fn act_restore(
@@ -135,7 +92,7 @@ fn act_restore(
     facts: &Facts,
     candidates: &[Candidate],
     resume: bool,
-    lock_fd: std::os::fd::RawFd,
+    lock_fd: Option<RawFd>,
     report: &mut Report,
     recorded: &mut Recorded,
 ) -> Exit {
@@ -161,7 +118,7 @@ fn act_restore(
                 .find(|c| c.repo == restored.repo)
                 .map(|c| &c.backup);
             recorded.restored_bytes = restored.bytes;
-            recorded.backup_age_seconds = backup.map(|b| receipt::unix_now() - b.stop);
+            recorded.backup_age_seconds = backup.map(|b| clock::unix_now() - b.stop);
             report.summary = Some(format!(
                 "{} from {} backup {} in {:.1}s; start PostgreSQL, then `pg-preseed verify` checks it and writes the receipt",
                 if resume { "resumed and finished the restore" } else { "restored" },

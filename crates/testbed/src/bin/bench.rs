@@ -12,7 +12,9 @@
 //! before each; and the sequential write bandwidth of the same filesystem. `--sweep` adds B at
 //! other process_max values at the compare size; `--compress` backs up with that
 //! `compress-type` instead of pgBackRest's default (gz).
-//! `boot` measures `pg-preseed preflight` (the cost of every healthy boot) with N ZFS datasets.
+//! `boot` measures `pg-preseed preflight` (the cost of every healthy boot) with N ZFS datasets,
+//! and `pg-preseed run` on the first start of an existing cluster (PGDATA initialized, no
+//! receipt directory yet: it gathers, creates the directory, adopts and writes the receipt).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -489,8 +491,8 @@ fn rto(
 
 fn boot(bin: &Utf8Path, counts: &str, runs: usize) {
     let mut table = String::new();
-    let _ = writeln!(table, "| datasets | mounts in mountinfo | preflight median (ms) | p95 (ms) | `zfs list` alone median (ms) | peak RSS (KiB) |");
-    let _ = writeln!(table, "|---|---|---|---|---|---|");
+    let _ = writeln!(table, "| datasets | mounts in mountinfo | preflight median (ms) | p95 (ms) | `zfs list` alone median (ms) | peak RSS (KiB) | `run` (adopt, new receipt directory) median (ms) | p95 (ms) |");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
     for count in counts.split(',') {
         let count: usize = count.parse().expect("a number");
         eprintln!("== {count} datasets");
@@ -566,12 +568,60 @@ fn boot(bin: &Utf8Path, counts: &str, runs: usize) {
             .expect("mountinfo")
             .lines()
             .count();
-        eprintln!("  preflight {median_ms:.1} ms (p95 {p95_ms:.1}), zfs list {zfs_ms:.1} ms, rss {rss} KiB, {mounts} mounts");
+        let (run_ms, run_p95_ms) = first_run(bin, &sandbox, &pgdata, &pool, runs);
+        eprintln!("  preflight {median_ms:.1} ms (p95 {p95_ms:.1}), zfs list {zfs_ms:.1} ms, rss {rss} KiB, {mounts} mounts; run {run_ms:.1} ms (p95 {run_p95_ms:.1})");
         let _ = writeln!(
             table,
-            "| {count} | {mounts} | {median_ms:.1} | {p95_ms:.1} | {zfs_ms:.1} | {rss} |"
+            "| {count} | {mounts} | {median_ms:.1} | {p95_ms:.1} | {zfs_ms:.1} | {rss} | {run_ms:.1} | {run_p95_ms:.1} |"
         );
         drop(pool);
     }
     println!("{table}");
+}
+
+/// `pg-preseed run` on the first start of an existing cluster: PGDATA (on its dataset) holds a
+/// cluster, the receipt's directory does not exist yet. Each run creates the directory, takes
+/// the lock, gathers the facts, adopts the cluster and writes the receipt; the directory is
+/// removed again before the next. Median and p95 in milliseconds.
+fn first_run(
+    bin: &Utf8Path,
+    sandbox: &Sandbox,
+    pgdata: &Utf8Path,
+    pool: &Pool,
+    runs: usize,
+) -> (f64, f64) {
+    sandbox.cluster(pgdata).initdb();
+    let state = sandbox.path("run-state");
+    let config = testbed::write_config(
+        sandbox,
+        "boot-run.json",
+        &json!({
+            "pgdata": pgdata,
+            "marker": state.join("receipt.json"),
+            "postgres": {"bin_dir": pg_bin_dir(), "major": testbed::pg_major()},
+            "require_mount": {"dataset": pool.dataset("pgdata")},
+            "pgbackrest": {"stanza": "main"}
+        }),
+    );
+    let args = ["--config", config.as_str(), "run"];
+    let mut samples = Vec::new();
+    // One warm-up, checked, then the measured runs.
+    for round in 0..=runs {
+        let _ = fs::remove_dir_all(&state);
+        let started = Instant::now();
+        let output = Command::new(bin).args(args).output().expect("run");
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        assert!(
+            output.status.success(),
+            "run did not adopt: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if round > 0 {
+            samples.push(elapsed);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let p95 = samples[(samples.len() * 95 / 100).min(samples.len() - 1)];
+    (median(&mut samples), p95)
 }

@@ -1,18 +1,16 @@
 //! Tier 2 twins of the NixOS VM scenarios (`nixos-tests/<name>.nix`): the same story, the same
 //! names (with underscores), on real PostgreSQL, pgBackRest, mounts, zfs-fuse and an S3 server,
 //! driving the units' sequence through [`Host::boot`]: preflight → run (when its condition
-//! holds) → nixpkgs' initdb-if-no-PG_VERSION → start PostgreSQL → verify.
+//! holds) → nixpkgs' initdb-if-no-PG_VERSION → start PostgreSQL → verify. Each also checks what
+//! the engine alone must do in its story (`run` refusing on its own, what the receipt records).
 
 use std::fs;
 use std::time::Duration;
 
-use camino::Utf8Path;
 use serde_json::json;
 use testbed::{golden, zfs::Pool, Golden, Host, Sandbox};
 
-fn bin() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
-}
+use crate::common::bin;
 
 /// A new machine: empty PGDATA, no receipt, backups in the repository. PostgreSQL comes up with
 /// the data and the receipt records the restored cluster's system identifier.
@@ -36,7 +34,8 @@ fn first_boot_restore() {
 }
 
 /// A running server is stopped, PGDATA emptied, the receipt left where it is: the next start
-/// restores. (The seed's runbook needed "Delete marker (CRITICAL!)" here.)
+/// restores (DESIGN.md invariant 2: emptying PGDATA alone is enough). The seed's runbook needed
+/// "Delete marker (CRITICAL!)" here.
 #[test]
 fn wipe_restores() {
     let sandbox = Sandbox::new("wipe-restores");
@@ -47,6 +46,8 @@ fn wipe_restores() {
         json!(["SELECT count(*) > 0 FROM preseed_check"]),
     );
     host.boot().expect_verified();
+    assert_eq!(host.rows(), golden::ROWS);
+    assert_eq!(host.receipt()["action"], "restored");
     // Work done after the backup, archived (`pgbackrest check` switches WAL and waits for the
     // archive): the restore replays it.
     host.cluster
@@ -65,11 +66,18 @@ fn wipe_restores() {
             .psql(&format!("SELECT count(*) FROM {}", golden::TABLE)),
         "10"
     );
+    let receipt = host.receipt();
+    assert_eq!(receipt["system_identifier"], before["system_identifier"]);
+    assert_ne!(receipt["verified_at"], serde_json::Value::Null);
+    assert_eq!(receipt["action"], "restored");
     assert_eq!(
-        host.receipt()["system_identifier"],
-        before["system_identifier"]
+        receipt["system_identifier"],
+        host.cluster.system_identifier().to_string(),
+        "the receipt records the restored cluster's system identifier"
     );
-    assert_ne!(host.receipt()["verified_at"], serde_json::Value::Null);
+    assert_eq!(receipt["source"]["repo"], 1);
+    assert_eq!(receipt["source"]["backup_label"], Golden::get().labels[0]);
+    assert!(host.claim().is_none(), "verify removes the claim");
 }
 
 /// The seed's exact layout on zfs-fuse: `…/postgres` and `…/postgresql` both mounted at PGDATA,
@@ -108,6 +116,22 @@ fn incident_stacked_datasets() {
     assert!(output.contains(&declared), "{output}");
     assert!(!pgdata.join("PG_VERSION").exists());
 
+    // The restore unit refuses on its own too, naming both datasets; nothing is written.
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let kinds = run.finding_kinds();
+    assert!(kinds.contains(&"stacked_mount".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"shared_mountpoint".to_owned()), "{kinds:?}");
+    let output = run.all_output();
+    for dataset in [&stray, &declared] {
+        assert!(
+            output.contains(&format!("{dataset} ")) || output.contains(&format!("{dataset},")),
+            "{dataset} in {output}"
+        );
+    }
+    assert!(!pgdata.join("PG_VERSION").exists());
+    assert!(testbed::tree(&pgdata).is_empty());
+
     // The fix the finding gives: take the stray dataset away (unmounting the top one first, since
     // the stray one is underneath it), then start again.
     pool.zfs(&["umount", &declared]);
@@ -145,11 +169,26 @@ fn dataset_not_mounted() {
     assert!(found.contains(&"mount_missing".to_owned()), "{found:?}");
     assert!(!boot.started);
     // The restore unit refuses on its own too (it does not rely on preflight having run).
-    host.preseed(&["run"]).expect_code(3);
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    let kinds = run.finding_kinds();
+    assert!(kinds.contains(&"mount_missing".to_owned()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"dataset_not_mounted".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(run.all_output().contains(&dataset));
     assert!(
         testbed::tree(&pgdata).is_empty(),
         "nothing written on the root filesystem"
     );
+
+    // An fstype requirement refuses the same way when another filesystem is mounted there (here
+    // the dataset, mounted again, where tmpfs is required).
+    host.set("/require_mount", json!({"fstype": "tmpfs"}));
+    pool.zfs(&["mount", &dataset]);
+    host.preseed(&["run"]).expect_code(3);
+    assert!(!pgdata.join("PG_VERSION").exists());
 }
 
 /// Power loss mid-restore (kill -9 of the engine and pgBackRest): the next boot resumes and
@@ -197,12 +236,18 @@ fn first_deploy() {
     let mut host = Host::new(&sandbox, bin(), 1);
     fs::remove_dir_all(&host.pgbackrest.repos[0]).expect("empty the repository");
     let _ = sandbox.shared_dir("repo1");
+    // An empty repository alone is no licence to start empty: on_no_backup must say so.
+    let refused = host.preseed(&["run"]);
+    refused.expect_code(3);
+    assert!(refused.all_output().contains("on_no_backup"));
+
     host.set("/on_no_backup", json!("initdb"));
     host.set("/verify/sql", json!(["SELECT true"]));
-
     let boot = host.boot();
     boot.expect_verified();
     assert_eq!(boot.decision(), "fresh");
+    // Host::boot runs nixpkgs' initdb only when PG_VERSION is missing after `run`: pg-preseed
+    // itself never runs initdb.
     assert!(
         boot.initdb_ran,
         "this is the one case where initdb is right"

@@ -1,50 +1,14 @@
-//! Tier 2: the engine against real PostgreSQL, pgBackRest, mounts and zfs-fuse, as root.
-//!
-//! Built only with `--features real-system` (the Nix build sandbox leaves it out); when built,
-//! every test runs and fails without root rather than skipping.
+//! Tier 2: the engine against real PostgreSQL, pgBackRest and mounts, as root: the cases that
+//! are not one of the VM scenarios (those are in [`crate::scenarios`]).
 
 use std::fs;
 use std::process::Stdio;
 use std::time::Duration;
 
-use camino::Utf8Path;
 use serde_json::json;
-use testbed::{golden, mounts, zfs::Pool, Golden, Host, Sandbox};
+use testbed::{golden, mounts, Golden, Host, Sandbox};
 
-fn bin() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
-}
-
-/// A host that has been restored, verified and holds a receipt: the state before a disaster.
-fn provisioned(sandbox: &Sandbox, repos: usize) -> Host<'_> {
-    let host = Host::new(sandbox, bin(), repos);
-    host.boot().expect_verified();
-    assert_eq!(host.rows(), golden::ROWS);
-    assert_eq!(host.receipt()["action"], "restored");
-    host
-}
-
-/// DR drill: `rm -rf PGDATA/*` with the receipt left in place is enough to get a restore; no
-/// marker has to be deleted first (DESIGN.md invariant 2).
-#[test]
-fn wipe_pgdata_alone_restores() {
-    let sandbox = Sandbox::new("wipe");
-    let host = provisioned(&sandbox, 1);
-    host.wipe_pgdata();
-    assert!(host.marker.exists(), "the receipt stays where it was");
-
-    host.boot_recovers("restore");
-    let receipt = host.receipt();
-    assert_eq!(receipt["action"], "restored");
-    assert_eq!(
-        receipt["system_identifier"],
-        host.cluster.system_identifier().to_string(),
-        "the receipt records the restored cluster's system identifier"
-    );
-    assert_eq!(receipt["source"]["repo"], 1);
-    assert_eq!(receipt["source"]["backup_label"], Golden::get().labels[0]);
-    assert!(host.claim().is_none(), "verify removes the claim");
-}
+use crate::common::{bin, provisioned};
 
 /// Two tmpfs stacked on PGDATA: refused with exit 3, both mounts named, nothing written.
 #[test]
@@ -72,65 +36,6 @@ fn stacked_tmpfs_on_pgdata_refuses_and_writes_nothing() {
     assert!(host.claim().is_none());
     // preflight says the same, with the same exit code.
     host.preseed(&["preflight"]).expect_code(3);
-}
-
-/// The incident on zfs-fuse: two datasets with one mountpoint, the old marker on the bottom
-/// one, PGDATA emptied on the top one. Refused, naming both datasets; no initdb can follow.
-#[test]
-fn incident_zfs_two_datasets_one_mountpoint_refuses() {
-    let sandbox = Sandbox::new("incident");
-    let pool = Pool::create(&sandbox, "inc");
-    let pgdata = sandbox.path("var/lib/postgresql/16");
-    let (bottom, top) = testbed::zfs::stack_incident(&sandbox, &pool, &pgdata);
-    testbed::chown_postgres(&pgdata);
-    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
-
-    let run = host.preseed(&["run"]);
-    run.expect_code(3);
-    let kinds = run.finding_kinds();
-    assert!(kinds.contains(&"stacked_mount".to_owned()), "{kinds:?}");
-    assert!(kinds.contains(&"shared_mountpoint".to_owned()), "{kinds:?}");
-    let output = run.all_output();
-    for dataset in [&bottom, &top] {
-        assert!(
-            output.contains(&format!("{dataset} ")) || output.contains(&format!("{dataset},")),
-            "{dataset} in {output}"
-        );
-    }
-    assert!(!pgdata.join("PG_VERSION").exists());
-    assert!(testbed::tree(&pgdata).is_empty());
-}
-
-/// `require_mount` names a dataset that is not mounted: refused, and the directory underneath
-/// (on the root filesystem) stays untouched (pgBackRest would have restored onto it).
-#[test]
-fn require_mount_not_mounted_refuses_and_leaves_directory_untouched() {
-    let sandbox = Sandbox::new("notmounted");
-    let pool = Pool::create(&sandbox, "nm");
-    let pgdata = sandbox.path("pgdata");
-    let dataset = pool.create_dataset("pg", Some(&pgdata));
-    pool.zfs(&["umount", &dataset]);
-    testbed::chown_postgres(&pgdata);
-    let mut host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
-    host.set("/require_mount", json!({"dataset": dataset}));
-    let before = testbed::tree(&pgdata);
-
-    let run = host.preseed(&["run"]);
-    run.expect_code(3);
-    let kinds = run.finding_kinds();
-    assert!(kinds.contains(&"mount_missing".to_owned()), "{kinds:?}");
-    assert!(
-        kinds.contains(&"dataset_not_mounted".to_owned()),
-        "{kinds:?}"
-    );
-    assert!(run.all_output().contains(&dataset));
-    assert_eq!(testbed::tree(&pgdata), before);
-
-    // The same without ZFS: an fstype requirement and a plain directory.
-    host.set("/require_mount", json!({"fstype": "tmpfs"}));
-    pool.zfs(&["mount", &dataset]);
-    host.preseed(&["run"]).expect_code(3);
-    assert!(!pgdata.join("PG_VERSION").exists());
 }
 
 /// An initialized PGDATA without a receipt is adopted: the receipt records its identifier.
@@ -182,36 +87,6 @@ fn unreachable_repo_with_marker_never_creates_pg_version() {
     host.set("/on_no_backup", json!("initdb"));
     host.preseed(&["run"]).expect_code(3);
     assert!(host.claim().is_none() || host.claim().expect("claim")["kind"] != "fresh");
-}
-
-/// A first deployment: the repository is reachable and has no stanza, there is no receipt. FRESH
-/// only with on_no_backup = "initdb"; then initdb, start and verify write a "fresh" receipt.
-#[test]
-fn no_stanza_no_marker_is_fresh_only_with_initdb() {
-    let sandbox = Sandbox::new("fresh");
-    let mut host = Host::new(&sandbox, bin(), 1);
-    let repo = host.pgbackrest.repos[0].clone();
-    fs::remove_dir_all(&repo).expect("empty the repository");
-    let _ = sandbox.shared_dir("repo1");
-
-    let refused = host.preseed(&["run"]);
-    refused.expect_code(3);
-    assert!(refused.all_output().contains("on_no_backup"));
-
-    host.set("/on_no_backup", json!("initdb"));
-    host.set("/verify/sql", json!([]));
-    let run = host.preseed(&["run"]);
-    run.expect_code(0);
-    assert_eq!(run.decision(), "fresh");
-    assert!(
-        !host.pgdata.join("PG_VERSION").exists(),
-        "pg-preseed itself never runs initdb"
-    );
-    // What postgresql.service does next on NixOS: initdb, start. Then the verify unit.
-    host.cluster.initdb();
-    host.cluster.start();
-    host.preseed(&["verify"]).expect_code(0);
-    assert_eq!(host.receipt()["action"], "fresh");
 }
 
 /// pgBackRest killed mid-restore: the next run resumes with --delta and completes.
@@ -473,41 +348,6 @@ fn two_runs_at_once_only_one_restores() {
         1,
         "one restore only"
     );
-}
-
-/// `check-config` exits 2 and names the key for each kind of bad input.
-#[test]
-fn check_config_names_the_key() {
-    let sandbox = Sandbox::new("checkconfig");
-    let cases = [
-        (
-            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}, "bogus": 1}"#,
-            "bogus",
-        ),
-        (
-            r#"{"pgdata": "/x", "postgres": {"major": "16"}, "pgbackrest": {"stanza": "main"}}"#,
-            "postgres.major",
-        ),
-        (
-            r#"{"pgdata": "x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#,
-            "pgdata",
-        ),
-        (
-            r#"{"pgdata": "/x", "marker": "/x/m", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#,
-            "marker",
-        ),
-    ];
-    for (index, (text, key)) in cases.iter().enumerate() {
-        let path = sandbox.path(&format!("bad{index}.json"));
-        fs::write(&path, text).expect("write");
-        let output = std::process::Command::new(bin())
-            .args(["check-config", path.as_str()])
-            .output()
-            .expect("run");
-        assert_eq!(output.status.code(), Some(2), "{text}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(key), "{key} named in {stderr}");
-    }
 }
 
 /// What systemd does for a hardened unit (ProtectSystem=strict + ReadWritePaths=): a private

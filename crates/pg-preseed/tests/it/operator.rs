@@ -4,13 +4,10 @@
 use std::fs;
 use std::process::Command;
 
-use camino::Utf8Path;
 use serde_json::json;
 use testbed::{golden, Host, Sandbox};
 
-fn bin() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
-}
+use crate::common::bin;
 
 /// The drill restores the newest backup into a scratch directory, starts it privately, runs the
 /// verify checks, and removes it; production (PGDATA, the repository's archive) is untouched.

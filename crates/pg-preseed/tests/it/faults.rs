@@ -9,13 +9,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use camino::Utf8Path;
 use serde_json::json;
 use testbed::{golden, mounts, zfs::Pool, Host, Sandbox};
 
-fn bin() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_BIN_EXE_pg-preseed"))
-}
+use crate::common::bin;
 
 /// A small, seeded generator (xorshift64*): the trials are reproducible from the printed seed.
 struct Rng(u64);
@@ -319,60 +316,6 @@ fn postmaster_pid_cases() {
     host.cluster.start();
     host.preseed(&["run"]).expect_code(0);
     assert_eq!(host.cluster.psql("SELECT 1"), "1", "the server still runs");
-}
-
-/// Bad configs: garbage, truncated, empty, not UTF-8, huge, wrong types, relative paths,
-/// unknown keys. Always exit 2 with a message, never a crash.
-#[test]
-fn bad_configs_exit_2_without_crashing() {
-    let sandbox = Sandbox::new("badconfig");
-    let good = r#"{"pgdata": "/var/lib/postgresql/16", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#;
-    let mut cases: Vec<(&str, Vec<u8>)> = vec![
-        ("garbage", b"\x00\x01garbage\xff".to_vec()),
-        ("truncated", good.as_bytes()[..good.len() / 2].to_vec()),
-        ("empty", Vec::new()),
-        ("not utf-8", b"{\"pgdata\": \"/\xff\"}".to_vec()),
-        ("array", b"[1, 2, 3]".to_vec()),
-        (
-            "wrong type",
-            good.replace("16}", "\"sixteen\"}").into_bytes(),
-        ),
-        (
-            "relative path",
-            good.replace("\"/var/lib/postgresql/16\"", "\"pgdata\"")
-                .into_bytes(),
-        ),
-        (
-            "unknown key",
-            good.replace("\"pgdata\"", "\"surprise\": true, \"pgdata\"")
-                .into_bytes(),
-        ),
-        (
-            "deeply nested",
-            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
-        ),
-    ];
-    let mut huge = b"{\"pgdata\": \"".to_vec();
-    huge.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
-    huge.extend(b"\"}");
-    cases.push(("huge", huge));
-    for (name, bytes) in cases {
-        let path = sandbox.path(&format!("{}.json", name.replace(' ', "-")));
-        fs::write(&path, &bytes).expect("write");
-        for command in [
-            vec!["check-config", path.as_str()],
-            vec!["--config", path.as_str(), "plan"],
-        ] {
-            let output = Command::new(bin()).args(&command).output().expect("run");
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{name}: {command:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(!output.stderr.is_empty(), "{name}: an error message");
-        }
-    }
 }
 
 /// Mount points with a space and a newline in their names (mountinfo escapes them as \040 and

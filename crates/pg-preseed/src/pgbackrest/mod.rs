@@ -1,0 +1,25 @@
+//! pgBackRest: the argv the engine builds and pure parsers for what pgBackRest prints, one file
+//! per concern — [`argv`] (every call the engine makes), [`info`] (`info --output=json`),
+//! [`location`] (where a repository lives, from the option echo of "command begin") and [`log`]
+//! (console log lines, restore progress, what `verify` found damaged). Running the calls is the
+//! caller's business, through [`crate::exec`].
+//!
+//! Secrets never go into argv: pgBackRest itself refuses secure options on the command line
+//! (`repo1-s3-key` …), and this module never adds any. They reach pgBackRest through the
+//! environment the unit's `EnvironmentFile` sets, which the child inherits.
+
+pub mod argv;
+pub mod info;
+pub mod location;
+pub mod log;
+
+pub use argv::{info_argv, restore_argv, verify_argv, Restore, Stanza};
+pub use info::{
+    code, major_of, parse_info, repo_view, Backup, BackupDatabase, BackupInfo, DbInfo, RepoInfo,
+    RepoView, SizeInfo, StanzaInfo, Status, Timestamps,
+};
+pub use location::{parse_command_begin, repo_location, RepoLocation};
+pub use log::{
+    corrupt_files, looks_like_corruption, parse_log_line, parse_size, restore_progress,
+    restore_size, restored_backup_set, Level, LogLine,
+};
