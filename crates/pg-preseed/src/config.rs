@@ -1033,7 +1033,10 @@ mod tests {
             ["require_mount.mountpoint"]
         );
         assert_eq!(keys(&with("/srv")), ["require_mount.mountpoint"]);
-        assert_eq!(keys(&with("relative")), ["require_mount.mountpoint", "require_mount.mountpoint"]);
+        assert_eq!(
+            keys(&with("relative")),
+            ["require_mount.mountpoint", "require_mount.mountpoint"]
+        );
     }
 
     #[test]
