@@ -122,8 +122,14 @@ fn is_octal_triplet(bytes: &[u8]) -> bool {
     bytes.len() == 3 && bytes.iter().all(|b| (b'0'..=b'7').contains(b))
 }
 
-/// Every mount at exactly `path`, bottom first: when there is more than one, all but the last
-/// are hidden under it.
+/// Every filesystem mounted at exactly `path`, bottom first: when there is more than one, all
+/// but the last are hidden under it.
+///
+/// One filesystem can be listed twice at one path without being stacked: a recursive bind of an
+/// ancestor onto itself (systemd does that for each `ReadWritePaths=` entry in a unit's
+/// namespace) copies the mounts below it, and the originals stay listed under the bind. Such a
+/// copy has the same device and root as its original; it is one filesystem, listed once here
+/// (the copy, which is the one that is visible).
 #[must_use]
 pub fn stack_at<'a>(entries: &'a [MountEntry], path: &Utf8Path) -> Vec<&'a MountEntry> {
     let mut stack: Vec<&MountEntry> = entries
@@ -144,7 +150,15 @@ pub fn stack_at<'a>(entries: &'a [MountEntry], path: &Utf8Path) -> Vec<&'a Mount
         .count();
         depth
     });
-    stack
+    // Keep the last (visible) entry of each filesystem, in order.
+    let mut seen = std::collections::HashSet::new();
+    let mut distinct: Vec<&MountEntry> = stack
+        .into_iter()
+        .rev()
+        .filter(|entry| seen.insert((entry.major, entry.minor, entry.root.as_str())))
+        .collect();
+    distinct.reverse();
+    distinct
 }
 
 /// The entry with this mount id (from `/proc/self/fdinfo`'s `mnt_id`).
@@ -177,6 +191,40 @@ mod tests {
     use super::*;
 
     const INCIDENT: &str = include_str!("../tests/fixtures/mountinfo-incident-zfs-fuse.txt");
+
+    /// Inside a unit with ReadWritePaths=/var/lib/postgresql, systemd binds that directory onto
+    /// itself with MS_REC: the dataset at PGDATA is listed twice (the original under the bind,
+    /// and its copy), which is one filesystem, not two stacked (issue 10.6).
+    #[test]
+    fn a_filesystem_seen_twice_through_a_bind_of_an_ancestor_is_not_stacked() {
+        let text = "\
+27 1 254:0 / / rw - ext4 /dev/vda rw
+63 27 0:50 / /var/lib/postgresql/17 rw - zfs tank/services/postgresql rw
+64 27 254:0 /var/lib/postgresql /var/lib/postgresql rw - ext4 /dev/vda rw
+65 64 0:50 / /var/lib/postgresql/17 rw - zfs tank/services/postgresql rw
+";
+        let entries = parse(text).unwrap();
+        let stack = stack_at(&entries, Utf8Path::new("/var/lib/postgresql/17"));
+        assert_eq!(stack.iter().map(|e| e.mount_id).collect::<Vec<_>>(), [65]);
+    }
+
+    /// The incident's two datasets in the same namespace: still two filesystems, stacked.
+    #[test]
+    fn stacking_seen_through_a_bind_of_an_ancestor_is_still_stacking() {
+        let text = "\
+27 1 254:0 / / rw - ext4 /dev/vda rw
+63 27 0:50 / /var/lib/postgresql/17 rw - zfs tank/services/postgres rw
+66 63 0:51 / /var/lib/postgresql/17 rw - zfs tank/services/postgresql rw
+64 27 254:0 /var/lib/postgresql /var/lib/postgresql rw - ext4 /dev/vda rw
+65 64 0:50 / /var/lib/postgresql/17 rw - zfs tank/services/postgres rw
+67 65 0:51 / /var/lib/postgresql/17 rw - zfs tank/services/postgresql rw
+";
+        let entries = parse(text).unwrap();
+        let stack = stack_at(&entries, Utf8Path::new("/var/lib/postgresql/17"));
+        let sources: Vec<_> = stack.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(sources, ["tank/services/postgres", "tank/services/postgresql"]);
+        assert_eq!(stack.last().unwrap().mount_id, 67);
+    }
 
     #[test]
     fn parses_a_real_capture() {

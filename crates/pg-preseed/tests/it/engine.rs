@@ -385,6 +385,58 @@ fn systemd_style_namespace_binds_are_not_findings() {
     );
 }
 
+/// Issue 10.6: the restore unit's namespace as systemd builds it for ReadWritePaths= on PGDATA's
+/// parent (a recursive bind of the parent onto itself) lists PGDATA's own filesystem twice in
+/// /proc/self/mountinfo. That is one filesystem, not stacking: preflight is clean, and the mount
+/// identity check still sees PGDATA's filesystem. Real stacking seen through the same bind is
+/// still refused, naming both.
+#[test]
+fn a_bind_of_pgdatas_parent_is_not_stacking_but_stacking_under_it_is() {
+    let sandbox = Sandbox::new("rbind");
+    let pgdata = sandbox.path("pgdata");
+    mounts::tmpfs(&pgdata, 64, "pgdata-fs");
+    testbed::chown_postgres(&pgdata);
+    let mut host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
+    host.set("/require_mount", json!({"fstype": "tmpfs"}));
+    let parent = pgdata.parent().expect("PGDATA has a parent").to_owned();
+    fs::create_dir_all(host.marker.parent().expect("dir")).expect("mkdir");
+
+    let in_namespace = |setup: &str| {
+        let script = format!(
+            "mount --make-rprivate / && {setup}mount --rbind {parent} {parent} && \
+             grep -c ' {pgdata} ' /proc/self/mountinfo >&2 && \
+             exec {bin} --config {config} --json preflight",
+            pgdata = host.pgdata,
+            bin = bin(),
+            config = host.config_path,
+        );
+        let output = std::process::Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .output()
+            .expect("unshare");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let report: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        (output.status.code(), report, stderr)
+    };
+
+    let (code, report, stderr) = in_namespace("");
+    // The namespace really shows PGDATA's filesystem twice.
+    assert!(stderr.starts_with('2'), "mountinfo entries at PGDATA: {stderr}");
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["decision"], "clean", "{report}");
+
+    let (code, report, _) = in_namespace(&format!(
+        "mount -t tmpfs -o size=16m stray-fs {pgdata} && ",
+        pgdata = host.pgdata
+    ));
+    assert_eq!(code, Some(3), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("stacked_mount"), "{text}");
+    assert!(text.contains("pgdata-fs") && text.contains("stray-fs"), "{text}");
+}
+
 /// postgresql.service's first ExecStartPre: an empty PGDATA that pg-preseed did not clear for
 /// a fresh start (a restart after a wipe, say) never reaches nixpkgs' initdb.
 #[test]
