@@ -96,6 +96,11 @@ pub struct RunArgs {
     /// Restore even in mode "guard" (what guard mode tells the operator to run).
     #[arg(long)]
     pub allow_restore: bool,
+    /// Let initdb start a new cluster although an empty repository could not be proven to be
+    /// the repository (it is an empty directory on this machine's root filesystem): a first
+    /// deployment with a local repository, confirmed by hand. Needs on_no_backup = "initdb".
+    #[arg(long)]
+    pub allow_fresh: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }

@@ -26,6 +26,10 @@ pub enum RepoStatus {
     Unreachable { reason: String },
     /// Reachable, and the stanza does not exist there.
     NoStanza,
+    /// pgBackRest finds no stanza, but nothing proves that the path it looked in is the
+    /// repository: an empty directory on the root filesystem (or PGDATA's) with no pgBackRest
+    /// files is exactly what a share that did not mount leaves behind. Never grounds for initdb.
+    EmptyUnproven { path: String, reason: String },
     /// The stanza exists and holds no backup.
     NoBackups,
     /// Oldest first.
@@ -61,6 +65,9 @@ pub struct Policy {
     pub now: i64,
     /// For the command printed in guard mode.
     pub config_path: String,
+    /// `run --allow-fresh`: the operator says an empty repository that could not be proven to
+    /// be the real one is (a first deployment with a repository on the root filesystem).
+    pub allow_fresh: bool,
 }
 
 /// A repository and the backup the engine would restore from it.
@@ -375,7 +382,37 @@ fn empty(facts: &Facts, policy: &Policy, mut draft: Draft) -> Decision {
             Some("check that the repositories in the config are the right ones (stanza, path, bucket); if this host really must start empty, clear the receipt with `pg-preseed marker clear --yes` first".to_owned()),
         );
     }
+    let unproven: Vec<(&RepoRef, &str)> = repos
+        .iter()
+        .filter_map(|r| match &r.status {
+            RepoStatus::EmptyUnproven { path, .. } => Some((&r.repo, path.as_str())),
+            _ => None,
+        })
+        .collect();
     match policy.on_no_backup {
+        OnNoBackup::Initdb if !unproven.is_empty() && !policy.allow_fresh => {
+            draft.reasons.push(
+                "no receipt and no backup, but an empty repository is not proven to be the \
+                 repository: initdb now could put an empty database where the backups are only \
+                 out of sight"
+                    .to_owned(),
+            );
+            let paths: Vec<String> = unproven
+                .iter()
+                .map(|(repo, path)| format!("{repo} at {path}"))
+                .collect();
+            draft.finish(
+                Action::Refuse,
+                Some(format!(
+                    "mount the filesystem the repository lives on ({}), then start again; if \
+                     this really is a first deployment with the repository on this machine's own \
+                     filesystem, start the new cluster once by hand: pg-preseed run --config {} \
+                     --allow-fresh",
+                    paths.join(", "),
+                    policy.config_path
+                )),
+            )
+        }
         OnNoBackup::Initdb => {
             draft.reasons.push(
                 "no receipt and every repository is reachable and empty: a first deployment; \
@@ -455,6 +492,10 @@ fn usable_candidates(
             RepoStatus::NoStanza => draft
                 .reasons
                 .push(format!("{} is reachable and has no such stanza", repo.repo)),
+            RepoStatus::EmptyUnproven { reason, .. } => draft.reasons.push(format!(
+                "{} has no such stanza, but that proves nothing: {reason}",
+                repo.repo
+            )),
             RepoStatus::NoBackups => draft
                 .reasons
                 .push(format!("{} has the stanza but no backup", repo.repo)),
@@ -582,6 +623,7 @@ mod tests {
             max_backup_age: None,
             now: NOW,
             config_path: "/etc/pg-preseed/config.json".to_owned(),
+            allow_fresh: false,
         }
     }
 
@@ -799,6 +841,51 @@ mod tests {
             p.on_no_backup = OnNoBackup::Initdb;
             assert_eq!(decide(&f, &p).action, Action::Fresh);
         }
+    }
+
+    /// Issue 10.13: an empty directory where a repository should be (a share that did not
+    /// mount) is not an empty repository: never a first deployment, unless the operator says so
+    /// by hand; a backup in another repository is still restored.
+    #[test]
+    fn row_empty_without_marker_and_an_unproven_empty_repo_is_not_fresh() {
+        let unproven = || {
+            repo(
+                1,
+                RepoStatus::EmptyUnproven {
+                    path: "/mnt/nas/pgbackrest".to_owned(),
+                    reason: "its path is a directory on the root filesystem".to_owned(),
+                },
+            )
+        };
+        let f = facts(
+            PgdataState::Empty,
+            ReceiptState::Absent,
+            Some(vec![unproven(), repo(2, RepoStatus::NoStanza)]),
+        );
+        let mut p = policy();
+        p.on_no_backup = OnNoBackup::Initdb;
+        let d = decide(&f, &p);
+        assert_eq!(d.action, Action::Refuse);
+        let next = d.next.unwrap();
+        assert!(next.contains("repo1 at /mnt/nas/pgbackrest"), "{next}");
+        assert!(next.contains("--allow-fresh"), "{next}");
+        assert!(
+            d.reasons.iter().any(|r| r.contains("proves nothing")),
+            "{:?}",
+            d.reasons
+        );
+        p.allow_fresh = true;
+        assert_eq!(decide(&f, &p).action, Action::Fresh);
+
+        let with_backup = facts(
+            PgdataState::Empty,
+            ReceiptState::Absent,
+            Some(vec![unproven(), with_backup(2)]),
+        );
+        assert!(matches!(
+            decide(&with_backup, &policy()).action,
+            Action::Restore(_)
+        ));
     }
 
     // missing/empty | present | no usable backup, or unreachable | REFUSE

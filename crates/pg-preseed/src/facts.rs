@@ -271,7 +271,10 @@ fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
             match location {
                 Some(RepoLocation::Posix { path }) => {
                     if Utf8Path::new(&path).is_dir() {
-                        RepoStatus::NoStanza
+                        match unproven_empty_repo(ctx, Utf8Path::new(&path)) {
+                            None => RepoStatus::NoStanza,
+                            Some(reason) => RepoStatus::EmptyUnproven { path, reason },
+                        }
                     } else {
                         unreachable(format!(
                             "repository path {path} does not exist (an unmounted NFS share or disk looks like this)"
@@ -291,6 +294,33 @@ fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
             view.message
         )),
     }
+}
+
+/// Why an existing posix repository path without the stanza is not proof of an empty
+/// repository, or `None` when it is. Proof is pgBackRest's own layout there (another stanza's
+/// `archive`/`backup` directories), or the path being on a filesystem of its own — mounted,
+/// and neither the root filesystem nor PGDATA's. An empty directory on the root filesystem is
+/// what an NFS share or disk that did not mount leaves behind (nixpkgs' pgbackrest module even
+/// creates `repos.localhost.path` at activation, mounted or not).
+fn unproven_empty_repo(ctx: &Context, path: &Utf8Path) -> Option<String> {
+    if ["archive", "backup"].iter().any(|d| path.join(d).is_dir()) {
+        return None;
+    }
+    // The filesystem by device: a bind mount of a directory of the root filesystem is still
+    // the root filesystem.
+    let device = |p: &Utf8Path| std::fs::metadata(p).ok().map(|m| m.dev());
+    let repo_device = device(path)?;
+    let on = if Some(repo_device) == device(Utf8Path::new("/")) {
+        "the root filesystem"
+    } else if Some(repo_device) == device(nearest_existing(&ctx.config.pgdata)) {
+        "PGDATA's filesystem"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "its path {path} is a directory on {on} without any pgBackRest files (an NFS share or \
+         disk that did not mount leaves exactly that)"
+    ))
 }
 
 fn exec_reason(error: &ExecError) -> String {

@@ -222,7 +222,10 @@ mod tests {
         let entries = parse(text).unwrap();
         let stack = stack_at(&entries, Utf8Path::new("/var/lib/postgresql/17"));
         let sources: Vec<_> = stack.iter().map(|e| e.source.as_str()).collect();
-        assert_eq!(sources, ["tank/services/postgres", "tank/services/postgresql"]);
+        assert_eq!(
+            sources,
+            ["tank/services/postgres", "tank/services/postgresql"]
+        );
         assert_eq!(stack.last().unwrap().mount_id, 67);
     }
 

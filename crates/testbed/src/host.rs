@@ -330,6 +330,16 @@ impl<'a> Host<'a> {
             .map(|bytes| serde_json::from_slice(&bytes).expect("claim JSON"))
     }
 
+    /// Replaces repository `n` (1-based) with an empty one on a filesystem of its own (a tmpfs
+    /// mounted at its path, owned by postgres), the way a freshly mounted NFS share or disk
+    /// looks: empty, but provably the repository and not the directory underneath.
+    pub fn empty_repo_share(&self, n: usize) {
+        let repo = &self.pgbackrest.repos[n - 1];
+        std::fs::remove_dir_all(repo).expect("remove the repository");
+        crate::mounts::tmpfs(repo, 64, &format!("repo{n}-share"));
+        crate::chown_postgres(repo);
+    }
+
     /// Empties PGDATA the way the incident's drill did (`rm -rf PGDATA/*`), server stopped.
     pub fn wipe_pgdata(&self) {
         if self.pgdata.join("postmaster.pid").exists() {

@@ -124,7 +124,13 @@ fn drill_once(
 ) -> anyhow::Result<Drilled> {
     let started = Instant::now();
     // Which backup: the same rules as a real restore (right major, fresh enough), in order.
-    let mut policy = super::policy(ctx, true);
+    let mut policy = super::policy(
+        ctx,
+        super::Allow {
+            restore: true,
+            fresh: false,
+        },
+    );
     if let Some(set) = &args.set {
         policy.set = Some(set.clone());
     }

@@ -263,13 +263,20 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The decision policy from the config (and `--allow-restore`).
-fn policy(ctx: &Context, allow_restore: bool) -> Policy {
+/// What the operator allowed on the command line (`run --allow-restore`, `--allow-fresh`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Allow {
+    pub restore: bool,
+    pub fresh: bool,
+}
+
+/// The decision policy from the config and what the command line allows.
+fn policy(ctx: &Context, allow: Allow) -> Policy {
     let config = &ctx.config;
     Policy {
         pgdata: config.pgdata.to_string(),
         major: config.postgres.major,
-        mode: if allow_restore {
+        mode: if allow.restore {
             Mode::Restore
         } else {
             config.mode
@@ -279,16 +286,17 @@ fn policy(ctx: &Context, allow_restore: bool) -> Policy {
         max_backup_age: config.pgbackrest.max_backup_age,
         now: clock::unix_now(),
         config_path: ctx.config_path.to_string(),
+        allow_fresh: allow.fresh,
     }
 }
 
 /// Gathers the rest of the facts around `preflight` (the repositories only when needed) and
 /// decides.
-fn evaluate(ctx: &Context, preflight: Preflight, allow_restore: bool) -> (Facts, Decision) {
+fn evaluate(ctx: &Context, preflight: Preflight, allow: Allow) -> (Facts, Decision) {
     let mut facts = facts::gather(ctx, preflight);
     if decision::needs_repos(&facts) {
         facts.repos = Some(facts::gather_repos(ctx));
     }
-    let decision = decision::decide(&facts, &policy(ctx, allow_restore));
+    let decision = decision::decide(&facts, &policy(ctx, allow));
     (facts, decision)
 }

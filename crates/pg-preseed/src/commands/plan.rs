@@ -10,7 +10,7 @@ use crate::report::Report;
 pub fn plan(cli: &Cli) -> anyhow::Result<Exit> {
     let session = Session::start(cli, "plan")?;
     let ctx = &session.ctx;
-    let (facts, decision) = evaluate(ctx, facts::preflight(ctx), false);
+    let (facts, decision) = evaluate(ctx, facts::preflight(ctx), super::Allow::default());
     let report = Report::from_decision(session.name, &decision, &facts, session.facts_view(&facts));
     report.print(cli.json);
     Ok(if decision.action == Action::Refuse {

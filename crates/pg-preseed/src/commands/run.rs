@@ -20,7 +20,14 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
         Ok(opened) => opened,
         Err(refusal) => return Ok(session.finish(refusal, Exit::Refused, Recorded::default())),
     };
-    let (facts, decision) = evaluate(ctx, opened.preflight(ctx), args.allow_restore);
+    let (facts, decision) = evaluate(
+        ctx,
+        opened.preflight(ctx),
+        super::Allow {
+            restore: args.allow_restore,
+            fresh: args.allow_fresh,
+        },
+    );
     let mut report =
         Report::from_decision(session.name, &decision, &facts, session.facts_view(&facts));
     let mut recorded = Recorded::default();

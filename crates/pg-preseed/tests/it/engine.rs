@@ -423,7 +423,10 @@ fn a_bind_of_pgdatas_parent_is_not_stacking_but_stacking_under_it_is() {
 
     let (code, report, stderr) = in_namespace("");
     // The namespace really shows PGDATA's filesystem twice.
-    assert!(stderr.starts_with('2'), "mountinfo entries at PGDATA: {stderr}");
+    assert!(
+        stderr.starts_with('2'),
+        "mountinfo entries at PGDATA: {stderr}"
+    );
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["decision"], "clean", "{report}");
 
@@ -434,7 +437,60 @@ fn a_bind_of_pgdatas_parent_is_not_stacking_but_stacking_under_it_is() {
     assert_eq!(code, Some(3), "{report}");
     let text = report.to_string();
     assert!(text.contains("stacked_mount"), "{text}");
-    assert!(text.contains("pgdata-fs") && text.contains("stray-fs"), "{text}");
+    assert!(
+        text.contains("pgdata-fs") && text.contains("stray-fs"),
+        "{text}"
+    );
+}
+
+/// Issue 10.13: the repository's share did not mount, so its path is an empty directory on the
+/// root filesystem (nixpkgs' pgbackrest module even creates it at activation). With no receipt
+/// and on_no_backup = "initdb" that must not look like a first deployment: refused, no
+/// PG_VERSION. Mounted (an empty share of its own), it is one. A local repository that already
+/// holds pgBackRest's files proves itself; one that does not can be confirmed by hand with
+/// `run --allow-fresh`.
+#[test]
+fn an_unmounted_share_is_not_an_empty_repository() {
+    let sandbox = Sandbox::new("unmounted-share");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    let repo = host.pgbackrest.repos[0].clone();
+    host.set("/on_no_backup", json!("initdb"));
+
+    // The share is not mounted: its path is an empty directory on the root filesystem.
+    fs::remove_dir_all(&repo).expect("empty the repository");
+    let _ = sandbox.shared_dir("repo1");
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    assert_eq!(run.decision(), "refuse");
+    let output = run.all_output();
+    assert!(
+        output.contains(&format!("{repo}")) && output.contains("root filesystem"),
+        "{output}"
+    );
+    assert!(output.contains("--allow-fresh"), "{output}");
+    assert!(!host.pgdata.join("PG_VERSION").exists());
+    assert!(host.claim().is_none(), "nothing cleared initdb");
+    host.preseed(&["initdb-guard"]).expect_code(3);
+
+    // Another stanza's files there: pgBackRest's own layout, so this really is the repository.
+    fs::create_dir_all(repo.join("backup/other")).expect("mkdir");
+    fs::create_dir_all(repo.join("archive/other")).expect("mkdir");
+    testbed::chown_postgres(&repo.join("backup"));
+    testbed::chown_postgres(&repo.join("archive"));
+    assert_eq!(host.preseed(&["plan"]).decision(), "fresh");
+    fs::remove_dir_all(repo.join("backup")).expect("rm");
+    fs::remove_dir_all(repo.join("archive")).expect("rm");
+
+    // Confirmed by hand: a first deployment with a local repository.
+    let run = host.preseed(&["run", "--allow-fresh"]);
+    run.expect_code(0);
+    assert_eq!(run.decision(), "fresh");
+    host.preseed(&["initdb-guard"]).expect_code(0);
+    fs::remove_file(format!("{}.pending", host.marker)).expect("forget the fresh claim");
+
+    // The share mounted: empty, but a filesystem of its own.
+    host.empty_repo_share(1);
+    assert_eq!(host.preseed(&["plan"]).decision(), "fresh");
 }
 
 /// postgresql.service's first ExecStartPre: an empty PGDATA that pg-preseed did not clear for
@@ -448,8 +504,9 @@ fn initdb_guard_blocks_an_initdb_nobody_decided() {
     assert_eq!(guard.decision(), "refuse");
 
     // A first deployment that pg-preseed decided: allowed.
-    fs::remove_dir_all(&host.pgbackrest.repos[0]).expect("empty the repository");
-    let _ = sandbox.shared_dir("repo1");
+    // A new, empty repository on a share of its own (an empty directory on the root
+    // filesystem would prove nothing: see an_unmounted_share_is_not_an_empty_repository).
+    host.empty_repo_share(1);
     host.set("/on_no_backup", json!("initdb"));
     host.preseed(&["run"]).expect_code(0);
     host.preseed(&["initdb-guard"]).expect_code(0);

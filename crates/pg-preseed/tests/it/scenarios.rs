@@ -234,8 +234,9 @@ fn crash_mid_restore() {
 fn first_deploy() {
     let sandbox = Sandbox::new("first-deploy");
     let mut host = Host::new(&sandbox, bin(), 1);
-    fs::remove_dir_all(&host.pgbackrest.repos[0]).expect("empty the repository");
-    let _ = sandbox.shared_dir("repo1");
+    // A new, empty repository on a share of its own (an empty directory on the root
+    // filesystem would prove nothing: see an_unmounted_share_is_not_an_empty_repository).
+    host.empty_repo_share(1);
     // An empty repository alone is no licence to start empty: on_no_backup must say so.
     let refused = host.preseed(&["run"]);
     refused.expect_code(3);
