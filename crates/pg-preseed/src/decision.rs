@@ -122,7 +122,11 @@ pub fn needs_repos(facts: &Facts) -> bool {
     }
     match &facts.pgdata {
         PgdataState::Missing | PgdataState::Empty => true,
-        PgdataState::RestoreInProgress { .. } => own_restore_claim(facts).is_some(),
+        PgdataState::RestoreInProgress { .. }
+        | PgdataState::Partial {
+            only_directories: true,
+            ..
+        } => own_restore_claim(facts).is_some(),
         _ => false,
     }
 }
@@ -177,6 +181,20 @@ pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
     let pgdata_text = facts.pgdata.describe(policy.pgdata.as_ref());
     draft.reasons.push(pgdata_text);
     match &facts.pgdata {
+        // pgBackRest stopped after creating the cluster's directories and before writing its
+        // manifest, in a restore pg-preseed's claim shows it started: nothing was written.
+        PgdataState::Partial {
+            only_directories: true,
+            ..
+        } if own_restore_claim(facts).is_some() => {
+            draft.reasons.push(
+                "those are the empty directories pgBackRest creates before its manifest: the \
+                 restore pg-preseed started (its claim) was stopped before it wrote any file; \
+                 they are removed and the restore starts again"
+                    .to_owned(),
+            );
+            empty(facts, policy, draft)
+        }
         PgdataState::Partial { .. }
         | PgdataState::NotADirectory
         | PgdataState::Unreadable { .. } => draft.finish(
@@ -959,11 +977,46 @@ mod tests {
     }
 
     // partial | any | any | REFUSE
+    /// The kill -9 window: pgBackRest created the cluster's directories and was stopped before
+    /// it wrote its manifest. With pg-preseed's claim: restored again (the directories are
+    /// removed first); without it: refused like any other unknown contents.
+    #[test]
+    fn only_empty_directories_restore_again_only_with_our_claim() {
+        let skeleton = PgdataState::Partial {
+            entries: vec!["base".to_owned(), "global".to_owned()],
+            total: 2,
+            only_directories: true,
+        };
+        let mut f = facts(
+            skeleton.clone(),
+            ReceiptState::Absent,
+            Some(vec![with_backup(1)]),
+        );
+        assert!(!needs_repos(&f));
+        assert_eq!(decide_default(&f).action, Action::Refuse);
+        f.claim = Some(claim(ClaimKind::Restore));
+        assert!(needs_repos(&f));
+        let d = decide_default(&f);
+        assert!(matches!(d.action, Action::Restore(_)), "{d:?}");
+        assert!(d
+            .reasons
+            .iter()
+            .any(|r| r.contains("empty directories pgBackRest creates")));
+        // A file among them: unknown contents, refused even with the claim.
+        f.pgdata = PgdataState::Partial {
+            entries: vec!["base".to_owned()],
+            total: 1,
+            only_directories: false,
+        };
+        assert_eq!(decide_default(&f).action, Action::Refuse);
+    }
+
     #[test]
     fn row_partial_refuses() {
         let partial = PgdataState::Partial {
             entries: vec!["base".to_owned(), "postmaster.pid".to_owned()],
             total: 2,
+            only_directories: false,
         };
         for marker in [ReceiptState::Absent, receipt(SYSID)] {
             let f = facts(partial.clone(), marker, Some(vec![with_backup(1)]));

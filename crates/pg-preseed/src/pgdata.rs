@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt as _;
 
 use camino::Utf8Path;
 use serde::Serialize;
@@ -35,6 +36,12 @@ pub enum PgdataState {
     Partial {
         entries: Vec<String>,
         total: usize,
+        /// Nothing but empty directories, all on PGDATA's filesystem: what pgBackRest leaves
+        /// when it is stopped after creating the cluster's directories and before writing its
+        /// manifest. Holds no data; still never touched unless pg-preseed's claim shows that
+        /// pg-preseed started that restore.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        only_directories: bool,
     },
     NotADirectory,
     Unreadable {
@@ -85,7 +92,11 @@ impl PgdataState {
                     .map(|label| format!(", backup {label}"))
                     .unwrap_or_default()
             ),
-            PgdataState::Partial { entries, total } => {
+            PgdataState::Partial {
+                entries,
+                total,
+                only_directories,
+            } => {
                 let mut listed = entries.join(", ");
                 if *total > entries.len() {
                     let _ = write!(listed, " and {} more", total - entries.len());
@@ -95,8 +106,13 @@ impl PgdataState {
                 } else {
                     ""
                 };
+                let only = if *only_directories {
+                    " (directories only, all empty)"
+                } else {
+                    ""
+                };
                 format!(
-                    "is neither empty nor a cluster nor an unfinished restore: it contains {listed}{hint}"
+                    "is neither empty nor a cluster nor an unfinished restore: it contains {listed}{only}{hint}"
                 )
             }
             PgdataState::NotADirectory => "exists but is not a directory".to_owned(),
@@ -106,6 +122,8 @@ impl PgdataState {
 }
 
 /// Raw observations of PGDATA, gathered by [`observe`].
+// Independent observations of the disk, each a yes/no; `classify` turns them into one state.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub exists: bool,
@@ -115,6 +133,8 @@ pub struct Observed {
     pub has_pg_control: bool,
     pub pg_version: Option<String>,
     pub manifest: Option<String>,
+    /// The tree holds directories and nothing else (see [`PgdataState::Partial`]).
+    pub only_directories: bool,
 }
 
 /// Classifies observations; pure.
@@ -153,7 +173,11 @@ pub fn classify(observed: &Observed) -> PgdataState {
     entries.sort();
     let total = entries.len();
     entries.truncate(NAMED_ENTRIES);
-    PgdataState::Partial { entries, total }
+    PgdataState::Partial {
+        entries,
+        total,
+        only_directories: observed.only_directories,
+    }
 }
 
 /// `backup-label="20240101-000000F"` from the `[backup]` section of a pgBackRest manifest.
@@ -202,14 +226,49 @@ pub fn observe(pgdata: &Utf8Path) -> Observed {
         })
         .map_err(|error| error.to_string());
     let manifest = read_head(&pgdata.join(BACKUP_MANIFEST), 64 * 1024);
+    let pg_version = read_head(&pgdata.join(PG_VERSION), 64).map(|v| v.trim().to_owned());
+    let only_directories = manifest.is_none()
+        && pg_version.is_none()
+        && entries.as_ref().is_ok_and(|e| !e.is_empty())
+        && only_empty_directories(pgdata, metadata.dev());
     Observed {
         exists: true,
         is_dir: true,
         entries: Some(entries),
         has_pg_control: pgdata.join(PG_CONTROL).is_file(),
-        pg_version: read_head(&pgdata.join(PG_VERSION), 64).map(|v| v.trim().to_owned()),
+        pg_version,
         manifest,
+        only_directories,
     }
+}
+
+/// Whether everything below `dir` is a directory on device `device` (no file, no symlink, no
+/// mount point). Looks at no more than a few thousand entries: pgBackRest's directory skeleton
+/// of a cluster is a few dozen, anything bigger is not that.
+fn only_empty_directories(dir: &Utf8Path, device: u64) -> bool {
+    const LIMIT: usize = 4096;
+    let mut seen = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&current) else {
+            return false;
+        };
+        for entry in listing {
+            seen += 1;
+            let Ok(entry) = entry else { return false };
+            let Ok(metadata) = entry.metadata() else {
+                return false;
+            };
+            if seen > LIMIT || !metadata.is_dir() || metadata.dev() != device {
+                return false;
+            }
+            let Ok(path) = camino::Utf8PathBuf::from_path_buf(entry.path()) else {
+                return false;
+            };
+            pending.push(path);
+        }
+    }
+    true
 }
 
 fn read_head(path: &Utf8Path, limit: u64) -> Option<String> {
@@ -235,7 +294,32 @@ mod tests {
             has_pg_control: false,
             pg_version: None,
             manifest: None,
+            only_directories: false,
         }
+    }
+
+    /// The skeleton pgBackRest creates before its manifest: directories only. One file, or a
+    /// symlink, anywhere below makes it unknown contents again.
+    #[test]
+    fn observe_tells_a_directory_skeleton_from_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let pgdata = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(pgdata.join("base/1")).unwrap();
+        std::fs::create_dir_all(pgdata.join("global")).unwrap();
+        let observed = observe(pgdata);
+        assert!(observed.only_directories);
+        assert!(matches!(
+            classify(&observed),
+            PgdataState::Partial {
+                only_directories: true,
+                ..
+            }
+        ));
+        std::os::unix::fs::symlink("/tmp", pgdata.join("base/link")).unwrap();
+        assert!(!observe(pgdata).only_directories);
+        std::fs::remove_file(pgdata.join("base/link")).unwrap();
+        std::fs::write(pgdata.join("base/1/16384"), b"data").unwrap();
+        assert!(!observe(pgdata).only_directories);
     }
 
     #[test]
@@ -286,7 +370,7 @@ mod tests {
     fn partial_lists_a_few_entries_and_the_total() {
         let names: Vec<String> = (0..20).map(|i| format!("f{i:02}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let PgdataState::Partial { entries, total } = classify(&with(&refs)) else {
+        let PgdataState::Partial { entries, total, .. } = classify(&with(&refs)) else {
             panic!("expected partial");
         };
         assert_eq!(total, 20);

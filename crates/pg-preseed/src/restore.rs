@@ -94,12 +94,45 @@ pub fn prepare_pgdata(ctx: &Context) -> anyhow::Result<Vec<String>> {
             }
         }
         PgdataState::RestoreInProgress { .. } => {}
+        // Only when the decision saw pg-preseed's own claim for it (decision::decide).
+        PgdataState::Partial {
+            only_directories: true,
+            ..
+        } => {
+            let removed = remove_empty_directories(pgdata)?;
+            done.push(format!(
+                "removed the {removed} empty directories the interrupted restore had created in {pgdata}"
+            ));
+        }
         other => bail!(
             "PGDATA changed while deciding: {}; nothing was restored",
             other.describe(pgdata)
         ),
     }
     Ok(done)
+}
+
+/// Removes every directory below `pgdata` (not `pgdata` itself), deepest first, with rmdir:
+/// a directory that is not empty is never removed (the call fails, and the restore with it),
+/// so nothing but empty directories can go. Returns how many were removed.
+fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> {
+    let mut directories = Vec::new();
+    let mut pending = vec![pgdata.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("failed to list {dir}"))? {
+            let entry = entry.with_context(|| format!("failed to list {dir}"))?;
+            let path = camino::Utf8PathBuf::from_path_buf(entry.path())
+                .map_err(|p| anyhow::anyhow!("{} is not UTF-8", p.display()))?;
+            pending.push(path.clone());
+            directories.push(path);
+        }
+    }
+    // Children were pushed after their parents: remove in reverse.
+    for dir in directories.iter().rev() {
+        std::fs::remove_dir(dir)
+            .with_context(|| format!("failed to remove the empty directory {dir}"))?;
+    }
+    Ok(directories.len())
 }
 
 /// Tries each candidate in order. The claim is updated (and written) before and after every
@@ -120,6 +153,14 @@ pub fn restore(
         let delta = match pgdata::classify(&pgdata::observe(&ctx.config.pgdata)) {
             PgdataState::Missing | PgdataState::Empty => false,
             PgdataState::RestoreInProgress { .. } => true,
+            // An attempt of this run stopped after creating directories, before its manifest.
+            PgdataState::Partial {
+                only_directories: true,
+                ..
+            } => {
+                remove_empty_directories(&ctx.config.pgdata)?;
+                false
+            }
             other => bail!(
                 "not trying {}: {}; the engine only restores into an empty PGDATA or resumes its own restore",
                 candidate.repo,
