@@ -99,9 +99,11 @@ for unit in "${disable[@]}"; do
     in_root systemctl disable "$unit" >/dev/null 2>&1
   fi
 done
-# The console ports belong to the driver (serial log, backdoor shell), as in NixOS test VMs.
+# The serial port belongs to the driver (the node's serial log), as in NixOS test VMs.
 ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
-ln -sf /dev/null "$root/etc/systemd/system/serial-getty@hvc0.service"
+# /tmp on the root filesystem, as on NixOS (boot.tmp.useTmpfs defaults to false); trixie would
+# mount a tmpfs there.
+ln -sf /dev/null "$root/etc/systemd/system/tmp.mount"
 in_root systemctl enable backdoor.service vm-network.service >/dev/null 2>&1
 
 # Root on the first virtio disk, as in NixOS test VMs. No fsck pass: the ext4 journal is replayed
@@ -130,12 +132,16 @@ rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/debconf/*-old "$root/usr/sb
 # Every node gets its own machine-id through its tree.
 : >"$root/etc/machine-id"
 umount -R "$root/dev" "$root/sys" "$root/proc"
+# What systemd-update-done would write at the first boot: without them every node's first boot
+# runs ldconfig, the journal catalog update and friends (ConditionNeedsUpdate), seconds under TCG.
+touch "$root/etc/.updated" "$root/var/.updated"
 
 step "mke2fs -d"
 used_mib=$(du -sm "$root" | cut -f1)
 # Room for what the scenarios write to the root filesystem (the repository host's backups).
 size_mib=$(((used_mib + 3072 + 255) / 256 * 256))
-mke2fs -q -t ext4 -L vm-root -d "$root" "$out/rootfs.img" "${size_mib}M"
+truncate -s "${size_mib}M" "$out/rootfs.img"
+mke2fs -q -t ext4 -L vm-root -d "$root" "$out/rootfs.img"
 rm -rf "$root"
 echo "rootfs ${used_mib} MiB used of ${size_mib} MiB; built in $((SECONDS - started)) s" >>"$out/manifest.txt"
 step "done: $(tail -1 "$out/manifest.txt")"

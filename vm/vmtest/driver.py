@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .initrd import Tree, write_node_initrd
 from .logger import Logger
-from .machine import Machine, MachineError, RequestedAssertionFailed, retry
+from .machine import Machine, MachineError, RequestedAssertionFailed, die_with_parent, retry
 from .scenario import Scenario
 
 SCRIPT_FILENAME = "<testScript>"
@@ -80,6 +80,7 @@ class Driver:
             stdout=(self.log_dir / "hub.log").open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while True:
@@ -178,9 +179,11 @@ class Driver:
 
     def _report(self, error: BaseException) -> str:
         frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == SCRIPT_FILENAME]
+        source = self.scenario.script().splitlines()
         self.logger.log_test_error("Traceback (most recent call last), testScript frames:")
         for frame in frames:
-            self.logger.log_test_error(f"  {self._script_location(frame.lineno or 0)}: {frame.line}")
+            line = source[frame.lineno - 1].strip() if frame.lineno and frame.lineno <= len(source) else ""
+            self.logger.log_test_error(f"  {self._script_location(frame.lineno or 0)}: {line}")
         summary = f"{type(error).__name__}: {error}"
         if self.timed_out:
             summary = f"global timeout ({self.scenario.global_timeout} s) reached; then {summary}"

@@ -6,7 +6,8 @@ commit 019697db058b6738eda0cb2cdcc9f5c014c914cb) and driver.py (003d58163f469fbe
 - start() is asynchronous: QEMU runs, nothing waits for the guest; the first command waits for the
   backdoor shell ("connect"). start() on a running machine does nothing.
 - execute(cmd, timeout=900) runs `timeout T bash -c 'set -euo pipefail; CMD' | (base64 -w 0; echo)`
-  in the guest's root shell on hvc0, then `echo ${PIPESTATUS[0]}`; returns (status, stdout).
+  in the guest's root shell (a virtio-serial port where NixOS uses the console hvc0: see the
+  image's backdoor.service), then `echo ${PIPESTATUS[0]}`; returns (status, stdout).
   stderr is not captured (it goes to the serial console).
 - succeed/fail(*commands, timeout=None) run each command in turn and raise on the first one whose
   status is (not) zero; they return the concatenated stdout.
@@ -22,6 +23,7 @@ commit 019697db058b6738eda0cb2cdcc9f5c014c914cb) and driver.py (003d58163f469fbe
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import re
 import select
@@ -35,6 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .logger import Logger
+
+
+def die_with_parent() -> None:
+    """preexec_fn for the processes the driver starts (QEMU, the hub): killed when the driver
+    dies, however it dies, so no guest outlives a run."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
 
 
 class MachineError(Exception):
@@ -183,10 +192,11 @@ class Machine:
             *drives,
             "-netdev", f"stream,id=link,server=off,addr.type=unix,addr.path={self.hub_socket}",
             "-device", f"virtio-net-pci,netdev=link,mac={self.spec.mac}",
-            # The backdoor shell: /dev/hvc0 in the guest, a unix socket the driver listens on.
+            # The backdoor shell: the virtio-serial port "backdoor" in the guest (see the image's
+            # backdoor.service for why not the console hvc0), a unix socket the driver listens on.
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=shell,path={self.shell_path}",
-            "-device", "virtconsole,chardev=shell",
+            "-device", "virtserialport,chardev=shell,name=backdoor",
             "-device", "virtio-rng-pci",
             "-monitor", f"unix:{self.monitor_path}",
             "-serial", "stdio",
@@ -227,6 +237,7 @@ class Machine:
             stderr=subprocess.STDOUT,
             cwd=self.state_dir,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             self.monitor = self._accept(listeners[self.monitor_path], "monitor")

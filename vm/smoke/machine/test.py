@@ -29,6 +29,18 @@ with subtest("power-on to shell; the node's tree is in place before systemd"):
     assert machine.succeed(f"{HELLO}").startswith("hello")
     assert machine.succeed("systemctl is-system-running || true").strip() == "running"
 
+with subtest("the image: the scenarios' tools, no cluster of Debian's, NixOS' postgres ids"):
+    machine.succeed(
+        "sudo -u postgres psql --version | grep -q 'PostgreSQL) 17'",
+        "sudo -u postgres pgbench --version",
+        "pgbackrest version",
+        "command -v zfs zpool parted journalctl find grep curl openssl stunnel4 exportfs mount.nfs",
+    )
+    machine.fail("test -e /etc/postgresql/17", "systemctl is-enabled postgresql.service nfs-server.service zfs-mount.service")
+    assert machine.succeed("id -u postgres; id -g postgres").split() == ["71", "71"]
+    # /tmp is on the root filesystem, as on NixOS.
+    assert machine.succeed("findmnt -n -o TARGET --target /tmp").strip() == "/"
+
 with subtest("execute, succeed and fail as NixOS runs them"):
     assert machine.execute("echo out; echo err >&2; exit 3") == (3, "out\n")
     assert machine.succeed("echo a", "echo b") == "a\nb\n"
