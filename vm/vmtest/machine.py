@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import os
 import re
 import select
 import shlex

@@ -94,10 +94,14 @@ with subtest("zfs list with 1, 50 and 500 datasets"):
     for total in (1, 50, 500):
         tic = time.monotonic()
         if total > made:
-            db.succeed(f"for i in $(seq {made + 1} {total}); do zfs create tank/bench/d$i; done", timeout=1800)
+            # Several creates at once share transaction groups: much faster than one by one.
+            db.succeed(f"seq {made + 1} {total} | xargs -P 8 -I@ zfs create tank/bench/d@", timeout=1800)
         created = time.monotonic() - tic
-        count = int(db.succeed(f"{LIST} -r tank/bench | wc -l"))
-        assert count == total, (count, total)
+        assert int(db.succeed(f"{LIST} -r tank/bench | wc -l")) == total
+        listed = int(db.succeed(f"{LIST} | wc -l"))
         median = guest_seconds(db, f"{LIST}")
-        log.info(f"measure: zfs list, {total} datasets: {median:.3f} s (median of 5, guest time); created {total - made} in {created:.0f} s")
+        log.info(
+            f"measure: zfs list with {total} datasets (tank/bench and below; {listed} lines): "
+            f"{median:.3f} s (median of 5, guest time); {total - made} created in {created:.0f} s"
+        )
         made = total
