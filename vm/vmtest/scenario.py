@@ -27,6 +27,21 @@ The driver adds a layer under each tree (the tree wins on conflicts): /etc/hostn
 name), /etc/hosts (every node of the scenario), /etc/machine-id, /etc/vm-test/address (the node's
 address on the private link, 192.168.1.<n> with n the 1-based position of its name in sorted
 order, as NixOS test VMs number them).
+
+The tree is copied over the root filesystem by the initramfs at every boot, before systemd
+starts: a unit, a `<unit>.d/` drop-in or a `<target>.wants/`/`.requires/` symlink in the tree's
+etc/systemd/system is seen by the first unit load; a file the guest deleted comes back at the
+next boot; nothing the tree lacks is removed. What the image (vm/image) gives a tree to build on:
+- Debian trixie: systemd 257, PostgreSQL 17 in /usr/lib/postgresql/17/bin, pgbackrest, zfs and
+  zpool (OpenZFS 2.3, module built for the guest kernel) in /usr/sbin, util-linux, NFS, stunnel4,
+  curl, openssl, sudo, parted; no minio or mc (not in Debian).
+- The postgres user and group with NixOS' ids 71:71; no PostgreSQL cluster.
+- Debian's postgresql, nfs-server and zfs-* units installed but disabled: a tree enables what its
+  node's NixOS configuration has (a symlink in multi-user.target.wants/ etc.) or replaces them with
+  rendered units of the same name in etc/systemd/system (which take precedence over /usr/lib).
+- /etc/fstab holds only `/dev/vda / ext4 rw 0 0`: a tree's etc/fstab replaces it whole, so it must
+  keep that line.
+- backdoor.service and vm-network.service are the driver's: a tree must not replace them.
 """
 
 from __future__ import annotations
