@@ -4,9 +4,9 @@
 //! fetched, 1 not in any of them, 255 one could not be asked), with one line on stderr
 //! (PostgreSQL's log) whenever a repository failed.
 //!
-//! Not a [`super::Session`]: it runs inside PostgreSQL's recovery, once per WAL file, while
-//! `verify` may hold the lock waiting for that very recovery to end; it takes no lock and records
-//! no outcome.
+//! Not a `Session` (see `commands`): it runs inside PostgreSQL's recovery, once per WAL file,
+//! while `verify` may hold the lock waiting for that very recovery to end; it takes no lock and
+//! records no outcome.
 
 use std::time::Duration;
 
