@@ -11,7 +11,7 @@ fuzz_target!(|text: &str| {
             let again = serde_json::to_string(&config).expect("a parsed config serialises");
             let reparsed = Config::parse(&again, "fuzz-again").expect("what we print parses");
             assert_eq!(reparsed.pgdata, config.pgdata);
-            assert_eq!(reparsed.marker_path(), config.marker_path());
+            assert_eq!(reparsed.receipt_path(), config.receipt_path());
             assert_eq!(reparsed.pgbackrest.repos, config.pgbackrest.repos);
         }
         Err(error) => assert!(!error.issues.is_empty()),

@@ -61,6 +61,11 @@ pub enum Command {
     /// Compare (check) or reconcile (ensure) the declared ZFS datasets; refuse conflicts.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// PostgreSQL's restore_command, installed by `run` and `drill`: fetch one WAL file, asking
+    /// the repositories recovery consults in order. Exit 0 fetched; 1 none holds it (the end of
+    /// the archive); 255 one could not be asked (PostgreSQL then stops recovery instead of
+    /// ending it early).
+    ArchiveGet(ArchiveGetArgs),
 }
 
 impl Command {
@@ -73,6 +78,23 @@ impl Command {
             Command::Run(_) | Command::Verify(_) | Command::Drill(_)
         )
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveGetArgs {
+    /// The PGDATA being recovered (default: pgdata from the config); the drill's scratch copy
+    /// passes its own.
+    #[arg(long)]
+    pub pgdata: Option<Utf8PathBuf>,
+    /// The repositories to ask, in order (e.g. "2" or "1,2"): those that answered with the
+    /// stanza when the restore was decided. Default: every one in pgbackrest.repos. One no
+    /// longer in pgbackrest.repos is not asked.
+    #[arg(long, value_delimiter = ',')]
+    pub repos: Option<Vec<u32>>,
+    /// The WAL file PostgreSQL asks for (`%f`).
+    pub wal: String,
+    /// Where to put it (`%p`, relative to PGDATA).
+    pub destination: String,
 }
 
 #[derive(Debug, Subcommand)]

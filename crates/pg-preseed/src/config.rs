@@ -243,6 +243,30 @@ pub struct Target {
     pub value: Option<String>,
 }
 
+impl Target {
+    /// `time "2026-01-02 03:04:05+00"`, `immediate`, … for messages, `status` and the logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match &self.value {
+            Some(value) => format!("{} \"{value}\"", self.kind.as_str()),
+            None => self.kind.as_str().to_owned(),
+        }
+    }
+
+    /// Checks a time or LSN value in the form pg-preseed checks against the backups before it
+    /// restores (the decision); other kinds cannot be looked up in a repository.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong with the value.
+    pub fn check_value(&self) -> Result<(), String> {
+        match (self.kind, self.value.as_deref()) {
+            (TargetType::Time, Some(value)) => crate::clock::parse_timestamptz(value).map(|_| ()),
+            (TargetType::Lsn, Some(value)) => crate::wal::Lsn::parse(value).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
@@ -591,6 +615,12 @@ impl Config {
             ),
             (Some(value), true) if value.trim().is_empty() => {
                 issues.push("pgbackrest.target.value", "must not be empty".to_owned());
+            }
+            (Some(_), true) => {
+                // Time and LSN targets are checked against the backups before restoring.
+                if let Err(message) = pgbackrest.target.check_value() {
+                    issues.push("pgbackrest.target.value", message);
+                }
             }
             _ => {}
         }
@@ -952,6 +982,39 @@ mod tests {
             r#""stanza": "main", "target": {"type": "sometime"}"#,
         );
         assert_eq!(keys(&text), ["pgbackrest.target.type"]);
+        // A time without its UTC offset, an LSN that is not one.
+        for target in [
+            r#"{"type": "time", "value": "2026-01-02 03:04:05"}"#,
+            r#"{"type": "lsn", "value": "16B3748"}"#,
+        ] {
+            let text = MINIMAL.replace(
+                r#""stanza": "main""#,
+                &format!(r#""stanza": "main", "target": {target}"#),
+            );
+            assert_eq!(keys(&text), ["pgbackrest.target.value"], "{target}");
+        }
+    }
+
+    #[test]
+    fn target_values_checked_before_restoring() {
+        let target = |kind: TargetType, value: &str| Target {
+            kind,
+            value: Some(value.to_owned()),
+        };
+        assert!(target(TargetType::Time, "2026-01-02 03:04:05+00")
+            .check_value()
+            .is_ok());
+        assert!(target(TargetType::Time, "2026-01-02 03:04:05")
+            .check_value()
+            .is_err());
+        assert!(target(TargetType::Lsn, "0/16B3748").check_value().is_ok());
+        assert!(target(TargetType::Lsn, "16B3748").check_value().is_err());
+        assert!(target(TargetType::Name, "anything").check_value().is_ok());
+        assert_eq!(
+            target(TargetType::Name, "before b").describe(),
+            "name \"before b\""
+        );
+        assert_eq!(Target::default().describe(), "default");
     }
 
     #[test]

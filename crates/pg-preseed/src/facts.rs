@@ -16,6 +16,7 @@ use crate::fsutil;
 use crate::mountinfo;
 use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
+use crate::pitr;
 use crate::preflight::{self, Layout, PgdataOwner, Preflight, ZfsState};
 use crate::receipt::Claim;
 use crate::zfs::Zfs;
@@ -204,7 +205,7 @@ pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
             {
                 continue;
             }
-            let status = probe(ctx, repo);
+            let status = repo_status(ctx, repo);
             if let RepoStatus::Unreachable { reason } = &status {
                 last_unreachable.push(format!("{repo}: {reason}"));
             }
@@ -235,8 +236,9 @@ pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
         .collect()
 }
 
-/// One `pgbackrest info` for one repository, classified.
-fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
+/// One `pgbackrest info` for one repository, classified (no waiting: [`gather_repos`] waits).
+#[must_use]
+pub fn repo_status(ctx: &Context, repo: &RepoRef) -> RepoStatus {
     let unreachable = |reason: String| RepoStatus::Unreachable { reason };
     let info = |echo| {
         ctx.pgbackrest(pgbackrest::info_argv(&ctx.stanza, repo.number, echo))
@@ -246,12 +248,15 @@ fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
         Ok(output) => output,
         Err(error) => return unreachable(exec_reason(&error)),
     };
+    let stanza = &ctx.config.pgbackrest.stanza;
     let view = pgbackrest::parse_info(&String::from_utf8_lossy(&output.stdout))
         .map_err(|e| format!("unexpected `pgbackrest info` output: {e}"))
         .and_then(|infos| {
-            pgbackrest::repo_view(&infos, &ctx.config.pgbackrest.stanza, repo.number)
+            // The same output, read for the backups' WAL positions (recovery targets).
+            let wal = pitr::wal_facts(&infos, stanza, repo.number)?;
+            Ok((pgbackrest::repo_view(&infos, stanza, repo.number)?, wal))
         });
-    let view = match view {
+    let (view, wal) = match view {
         Ok(view) => view,
         Err(reason) => return unreachable(reason),
     };
@@ -259,6 +264,7 @@ fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
         code::OK if view.backups.is_empty() => RepoStatus::NoBackups,
         code::OK => RepoStatus::Backups {
             backups: view.backups,
+            wal,
         },
         code::NO_BACKUP => RepoStatus::NoBackups,
         code::MISSING_STANZA_PATH => {

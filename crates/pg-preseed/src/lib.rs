@@ -1,11 +1,13 @@
 //! pg-preseed: brings a PostgreSQL server back from its pgBackRest backups when its data
 //! directory is empty, and refuses, loudly, whenever that would not be safe.
 //!
-//! Pure core: [`paths`], [`lines`], [`clock`], [`config`], [`mountinfo`], [`pgdata`],
-//! [`receipt`], [`outcome`], [`preflight`], [`datasets`], [`decision`], [`metrics`], [`report`].
-//! Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
+//! Pure core: [`paths`], [`lines`], [`clock`], [`wal`], [`config`], [`mountinfo`], [`pgdata`],
+//! [`receipt`], [`outcome`], [`preflight`], [`datasets`], [`pitr`] (recovery targets),
+//! [`decision`], [`recovery`] (the restore_command, how a recovery ended), [`metrics`],
+//! [`report`]. Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
 //! [`pgbackrest`], [`postgres`]. Edges: [`fsutil`], [`lock`], [`files`], [`context`], [`facts`]
-//! (gathering), [`server`] (checks on a running server), [`restore`] and [`commands`].
+//! (gathering), [`server`] (checks on a running server), [`recovery_end`] (where recovery
+//! ended, for `verify`), [`restore`] and [`commands`].
 //! docs/design.md says what each owns and may import.
 
 pub mod cli;
@@ -28,10 +30,14 @@ pub mod outcome;
 pub mod paths;
 pub mod pgbackrest;
 pub mod pgdata;
+pub mod pitr;
 pub mod postgres;
 pub mod preflight;
 pub mod receipt;
+pub mod recovery;
+pub mod recovery_end;
 pub mod report;
 pub mod restore;
 pub mod server;
+pub mod wal;
 pub mod zfs;

@@ -138,6 +138,38 @@ pub fn render(last_runs: &LastRuns, marker: &ReceiptState, now: i64) -> String {
             vec![(String::new(), value)],
         );
     }
+    if let Some(recovery) = match marker {
+        ReceiptState::Valid { receipt } => receipt.recovery.as_ref(),
+        _ => None,
+    } {
+        match &recovery.target {
+            Some(target) => family(
+                "pg_preseed_receipt_recovery_target_reached",
+                "gauge",
+                "1 when the restored cluster's recovery stopped at its recovery target.",
+                vec![(
+                    format!(
+                        "{{type=\"{}\",target=\"{}\"}}",
+                        escape(target.kind.as_str()),
+                        escape(target.value.as_deref().unwrap_or_default())
+                    ),
+                    u8::from(recovery.target_reached == Some(true)).to_string(),
+                )],
+            ),
+            None => family(
+                "pg_preseed_receipt_recovery_reached_archive_end",
+                "gauge",
+                "1 when the restored cluster's replay reached the newest archived WAL.",
+                vec![(String::new(), "1".to_owned())],
+            ),
+        }
+        family(
+            "pg_preseed_receipt_recovery_warnings",
+            "gauge",
+            "Repositories left out of recovery that verify could not ask either.",
+            vec![(String::new(), recovery.warnings.len().to_string())],
+        );
+    }
     family(
         "pg_preseed_metrics_timestamp_seconds",
         "gauge",
@@ -191,6 +223,39 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} gauge")), "{line}");
         }
+    }
+
+    #[test]
+    fn recovery_target_from_the_receipt() {
+        let history = "1\t0/50449B8\tat restore point \"before b\"\n";
+        let end = crate::recovery::ReplayEnd::from_history(2, history).unwrap();
+        let target = crate::config::Target {
+            kind: crate::config::TargetType::Name,
+            value: Some("before b".to_owned()),
+        };
+        let judged = crate::recovery::judge_target(&end, 16 << 20, &target);
+        let mut receipt = crate::receipt::Receipt::adopted(
+            camino::Utf8Path::new("/var/lib/postgresql/16"),
+            16,
+            1,
+            "db",
+        );
+        receipt.action = crate::receipt::Origin::Restored;
+        receipt.recovery = Some(judged.end);
+        let marker = ReceiptState::Valid {
+            receipt: Box::new(receipt),
+        };
+        let text = render(&LastRuns::new(), &marker, 1_800_000_000);
+        assert!(
+            text.contains(
+                "pg_preseed_receipt_recovery_target_reached{type=\"name\",target=\"before b\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("pg_preseed_receipt_recovery_warnings 0\n"),
+            "{text}"
+        );
     }
 
     #[test]

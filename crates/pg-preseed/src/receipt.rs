@@ -5,10 +5,13 @@
 //! verified cluster, with its system identifier (DESIGN.md's "marker"). The claim beside it is
 //! written by `run` before pgBackRest touches PGDATA.
 
+use std::fmt::{self, Write as _};
+
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
+use crate::wal::Lsn;
 
 /// The version these files carry: `tool_version` in receipts and claims.
 const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,6 +45,36 @@ pub struct Source {
     pub backup_stop: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// The repositories recovery consults (`pg-preseed archive-get --repos`, in this order):
+    /// those that answered when the restore was decided and hold the stanza. Empty in claims
+    /// written before this was recorded: then every configured repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_repos: Vec<u32>,
+    /// The configured repositories recovery does not consult, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A configured repository left out of recovery: it did not answer when the restore was decided,
+/// or held nothing of the stanza.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub repo: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_name: Option<String>,
+    /// "unreachable when the restore was decided", …
+    pub reason: String,
+}
+
+impl fmt::Display for LeftOut {
+    /// `repo1 (nfs): unreachable when the restore was decided`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "repo{}", self.repo)?;
+        if let Some(name) = &self.repo_name {
+            write!(f, " ({name})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +111,83 @@ pub struct Receipt {
     pub restored_bytes: Option<u64>,
     #[serde(default)]
     pub checks: Vec<CheckResult>,
+    /// How recovery ended (restores verified since recovery is checked): where replay stopped,
+    /// and the archive end or target it reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryEnd>,
+}
+
+/// The newest archived WAL segment on a timeline, and the repository holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveEnd {
+    pub repo: u32,
+    pub segment: String,
+}
+
+/// What the receipt records about how recovery ended (verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryEnd {
+    /// The timeline replay ran on when it ended, and where.
+    pub timeline: u32,
+    pub end_lsn: Lsn,
+    /// The segment holding the last byte replayed.
+    pub end_segment: String,
+    /// The timeline the server went on with.
+    pub new_timeline: u32,
+    /// PostgreSQL's reason, from the new timeline's history file.
+    pub reason: String,
+    /// The recovery target the restore asked for, if any; then `target_reached` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_reached: Option<bool>,
+    /// Without a target: the segment after the last one replayed, which no repository asked
+    /// holds (each was asked for it, as recovery would have asked next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_segment: Option<String>,
+    /// Without a target: the newest segment the repositories were known to hold on `timeline`
+    /// (from `pgbackrest info`; unknown once a newer timeline is archived), which replay reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_end: Option<ArchiveEnd>,
+    /// What could not be proven and did not fail the check: a repository left out of recovery
+    /// that could not be asked at verification either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl RecoveryEnd {
+    /// One line for `status` and logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let position = format!("timeline {} at {}", self.timeline, self.end_lsn);
+        match (&self.target, self.target_reached) {
+            (Some(target), Some(true)) => format!(
+                "recovery reached its target {} ({}; {position})",
+                target.describe(),
+                self.reason
+            ),
+            (Some(target), _) => format!(
+                "recovery target {} NOT confirmed ({}; {position})",
+                target.describe(),
+                self.reason
+            ),
+            (None, _) => {
+                let mut text = format!("replay reached the end of the archive ({position}");
+                if let Some(end) = &self.archive_end {
+                    let _ = write!(
+                        text,
+                        "; newest archived segment {} in repo{}",
+                        end.segment, end.repo
+                    );
+                }
+                if let Some(next) = &self.next_segment {
+                    let _ = write!(text, "; {next} in no repository");
+                }
+                text.push(')');
+                text
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +258,7 @@ impl Receipt {
             duration_seconds: None,
             restored_bytes: None,
             checks: Vec::new(),
+            recovery: None,
         }
     }
 
@@ -169,6 +280,7 @@ impl Receipt {
             restored_at: history.restored_at,
             duration_seconds: history.duration_seconds,
             restored_bytes: history.restored_bytes,
+            recovery: history.recovery,
             verified_at: Some(now.to_owned()),
             checks,
             ..Receipt::adopted(pgdata, postgres_major, system_identifier, host)
@@ -184,6 +296,8 @@ pub struct History {
     pub restored_at: Option<String>,
     pub duration_seconds: Option<f64>,
     pub restored_bytes: Option<u64>,
+    /// How recovery ended: what `verify` proved now, else what it proved before.
+    pub recovery: Option<RecoveryEnd>,
 }
 
 impl History {
@@ -196,6 +310,7 @@ impl History {
             restored_at: None,
             duration_seconds: None,
             restored_bytes: None,
+            recovery: None,
         }
     }
 }
@@ -225,6 +340,7 @@ pub fn history_on_verify(
                 restored_at: claim.finished_at.clone().or(Some(claim.started_at.clone())),
                 duration_seconds: claim.duration_seconds,
                 restored_bytes: claim.restored_bytes,
+                recovery: None,
             },
             None,
         ),
@@ -235,6 +351,7 @@ pub fn history_on_verify(
                 restored_at: old.restored_at.clone(),
                 duration_seconds: old.duration_seconds,
                 restored_bytes: old.restored_bytes,
+                recovery: old.recovery.clone(),
             },
             None,
         ),
@@ -358,12 +475,19 @@ mod tests {
                 backup_label: Some("20261127-090147F".to_owned()),
                 backup_stop: Some("2026-11-27T09:01:52Z".to_owned()),
                 target: None,
+                recovery_repos: vec![2],
+                left_out: vec![LeftOut {
+                    repo: 1,
+                    repo_name: Some("nfs".to_owned()),
+                    reason: "unreachable when the restore was decided".to_owned(),
+                }],
             }),
             restored_at: Some("2026-11-27T10:00:00Z".to_owned()),
             verified_at: Some("2026-11-27T10:01:00Z".to_owned()),
             duration_seconds: Some(12.5),
             restored_bytes: Some(1024),
             checks: vec![],
+            recovery: None,
         }
     }
 
@@ -441,7 +565,34 @@ mod tests {
         assert_eq!(history.restored_at, receipt().restored_at);
         assert_eq!(history.duration_seconds, receipt().duration_seconds);
         assert_eq!(history.restored_bytes, receipt().restored_bytes);
+        assert_eq!(history.recovery, receipt().recovery);
         assert_eq!(warning, None);
+    }
+
+    #[test]
+    fn left_out_repositories_are_recorded_and_read_back() {
+        let json = serde_json::to_value(receipt()).unwrap();
+        assert_eq!(json["source"]["recovery_repos"], serde_json::json!([2]));
+        assert_eq!(json["source"]["left_out"][0]["repo"], 1);
+        assert_eq!(
+            json["source"]["left_out"][0]["reason"],
+            "unreachable when the restore was decided"
+        );
+        assert_eq!(
+            receipt().source.unwrap().left_out[0].to_string(),
+            "repo1 (nfs): unreachable when the restore was decided"
+        );
+        // A receipt written before recovery was checked reads as one without these.
+        let mut old = json.clone();
+        old["source"]
+            .as_object_mut()
+            .unwrap()
+            .remove("recovery_repos");
+        old["source"].as_object_mut().unwrap().remove("left_out");
+        let back = parse_receipt(&serde_json::to_vec(&old).unwrap()).unwrap();
+        let source = back.source.unwrap();
+        assert!(source.recovery_repos.is_empty() && source.left_out.is_empty());
+        assert_eq!(back.recovery, None);
     }
 
     #[test]

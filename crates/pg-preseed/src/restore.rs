@@ -1,5 +1,7 @@
 //! Acting on RESTORE/RESUME: prepare PGDATA, run `pgbackrest restore` against each candidate
-//! repository in order until one succeeds, streaming pgBackRest's output into the log.
+//! repository in order until one succeeds, streaming pgBackRest's output into the log. Every
+//! restore (the drill's too) installs pg-preseed's own restore_command ([`crate::recovery`]),
+//! consulting the repositories the decision found answering, and checks it was installed.
 //!
 //! Nothing here deletes anything. The only change to a non-empty PGDATA is pgBackRest's own
 //! `--delta`, used only when PGDATA holds an unfinished restore that the engine's claim proves
@@ -10,20 +12,25 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::clock::{now_rfc3339, unix_to_rfc3339};
 use crate::config::RepoRef;
 use crate::context::Context;
-use crate::decision::Candidate;
+use crate::decision::{Candidate, RecoveryRepos};
 use crate::fsutil;
 use crate::pgbackrest::{self, Level};
 use crate::pgdata::{self, PgdataState};
+use crate::pitr;
 use crate::receipt::{Attempt, Claim, Source};
+use crate::recovery;
 
 /// How often restore progress is logged while pgBackRest copies files.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// `pgbackrest verify` of one backup set re-reads it whole; bound it.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(1800);
+/// `pgbackrest help` reads its configuration and prints.
+const HELP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A successful restore.
 #[derive(Debug, Clone)]
@@ -135,18 +142,22 @@ fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> 
     Ok(directories.len())
 }
 
-/// Tries each candidate in order. The claim is updated (and written) before and after every
-/// attempt, so a crash at any point leaves a true record.
+/// Tries each candidate in order, installing the restore_command that consults `recovery`'s
+/// repositories. The claim is updated (and written) before and after every attempt, so a crash
+/// at any point leaves a true record; on success its source records the repositories recovery
+/// consults and those left out.
 ///
 /// # Errors
-/// [`Failed`] with every attempt's error; other errors when the claim cannot be written (then
-/// nothing further is attempted).
+/// [`Failed`] with every attempt's error; other errors when the claim cannot be written or the
+/// restore_command cannot be installed (then nothing further is attempted).
 pub fn restore(
     ctx: &Context,
     candidates: &[Candidate],
+    recovery: &RecoveryRepos,
     claim: &mut Claim,
     lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
+    let install = Install::new(ctx, &ctx.config.pgdata, &recovery.numbers())?;
     let mut failures = Vec::new();
     for candidate in candidates {
         // Re-read PGDATA every time: a failed attempt may have left pgBackRest's manifest.
@@ -174,7 +185,7 @@ pub fn restore(
             error: None,
         });
         ctx.files.write_claim(claim, ctx.owner())?;
-        match attempt(ctx, candidate, delta, lock_fd) {
+        match attempt(ctx, candidate, &install, delta, lock_fd) {
             Ok(restored) => {
                 claim.source = Some(Source {
                     repo: candidate.repo.number,
@@ -187,6 +198,8 @@ pub fn restore(
                     target: (ctx.config.pgbackrest.target.kind
                         != crate::config::TargetType::Default)
                         .then(|| ctx.config.pgbackrest.target.clone()),
+                    recovery_repos: recovery.numbers(),
+                    left_out: recovery.left_out.clone(),
                 });
                 claim.finished_at = Some(now_rfc3339());
                 claim.duration_seconds = Some(restored.duration.as_secs_f64());
@@ -241,6 +254,7 @@ fn name_corrupt_files(ctx: &Context, candidate: &Candidate) -> String {
 fn attempt(
     ctx: &Context,
     candidate: &Candidate,
+    install: &Install,
     delta: bool,
     lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
@@ -252,9 +266,13 @@ fn attempt(
         pgdata: &ctx.config.pgdata,
         process_max,
         delta,
-        set: config.set.as_deref(),
+        // For a time or LSN target the decision chose the backup that ends before it.
+        set: config.set.as_deref().or_else(|| {
+            pitr::chooses_backup(config.target.kind).then_some(candidate.backup.label.as_str())
+        }),
         target: &config.target,
         drill: None,
+        recovery_options: &install.options,
     });
     tracing::info!(
         repo = %candidate.repo,
@@ -272,7 +290,114 @@ fn attempt(
             other.describe(&ctx.config.pgdata)
         ),
     }
+    install.check(&ctx.config.pgdata)?;
     Ok(restored)
+}
+
+/// pg-preseed's restore_command for a restore into one PGDATA, and the `--recovery-option`
+/// values that install it.
+#[derive(Debug, Clone)]
+pub struct Install {
+    pub restore_command: String,
+    pub options: Vec<String>,
+}
+
+impl Install {
+    /// The restore_command a restore into `pgdata` installs — this executable, the config it was
+    /// started with (made absolute: PostgreSQL runs the command in PGDATA), `repos` — and the
+    /// recovery options pgBackRest's own configuration sets (a `--recovery-option` on the command
+    /// line would drop them), quoted for postgresql.auto.conf. A restore_command configured for
+    /// pgBackRest is replaced, with a warning.
+    ///
+    /// # Errors
+    /// When a path cannot go into restore_command, or pgBackRest cannot say which recovery
+    /// options it is configured with.
+    pub fn new(ctx: &Context, pgdata: &Utf8Path, repos: &[u32]) -> anyhow::Result<Install> {
+        let exe = own_executable()?;
+        let config = if ctx.config_path.is_absolute() {
+            ctx.config_path.clone()
+        } else {
+            current_dir()?.join(&ctx.config_path)
+        };
+        let restore_command =
+            recovery::restore_command(exe.as_str(), config.as_str(), pgdata.as_str(), repos)
+                .map_err(|message| {
+                    anyhow::anyhow!("cannot install pg-preseed's restore_command: {message}")
+                })?;
+        let output = ctx
+            .pgbackrest(pgbackrest::recovery_options_argv(&ctx.stanza))
+            .output(Some(HELP_TIMEOUT))
+            .context("failed to ask pgBackRest for its recovery options")?;
+        let configured = pgbackrest::recovery_options(&String::from_utf8_lossy(&output.stdout))
+            .map_err(|message| {
+                anyhow::anyhow!("failed to read pgBackRest's recovery options: {message}")
+            })?;
+        let mut options = Vec::new();
+        for option in configured {
+            let key = option.split('=').next().unwrap_or_default();
+            if key.eq_ignore_ascii_case("restore_command") {
+                tracing::warn!(
+                    option = %option,
+                    "pgBackRest's configuration sets restore_command; pg-preseed installs its own (it tells \"not there\" from \"cannot ask\")"
+                );
+            } else {
+                options.push(option);
+            }
+        }
+        options.push(format!(
+            "restore_command={}",
+            recovery::conf_quoted(&restore_command)
+        ));
+        Ok(Install {
+            restore_command,
+            options,
+        })
+    }
+
+    /// Checks that postgresql.auto.conf in `pgdata` runs this restore_command (pgBackRest wrote
+    /// it as expected, nothing else overrides it).
+    ///
+    /// # Errors
+    /// When it does not: the restore must not be taken for finished.
+    pub fn check(&self, pgdata: &Utf8Path) -> anyhow::Result<()> {
+        let path = pgdata.join("postgresql.auto.conf");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+        match recovery::setting(&text, "restore_command") {
+            Some(installed) if installed == self.restore_command => Ok(()),
+            Some(installed) => bail!(
+                "{path} runs restore_command {installed:?}, not pg-preseed's {:?}: recovery would not tell a repository that cannot be asked from the end of the archive",
+                self.restore_command
+            ),
+            None => bail!("{path} sets no restore_command: recovery could not fetch any WAL"),
+        }
+    }
+}
+
+/// This executable, by the path it was started with when that is absolute and names this same
+/// file: the units start `/etc/pg-preseed/bin/pg-preseed`, a link that still works after an
+/// update of pg-preseed, while the kernel's answer is the store path it points to today (which a
+/// later garbage collection may remove while PostgreSQL still needs its restore_command).
+fn own_executable() -> anyhow::Result<Utf8PathBuf> {
+    let exe = std::env::current_exe().context("failed to find pg-preseed's own executable")?;
+    let started_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .filter(|path| path.is_absolute())
+        .filter(|path| {
+            matches!(
+                (std::fs::canonicalize(path), std::fs::canonicalize(&exe)),
+                (Ok(started), Ok(running)) if started == running
+            )
+        });
+    Utf8PathBuf::from_path_buf(started_as.unwrap_or(exe))
+        .map_err(|p| anyhow::anyhow!("pg-preseed's executable path {} is not UTF-8", p.display()))
+}
+
+fn current_dir() -> anyhow::Result<Utf8PathBuf> {
+    let cwd = std::env::current_dir().context("failed to read the current directory")?;
+    Utf8PathBuf::from_path_buf(cwd)
+        .map_err(|p| anyhow::anyhow!("the current directory {} is not UTF-8", p.display()))
 }
 
 /// Runs a `pgbackrest restore` argv, streaming its console into the log: messages as they come,

@@ -1,5 +1,6 @@
 //! A running PostgreSQL server and the checks `verify` (on PGDATA) and `drill` (on its scratch
-//! copy) run against it: wait for the end of recovery, watching the signs it leaves on disk;
+//! copy) run against it: wait for the end of recovery, watching the signs it leaves on disk (and
+//! noticing a server that stopped before it ended);
 //! make sure the server is the one on the expected directory with the expected cluster; run the
 //! configured SQL checks.
 
@@ -79,6 +80,10 @@ pub fn check(
     // half a second between tries.
     let mut last_error: String;
     let mut last_log = Instant::now();
+    // A server that stopped during recovery (a FATAL such as "could not restore file … from
+    // archive" when a repository could not be asked) removes postmaster.pid; a restart by
+    // systemd brings it back within moments.
+    let mut gone_since: Option<Instant> = None;
     let mut last_query: Option<Instant> = None;
     let mut pause = Duration::from_millis(25);
     let (data_directory, system_identifier) = loop {
@@ -118,6 +123,17 @@ pub fn check(
             bail!(
                 "PostgreSQL did not accept connections and finish recovery within {}s: {last_error}",
                 timeout.as_secs()
+            );
+        }
+        if pgdata.join("postmaster.pid").exists() {
+            gone_since = None;
+        } else if gone_since.get_or_insert_with(Instant::now).elapsed() >= POSTMASTER_APPEAR {
+            bail!(
+                "PostgreSQL stopped before recovery ended (no postmaster.pid in {pgdata} for {}s; \
+                 last seen: {last_error}): its log says why — \"could not restore file … from \
+                 archive\" after a pg-preseed archive-get line means a repository could not be \
+                 asked; bring it back and start PostgreSQL again",
+                POSTMASTER_APPEAR.as_secs()
             );
         }
         if last_log.elapsed() >= Duration::from_secs(30) {

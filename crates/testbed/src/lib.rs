@@ -290,6 +290,24 @@ impl Cluster {
         );
     }
 
+    /// Starts the server and waits until it either left recovery or stopped (a FATAL during
+    /// recovery); true when it promoted. pg_ctl's own answer does not tell: with hot standby it
+    /// returns once read-only connections are accepted, and recovery may fail after that.
+    pub fn start_settled(&self) -> bool {
+        let _ = self.start_command().output().expect("run pg_ctl");
+        let pid = self.pgdata.join("postmaster.pid");
+        let mut promoted = false;
+        wait_for(
+            "the server to promote or stop",
+            Duration::from_secs(120),
+            || {
+                promoted = self.try_psql("SELECT pg_is_in_recovery()").as_deref() == Some("f");
+                promoted || !pid.exists()
+            },
+        );
+        promoted
+    }
+
     /// The `pg_ctl start` command, for tests that expect it to fail.
     #[must_use]
     pub fn start_command(&self) -> Command {

@@ -144,6 +144,13 @@ fn drill_once(
             args.repo.unwrap_or_default()
         );
     }
+    let recovery = decision::recovery_repos(&repos);
+    report.warnings.extend(
+        recovery
+            .left_out
+            .iter()
+            .map(|left_out| format!("the drill's recovery does not consult {left_out}")),
+    );
     let (candidates, reasons) = decision::candidates(repos, &policy);
     report.reasons.extend(reasons);
     let Some(candidate) = candidates.into_iter().next() else {
@@ -162,6 +169,9 @@ fn drill_once(
         keep: args.keep,
     };
 
+    // The same restore_command as a real restore, for the scratch copy: segments that cannot be
+    // fetched stop the drill's server instead of letting it promote and pass.
+    let install = restore::Install::new(ctx, &pgdata, &recovery.numbers())?;
     let restore_args = pgbackrest::restore_argv(&pgbackrest::Restore {
         stanza: &ctx.stanza,
         repo: candidate.repo.number,
@@ -171,9 +181,11 @@ fn drill_once(
         set: Some(&candidate.backup.label),
         target: &ctx.config.pgbackrest.target,
         drill: Some(scratch),
+        recovery_options: &install.options,
     });
     tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch, "drill: restoring");
     let restored = restore::run_restore(ctx, &candidate, restore_args, None)?;
+    install.check(&pgdata)?;
 
     let recovery_started = Instant::now();
     let log = scratch.join("postgresql.log");

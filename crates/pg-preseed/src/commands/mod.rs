@@ -4,6 +4,7 @@
 //! (`Session::open`), ending with the outcome recorded (`Session::finish`), the decision
 //! policy from the config, and the mapping of escaped errors to exit codes ([`exit_code_for`]).
 
+pub mod archive_get;
 mod check_config;
 mod datasets;
 mod drill;
@@ -81,6 +82,10 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Datasets(command) => datasets::datasets(cli, command),
         Command::Drill(args) => drill::drill(cli, args),
         Command::InitdbGuard => initdb_guard::initdb_guard(cli),
+        // PostgreSQL's restore_command: its own exit statuses (0, 1, 255), not DESIGN.md's.
+        Command::ArchiveGet(args) => {
+            std::process::exit(i32::from(archive_get::archive_get(cli, args)))
+        }
     }
 }
 
@@ -284,6 +289,7 @@ fn policy(ctx: &Context, allow: Allow) -> Policy {
         on_no_backup: config.on_no_backup,
         set: config.pgbackrest.set.clone(),
         max_backup_age: config.pgbackrest.max_backup_age,
+        target: config.pgbackrest.target.clone(),
         now: clock::unix_now(),
         config_path: ctx.config_path.to_string(),
         allow_fresh: allow.fresh,

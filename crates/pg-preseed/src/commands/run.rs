@@ -7,7 +7,7 @@ use super::{evaluate, Exit, Prepare, Recorded, Session};
 use crate::cli::{Cli, RunArgs};
 use crate::clock;
 use crate::context::Context;
-use crate::decision::{Action, Candidate, Facts};
+use crate::decision::{self, Action, Candidate, Facts};
 use crate::pgdata::PgdataState;
 use crate::receipt::{Claim, ClaimKind, Receipt};
 use crate::report::Report;
@@ -114,7 +114,14 @@ fn act_restore(
         // The claim is on disk before pgBackRest touches PGDATA: it is the proof that a
         // manifest found there later is ours.
         ctx.files.write_claim(&claim, ctx.owner())?;
-        let restored = restore::restore(ctx, candidates, &mut claim, lock_fd)?;
+        let recovery = decision::recovery_repos(facts.repos.as_deref().unwrap_or_default());
+        for left_out in &recovery.left_out {
+            tracing::warn!(repo = left_out.repo, reason = %left_out.reason, "recovery will not consult this repository");
+            report.warnings.push(format!(
+                "recovery will not consult {left_out}; `pg-preseed verify` asks it again"
+            ));
+        }
+        let restored = restore::restore(ctx, candidates, &recovery, &mut claim, lock_fd)?;
         report.result = serde_json::to_value(&claim)?;
         Ok(restored)
     })();

@@ -65,6 +65,14 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         "receipt  {}",
         describe_receipt(&facts.receipt, &ctx.files.receipt)
     );
+    if let ReceiptState::Valid { receipt } = &facts.receipt {
+        for left_out in receipt.source.iter().flat_map(|s| &s.left_out) {
+            println!("         recovered without {left_out}");
+        }
+        for warning in receipt.recovery.iter().flat_map(|r| &r.warnings) {
+            println!("         {warning}");
+        }
+    }
     if let Some(claim) = &facts.claim {
         println!(
             "claim    {} started {}{}",
@@ -124,13 +132,18 @@ pub(super) fn describe_receipt(state: &ReceiptState, path: &Utf8Path) -> String 
                 )
             });
             format!(
-                "{path}: {}{source}, system identifier {}, verified {}",
+                "{path}: {}{source}, system identifier {}, verified {}{}",
                 serde_json::to_value(receipt.action)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
                 receipt.system_identifier,
-                receipt.verified_at.as_deref().unwrap_or("never")
+                receipt.verified_at.as_deref().unwrap_or("never"),
+                receipt
+                    .recovery
+                    .as_ref()
+                    .map(|recovery| format!("; {}", recovery.describe()))
+                    .unwrap_or_default()
             )
         }
     }

@@ -1,5 +1,7 @@
 //! `verify`: once PostgreSQL is up, prove the cluster is the right one and whole
-//! ([`crate::server`]), then write the receipt (DESIGN.md invariant 5: never before this).
+//! ([`crate::server`]) and, after a restore, that recovery ended at the end of the archive or at
+//! its target ([`crate::recovery_end`]), then write the receipt (DESIGN.md invariant 5: never
+//! before this).
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +11,13 @@ use crate::clock;
 use crate::context::Context;
 use crate::facts;
 use crate::fsutil;
-use crate::receipt::{self, CheckResult, Claim, Receipt};
+use crate::receipt::{self, CheckResult, Claim, ClaimKind, Receipt, RecoveryEnd};
+use crate::recovery_end;
 use crate::report::Report;
 use crate::server;
+
+/// One query's own limit, for the recovery check.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let session = Session::start(cli, "verify")?;
@@ -32,14 +38,23 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
 
     let exit = match check(ctx, timeout, claim.as_ref()) {
-        Ok((system_identifier, checks)) => {
+        Ok((system_identifier, checks, recovery)) => {
             report.reasons = checks
                 .iter()
                 .map(|c| format!("{}: {}", if c.ok { "ok" } else { "FAILED" }, c.name))
                 .collect();
             if checks.iter().all(|c| c.ok) {
-                let receipt =
-                    write_receipt(ctx, claim.as_ref(), system_identifier, checks, &mut report)?;
+                if let Some(recovery) = &recovery {
+                    report.warnings.extend(recovery.warnings.iter().cloned());
+                }
+                let receipt = write_receipt(
+                    ctx,
+                    claim.as_ref(),
+                    system_identifier,
+                    checks,
+                    recovery,
+                    &mut report,
+                )?;
                 "verified".clone_into(&mut report.decision);
                 report.summary = Some(format!(
                     "wrote the receipt {} ({}, system identifier {system_identifier})",
@@ -76,21 +91,37 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
 }
 
 /// Waits for the server on PGDATA to accept connections and leave recovery, checks its
-/// identity, runs the configured checks. Returns the system identifier and every check's result.
+/// identity, runs the configured checks, and — for a cluster pg-preseed restored — that recovery
+/// ended at the end of the archive or at its target. Returns the system identifier, every
+/// check's result, and how recovery ended (when that was checked and passed).
 fn check(
     ctx: &Context,
     timeout: Duration,
     claim: Option<&Claim>,
-) -> anyhow::Result<(u64, Vec<CheckResult>)> {
+) -> anyhow::Result<(u64, Vec<CheckResult>, Option<RecoveryEnd>)> {
     let deadline = Instant::now() + timeout;
     let conn = server::connection(ctx, deadline)?;
-    server::check(
+    let (system_identifier, mut checks) = server::check(
         ctx,
         &conn,
         &ctx.config.pgdata,
         timeout,
         claim.and_then(|c| c.backup_system_identifier.as_deref()),
-    )
+    )?;
+    let mut recovery = None;
+    if let Some(claim) = claim.filter(|c| c.kind == ClaimKind::Restore && system_identifier != 0) {
+        let (result, end) = recovery_end::check(
+            ctx,
+            &conn,
+            &ctx.config.pgdata,
+            system_identifier,
+            claim,
+            QUERY_TIMEOUT,
+        );
+        checks.push(result);
+        recovery = end;
+    }
+    Ok((system_identifier, checks, recovery))
 }
 
 fn write_receipt(
@@ -98,11 +129,15 @@ fn write_receipt(
     claim: Option<&Claim>,
     system_identifier: u64,
     checks: Vec<CheckResult>,
+    recovery: Option<RecoveryEnd>,
     report: &mut Report,
 ) -> anyhow::Result<Receipt> {
     let previous = ctx.files.receipt_state();
-    let (history, warning) = receipt::history_on_verify(claim, &previous, system_identifier);
+    let (mut history, warning) = receipt::history_on_verify(claim, &previous, system_identifier);
     report.warnings.extend(warning);
+    if recovery.is_some() {
+        history.recovery = recovery;
+    }
     let receipt = Receipt::verified(
         &ctx.config.pgdata,
         ctx.config.postgres.major,

@@ -18,4 +18,6 @@ mod faults;
 #[cfg(feature = "real-system")]
 mod operator;
 #[cfg(feature = "real-system")]
+mod recovery;
+#[cfg(feature = "real-system")]
 mod scenarios;
