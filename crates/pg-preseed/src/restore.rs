@@ -214,6 +214,10 @@ pub fn restore(
                 if pgbackrest::looks_like_corruption(&message) {
                     message.push_str(&name_corrupt_files(ctx, candidate));
                 }
+                if let Some(full) = full_filesystem(&ctx.config.pgdata) {
+                    message.push('\n');
+                    message.push_str(&full);
+                }
                 tracing::error!(repo = %candidate.repo, error = %message, "restore from this repository failed");
                 if let Some(last) = claim.attempts.last_mut() {
                     last.error = Some(message.clone());
@@ -224,6 +228,26 @@ pub fn restore(
         }
     }
     Err(Failed { attempts: failures }.into())
+}
+
+/// When PGDATA's filesystem is (nearly) full after a failed attempt, a sentence that says so:
+/// pgBackRest does not always name ENOSPC (a write retried after a short pause can fail with
+/// only "[FileWriteError] on retry …"), and the operator's fix is room, not the repository.
+fn full_filesystem(pgdata: &camino::Utf8Path) -> Option<String> {
+    let stats = nix::sys::statvfs::statvfs(pgdata.as_std_path()).ok()?;
+    let block = stats.fragment_size();
+    let total = stats.blocks().saturating_mul(block);
+    let available = stats.blocks_available().saturating_mul(block);
+    // Full: under 1 MiB, or under 0.5 % of the filesystem, left for pgBackRest's writes.
+    let nearly_full = available < 1 << 20 || available.saturating_mul(200) < total;
+    nearly_full.then(|| {
+        format!(
+            "PGDATA's filesystem is full: {} MiB free of {} MiB at {pgdata}; make room (or a larger \
+             dataset), then start again: the restore resumes where it stopped",
+            available >> 20,
+            total >> 20
+        )
+    })
 }
 
 /// After a restore failed on what looks like a damaged file, asks `pgbackrest verify` which
