@@ -155,3 +155,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30, \"30s\", \"10min\")"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15.5: a duration on the command line is bounded like one in the config (a huge
+    /// `--timeout` overflowed the deadline arithmetic: a panic).
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
+        for huge in ["18446744073709551615", "600000000years", "400days"] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(error.contains("at most"), "{huge}: {error}");
+        }
+    }
+}

@@ -37,5 +37,9 @@ mod tests {
     fn timestamps() {
         assert_eq!(unix_to_rfc3339(1_795_770_112), "2026-11-27T09:01:52Z");
         assert_eq!(unix_to_rfc3339(-5), "1970-01-01T00:00:00Z");
+        // Issue 15.5: values from pgBackRest's JSON that are no time do not panic.
+        for seconds in [i64::MIN, i64::MAX, 253_402_300_800, 1 << 40] {
+            assert!(!unix_to_rfc3339(seconds).is_empty());
+        }
     }
 }

@@ -1049,6 +1049,52 @@ mod tests {
         );
     }
 
+    /// Issue 15.5: the stop time comes from pgBackRest's JSON (a backup.info someone edited, a
+    /// bug): i64::MIN made `now - stop` overflow (a panic; in a release build a wrapped,
+    /// negative age that passed max_backup_age), i64::MAX made the time text panic. Neither
+    /// panics now, the reasons say the time is not one, and a maximum age cannot be proven for
+    /// such a backup, so it is not restored automatically.
+    #[test]
+    fn malformed_backup_stop_times_are_reported_not_trusted() {
+        let infos = crate::pgbackrest::parse_info(include_str!(
+            "../tests/fixtures/pgbackrest-info-malformed-stop.json"
+        ))
+        .unwrap();
+        let repos: Vec<RepoFacts> = [1, 2]
+            .into_iter()
+            .map(|n| {
+                let view = crate::pgbackrest::repo_view(&infos, "main", n).unwrap();
+                repo(
+                    n,
+                    RepoStatus::Backups {
+                        backups: view.backups,
+                    },
+                )
+            })
+            .collect();
+        let mut p = policy();
+        p.major = 15;
+        p.max_backup_age = Some(Duration::from_secs(7 * 86400));
+        let f = facts(PgdataState::Empty, ReceiptState::Absent, Some(repos));
+        let d = decide(&f, &p);
+        assert_eq!(d.action, Action::Refuse, "{d:?}");
+        assert_eq!(
+            d.reasons
+                .iter()
+                .filter(|r| r.contains("not a valid time"))
+                .count(),
+            2,
+            "{d:?}"
+        );
+        p.max_backup_age = None;
+        let d = decide(&f, &p);
+        assert_eq!(d.action.name(), "restore", "{d:?}");
+        assert!(
+            d.reasons.iter().any(|r| r.contains("not a valid time")),
+            "{d:?}"
+        );
+    }
+
     #[test]
     fn policy_max_backup_age() {
         let mut p = policy();

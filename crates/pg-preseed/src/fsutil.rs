@@ -239,6 +239,37 @@ mod tests {
         assert!(error.to_string().contains("symlink"));
     }
 
+    /// Issue 15.7: a FIFO at a path read here blocked until someone wrote to it (`check-config`
+    /// on a FIFO hung). Only regular files are read, and the answer comes at once.
+    #[test]
+    fn read_nofollow_refuses_what_is_not_a_regular_file() {
+        let (_guard, dir) = tempdir();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(
+            fifo.as_std_path(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(read_nofollow(&fifo, 10).map_err(|e| format!("{e:#}")));
+        });
+        let result = receiver
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("reading a FIFO returns instead of waiting for a writer");
+        assert!(
+            result
+                .as_ref()
+                .is_err_and(|e| e.contains("not a regular file")),
+            "{result:?}"
+        );
+        let error = read_nofollow(&dir, 10).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("not a regular file"),
+            "{error:#}"
+        );
+    }
+
     #[test]
     fn create_dirs_reports_what_it_created() {
         let (_guard, dir) = tempdir();
