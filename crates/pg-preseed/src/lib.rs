@@ -5,7 +5,8 @@
 //! [`receipt`], [`outcome`], [`preflight`], [`datasets`], [`decision`], [`metrics`], [`report`].
 //! Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
 //! [`pgbackrest`], [`postgres`]. Edges: [`fsutil`], [`lock`], [`files`], [`context`], [`facts`]
-//! (gathering), [`server`] (checks on a running server), [`restore`] and [`commands`].
+//! (gathering), [`server`] (checks on a running server), [`restore`], [`scratch`] (the drill's
+//! copy and its private server) and [`commands`].
 //! docs/design.md says what each owns and may import.
 
 pub mod cli;
@@ -33,5 +34,6 @@ pub mod preflight;
 pub mod receipt;
 pub mod report;
 pub mod restore;
+pub mod scratch;
 pub mod server;
 pub mod zfs;

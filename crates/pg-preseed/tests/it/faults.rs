@@ -388,25 +388,23 @@ fn postmaster_pid_cases() {
 }
 
 /// Mount points with a space and a newline in their names (mountinfo escapes them as \040 and
-/// \012) are read correctly: stacking there is found and named, a single mount is clean.
+/// \012) are read correctly: stacking there is found and named, a single mount is clean. The
+/// mounts are below PGDATA (a tablespace or pg_wal on a filesystem of its own is checked for
+/// stacking too): PGDATA itself may not hold a newline any more (issue 15.3: it goes into
+/// restore_command, which a shell runs).
 #[test]
 fn escaped_mount_point_names() {
     let sandbox = Sandbox::new("escaped");
-    let base = sandbox.path("my data\nlives here");
-    let pgdata = base.join("pgdata");
-    mounts::tmpfs(&base, 64, "first fs");
-    fs::create_dir_all(&pgdata).expect("mkdir");
-    testbed::chown_postgres(&pgdata);
-    fs::set_permissions(&pgdata, fs::Permissions::from_mode(0o700)).expect("chmod");
-    let host = Host::with_pgdata(&sandbox, bin(), &pgdata, 1);
+    let host = Host::new(&sandbox, bin(), 1);
+    let below = host.pgdata.join("my data\nlives here");
+    fs::create_dir_all(&below).expect("mkdir");
+    mounts::tmpfs(&below, 64, "first fs");
     host.preseed(&["preflight"]).expect_code(0);
-    mounts::tmpfs(&base, 64, "second fs");
-    fs::create_dir_all(&pgdata).expect("mkdir");
-    testbed::chown_postgres(&pgdata);
+    mounts::tmpfs(&below, 64, "second fs");
     let preflight = host.preseed(&["preflight"]);
     preflight.expect_code(3);
     let finding = &preflight.json()["findings"][0];
-    assert_eq!(finding["path"], base.as_str(), "the real path, unescaped");
+    assert_eq!(finding["path"], below.as_str(), "the real path, unescaped");
     assert!(finding["detail"]
         .as_str()
         .unwrap_or_default()

@@ -423,6 +423,13 @@ fn interrupted_drill_leaves_no_server_and_no_scratch() {
         kill(Pid::from_raw(engine), signal).expect("signal the drill");
         let output = child.wait_with_output().expect("wait for the drill");
         let stderr = String::from_utf8_lossy(&output.stderr);
+        // The handler cleaned up and the drill ended as the signal would have ended it.
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&output.status),
+            Some(signal as i32),
+            "{:?}\n{stderr}",
+            output.status
+        );
         if let Some(pid) = server {
             assert!(
                 !alive(pid),
