@@ -201,10 +201,15 @@ fn pgdata_filesystem_full_mid_restore_then_resumes() {
 
     let run = host.preseed(&["run"]);
     run.expect_code(4);
+    // pgBackRest names the errno when write() fails outright; when the filesystem fills in the
+    // middle of a write (a short write), its local process reports only "unable to write
+    // '<file>'" with [FileWriteError] retries. Which of the two happens depends on where the
+    // 40 MiB run out (about 1 run in 4 here, on the unchanged engine too).
+    let output = run.all_output();
     assert!(
-        run.all_output().contains("No space left on device"),
-        "{}",
-        run.all_output()
+        output.contains("No space left on device")
+            || (output.contains("unable to write") && output.contains("FileWriteError")),
+        "{output}"
     );
     assert!(!host.marker.exists());
     assert!(
