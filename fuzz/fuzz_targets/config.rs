@@ -12,6 +12,9 @@ fuzz_target!(|text: &str| {
             let reparsed = Config::parse(&again, "fuzz-again").expect("what we print parses");
             assert_eq!(reparsed.pgdata, config.pgdata);
             assert_eq!(reparsed.receipt_path(), config.receipt_path());
+            assert_eq!(reparsed.verify.timeout, config.verify.timeout);
+            assert!(config.verify.timeout <= pg_preseed::config::MAX_DURATION);
+            assert!(pg_preseed::paths::misreadable(config.pgdata.as_str()).is_none());
             assert_eq!(reparsed.pgbackrest.repos, config.pgbackrest.repos);
         }
         Err(error) => assert!(!error.issues.is_empty()),

@@ -147,7 +147,7 @@ pub struct DrillArgs {
     pub set: Option<String>,
     /// Where to restore; it needs room for the whole cluster. A directory named after this
     /// drill is created inside it and removed afterwards.
-    #[arg(long, default_value = "/var/tmp/pg-preseed-drill")]
+    #[arg(long, default_value = "/var/tmp/pg-preseed-drill", value_parser = parse_path)]
     pub scratch: Utf8PathBuf,
     /// Keep the restored copy (and stop its server) for inspection.
     #[arg(long)]
@@ -171,9 +171,38 @@ pub enum MarkerCommand {
     },
 }
 
+/// Seconds or text, at most [`crate::config::MAX_DURATION`] (like every duration in the config).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{e} (write e.g. 30, \"30s\", \"10min\")"))?,
+    };
+    crate::config::bounded(duration)
+}
+
+/// A path that reaches other programs (the drill's scratch copy goes into restore_command):
+/// what [`crate::paths::misreadable`] refuses is refused here, before anything runs.
+fn parse_path(text: &str) -> Result<Utf8PathBuf, String> {
+    match crate::paths::misreadable(text) {
+        Some(why) => Err(why),
+        None => Ok(Utf8PathBuf::from(text)),
     }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30, \"30s\", \"10min\")"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15.5: a duration on the command line is bounded like one in the config (a huge
+    /// `--timeout` overflowed the deadline arithmetic: a panic).
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
+        for huge in ["18446744073709551615", "600000000years", "400days"] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(error.contains("at most"), "{huge}: {error}");
+        }
+    }
 }

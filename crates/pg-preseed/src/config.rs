@@ -9,7 +9,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::paths::{is_within, normalize_absolute};
+use crate::paths::{is_within, misreadable, normalize_absolute};
 
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pg-preseed/config.json";
@@ -17,6 +17,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pg-preseed/config.json";
 /// Upper bound on the config file size: the module writes a few kilobytes; anything near this is
 /// not a config.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The longest any duration may be, in the config (`verify.timeout`, `pgbackrest.repo_wait`,
+/// `pgbackrest.max_backup_age`) and on the command line (`--timeout`, `--lock-wait`): 366 days.
+/// Nothing here waits longer, a maximum backup age beyond a year is `null`, and the bound keeps
+/// every deadline (now + duration) and age comparison far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86400);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -637,6 +643,13 @@ impl Config {
         }
         if let Some(bin) = &mut pgbackrest.bin {
             issues.absolute("pgbackrest.bin", bin);
+            // pgBackRest writes its own path into restore_command unquoted.
+            if bin.as_str().contains(' ') {
+                issues.push(
+                    "pgbackrest.bin",
+                    format!("\"{bin}\" holds a space: pgBackRest writes its path into restore_command unquoted"),
+                );
+            }
         }
         if pgbackrest.max_backup_age == Some(Duration::ZERO) {
             issues.push(
@@ -721,8 +734,13 @@ impl Issues {
         });
     }
 
-    /// Normalises `path` in place, or records that it is not absolute.
+    /// Normalises `path` in place, or records that it is not absolute or holds a character
+    /// that could be misread on its way to a program ([`crate::paths::misreadable`]).
     fn absolute(&mut self, key: &str, path: &mut Utf8PathBuf) {
+        if let Some(why) = misreadable(path.as_str()) {
+            self.push(key, format!("{:?} {why}", path.as_str()));
+            return;
+        }
         match normalize_absolute(path) {
             Some(normal) => *path = normal,
             None => self.push(
@@ -768,6 +786,22 @@ pub fn valid_dataset_name(name: &str) -> bool {
             .is_some_and(|pool| pool.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
+/// `duration`, when it is at most [`MAX_DURATION`]; else why not (to follow the value).
+///
+/// # Errors
+/// When it is longer.
+pub fn bounded(duration: Duration) -> Result<Duration, String> {
+    if duration > MAX_DURATION {
+        Err(format!(
+            "is longer than allowed: at most {} ({} seconds)",
+            humantime::format_duration(MAX_DURATION),
+            MAX_DURATION.as_secs()
+        ))
+    } else {
+        Ok(duration)
+    }
+}
+
 mod duration {
     use super::{Deserialize, Deserializer, Duration, Serializer};
 
@@ -779,12 +813,16 @@ mod duration {
     }
 
     pub(super) fn from_raw(raw: Raw) -> Result<Duration, String> {
-        match raw {
-            Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        let duration = match &raw {
+            Raw::Seconds(seconds) => Duration::from_secs(*seconds),
             Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
                 format!("\"{text}\" is not a duration ({e}); write seconds or e.g. \"90s\", \"2min\", \"7days\"")
-            }),
-        }
+            })?,
+        };
+        super::bounded(duration).map_err(|why| match raw {
+            Raw::Seconds(seconds) => format!("{seconds} seconds {why}"),
+            Raw::Text(text) => format!("\"{text}\" {why}"),
+        })
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -1055,6 +1093,56 @@ mod tests {
             r#""stanza": "main", "repo_wait": "soon""#,
         );
         assert_eq!(keys(&text), ["pgbackrest.repo_wait"]);
+    }
+
+    /// Issue 15.5: `verify.timeout = 18446744073709551615` passed and then panicked in verify
+    /// (now + timeout overflowed). Every duration is bounded by [`MAX_DURATION`], named by key.
+    #[test]
+    fn durations_are_bounded() {
+        for (key, raw) in [
+            ("verify", r#"{"timeout": 18446744073709551615}"#),
+            ("verify", r#"{"timeout": "367days"}"#),
+        ] {
+            let text = MINIMAL.replace(
+                r#""pgbackrest""#,
+                &format!(r#""{key}": {raw}, "pgbackrest""#),
+            );
+            let found = issues(&text);
+            assert_eq!(found[0].key, "verify.timeout", "{found:?}");
+            assert!(found[0].message.contains("at most"), "{found:?}");
+        }
+        for (field, raw) in [
+            ("repo_wait", "9223372036854775807"),
+            ("max_backup_age", "\"400days\""),
+        ] {
+            let text = MINIMAL.replace(
+                r#""stanza": "main""#,
+                &format!(r#""stanza": "main", "{field}": {raw}"#),
+            );
+            assert_eq!(keys(&text), [format!("pgbackrest.{field}")]);
+        }
+        let text = MINIMAL.replace(
+            r#""pgbackrest""#,
+            r#""verify": {"timeout": "366days"}, "pgbackrest""#,
+        );
+        assert_eq!(
+            Config::parse(&text, "t").unwrap().verify.timeout,
+            MAX_DURATION
+        );
+    }
+
+    /// Issue 15.3: a path a shell or PostgreSQL could misread is refused, by key.
+    #[test]
+    fn misreadable_paths_are_rejected_by_key() {
+        let text = MINIMAL.replace("/var/lib/postgresql/16", "/srv/pg$(touch /tmp/x)");
+        assert_eq!(keys(&text), ["pgdata"]);
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "bin": "/opt/my tools/pgbackrest", "config": "/etc/pgbackrest/it's.conf""#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.config", "pgbackrest.bin"]);
+        let text = MINIMAL.replace("/var/lib/postgresql/16", "/var/lib/my postgresql/16");
+        assert!(Config::parse(&text, "t").is_ok(), "a space is fine");
     }
 
     #[test]

@@ -581,14 +581,13 @@ fn usable_candidates(
                     }) {
                     Ok(backup) => {
                         draft.reasons.push(format!(
-                            "{} has backup {} (PostgreSQL {}, finished {}, {} old)",
+                            "{} has backup {} (PostgreSQL {}, {})",
                             repo.repo,
                             backup.label,
                             backup
                                 .pg_major
                                 .map_or_else(|| "?".to_owned(), |m| m.to_string()),
-                            crate::clock::unix_to_rfc3339(backup.stop),
-                            age_text(policy.now - backup.stop)
+                            finished(policy.now, backup.stop)
                         ));
                         if backup.error {
                             draft.warnings.push(format!(
@@ -659,7 +658,14 @@ fn pick<'a>(backups: &'a [Backup], policy: &Policy) -> Result<&'a Backup, String
         }
     }
     if let Some(max_age) = policy.max_backup_age {
-        let age = policy.now - backup.stop;
+        let Some(age) = backup_age(policy.now, backup.stop) else {
+            return Err(format!(
+                "backup {}: {}, so its age cannot be checked against max_backup_age; restore it \
+                 by hand if it really is the best there is",
+                backup.label,
+                finished(policy.now, backup.stop)
+            ));
+        };
         if age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
             return Err(format!(
                 "backup {} is {} old, older than max_backup_age ({}); restore it by hand if it \
@@ -671,6 +677,33 @@ fn pick<'a>(backups: &'a [Backup], policy: &Policy) -> Result<&'a Backup, String
         }
     }
     Ok(backup)
+}
+
+/// How far a stop time may lie ahead of this host's clock and still be believed (clocks of the
+/// backup host and this one differ).
+const CLOCK_SKEW: i64 = 86400;
+
+/// A backup's age at `now` in seconds, when its stop time (from pgBackRest's JSON) is a time: not
+/// before 1970, not more than a day ahead of `now`. Checked arithmetic: `now - i64::MIN` once
+/// overflowed (a panic, or in a release build a negative age that passed any maximum).
+#[must_use]
+pub fn backup_age(now: i64, stop: i64) -> Option<i64> {
+    if stop < 0 || stop > now.saturating_add(CLOCK_SKEW) {
+        return None;
+    }
+    now.checked_sub(stop).map(|age| age.max(0))
+}
+
+/// "finished <time>, <age> old", or that the stop time is not one.
+fn finished(now: i64, stop: i64) -> String {
+    match backup_age(now, stop) {
+        Some(age) => format!(
+            "finished {}, {} old",
+            crate::clock::unix_to_rfc3339(stop),
+            age_text(age)
+        ),
+        None => format!("its stop time ({stop}) is not a valid time"),
+    }
 }
 
 fn age_text(seconds: i64) -> String {
@@ -1115,6 +1148,53 @@ mod tests {
         assert_eq!(
             decide(&facts(initialized(), ReceiptState::Absent, None), &p).action,
             Action::Adopt
+        );
+    }
+
+    /// Issue 15.5: the stop time comes from pgBackRest's JSON (a backup.info someone edited, a
+    /// bug): i64::MIN made `now - stop` overflow (a panic; in a release build a wrapped,
+    /// negative age that passed max_backup_age), i64::MAX made the time text panic. Neither
+    /// panics now, the reasons say the time is not one, and a maximum age cannot be proven for
+    /// such a backup, so it is not restored automatically.
+    #[test]
+    fn malformed_backup_stop_times_are_reported_not_trusted() {
+        let infos = crate::pgbackrest::parse_info(include_str!(
+            "../tests/fixtures/pgbackrest-info-malformed-stop.json"
+        ))
+        .unwrap();
+        let repos: Vec<RepoFacts> = [1, 2]
+            .into_iter()
+            .map(|n| {
+                let view = crate::pgbackrest::repo_view(&infos, "main", n).unwrap();
+                repo(
+                    n,
+                    RepoStatus::Backups {
+                        backups: view.backups,
+                        wal: WalFacts::default(),
+                    },
+                )
+            })
+            .collect();
+        let mut p = policy();
+        p.major = 15;
+        p.max_backup_age = Some(Duration::from_secs(7 * 86400));
+        let f = facts(PgdataState::Empty, ReceiptState::Absent, Some(repos));
+        let d = decide(&f, &p);
+        assert_eq!(d.action, Action::Refuse, "{d:?}");
+        assert_eq!(
+            d.reasons
+                .iter()
+                .filter(|r| r.contains("not a valid time"))
+                .count(),
+            2,
+            "{d:?}"
+        );
+        p.max_backup_age = None;
+        let d = decide(&f, &p);
+        assert_eq!(d.action.name(), "restore", "{d:?}");
+        assert!(
+            d.reasons.iter().any(|r| r.contains("not a valid time")),
+            "{d:?}"
         );
     }
 

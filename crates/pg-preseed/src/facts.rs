@@ -17,7 +17,7 @@ use crate::mountinfo;
 use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
 use crate::pitr;
-use crate::preflight::{self, Layout, PgdataOwner, Preflight, ZfsState};
+use crate::preflight::{self, DirStat, Layout, PgdataOwner, Preflight, ZfsState};
 use crate::receipt::Claim;
 use crate::zfs::Zfs;
 
@@ -98,6 +98,8 @@ pub fn layout(ctx: &Context) -> Layout {
         receipt_is_symlink: std::fs::symlink_metadata(&receipt)
             .is_ok_and(|m| m.file_type().is_symlink()),
         receipt_dir_unwritable: receipt_dir_problem(&receipt_dir),
+        receipt_dirs: dir_chain(&receipt_dir),
+        pg_user: (ctx.pg_user.uid.as_raw(), ctx.pg_user.name.clone()),
         pgdata,
         receipt,
         mounts,
@@ -107,6 +109,21 @@ pub fn layout(ctx: &Context) -> Layout {
         require_mount: config.require_mount.clone(),
         on_layering: config.on_layering,
     }
+}
+
+/// `dir` (when it exists) and every existing directory above it, innermost first.
+fn dir_chain(dir: &Utf8Path) -> Vec<DirStat> {
+    dir.ancestors()
+        .filter_map(|path| {
+            let metadata = std::fs::metadata(path).ok()?;
+            Some(DirStat {
+                path: path.to_owned(),
+                uid: metadata.uid(),
+                user: fsutil::user_name(metadata.uid()),
+                mode: metadata.mode() & 0o7777,
+            })
+        })
+        .collect()
 }
 
 /// Why the engine (as the user it runs as) could not write the receipt's directory. Root can;
@@ -184,7 +201,7 @@ pub fn own_claim(ctx: &Context, warnings: &mut Vec<String>) -> Option<Claim> {
         }
         Ok(None) => None,
         Err(error) => {
-            warnings.push(format!("ignoring an unreadable claim: {error:#}"));
+            warnings.push(format!("ignoring the claim: {error:#}"));
             None
         }
     }

@@ -7,7 +7,8 @@
 //! [`report`]. Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
 //! [`pgbackrest`], [`postgres`]. Edges: [`fsutil`], [`lock`], [`files`], [`context`], [`facts`]
 //! (gathering), [`server`] (checks on a running server), [`recovery_end`] (where recovery
-//! ended, for `verify`), [`restore`] and [`commands`].
+//! ended, for `verify`), [`restore`], [`scratch`] (the drill's copy and its private server) and
+//! [`commands`].
 //! docs/design.md says what each owns and may import.
 
 pub mod cli;
@@ -38,6 +39,7 @@ pub mod recovery;
 pub mod recovery_end;
 pub mod report;
 pub mod restore;
+pub mod scratch;
 pub mod server;
 pub mod wal;
 pub mod zfs;

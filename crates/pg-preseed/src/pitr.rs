@@ -252,8 +252,12 @@ pub fn reaches(
                 })
                 .filter_map(|archive| Segment::parse(archive.max.as_deref()?, size))
                 .max_by_key(|segment| segment.number);
-            if let Some(newest) = newest {
-                let end = Lsn((newest.number + 1) * size);
+            // A segment number at the very top of the LSN space has no end to compare with.
+            let end = newest.and_then(|newest| {
+                let end = newest.number.checked_add(1)?.checked_mul(size)?;
+                Some((newest, Lsn(end)))
+            });
+            if let Some((newest, end)) = end {
                 if at >= end {
                     return Err(format!(
                         "the target {target_text} is beyond the end of the archive: the newest \

@@ -8,7 +8,6 @@
 //! it started (DESIGN.md invariants 6 and 7).
 
 use std::os::fd::RawFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -84,21 +83,8 @@ pub fn prepare_pgdata(ctx: &Context) -> anyhow::Result<Vec<String>> {
             }
         }
         PgdataState::Empty => {
-            let metadata =
-                std::fs::metadata(pgdata).with_context(|| format!("failed to examine {pgdata}"))?;
-            if let Some((uid, gid)) = ctx.owner() {
-                if metadata.uid() != uid.as_raw() || metadata.gid() != gid.as_raw() {
-                    nix::unistd::chown(pgdata.as_std_path(), Some(uid), Some(gid)).with_context(
-                        || format!("failed to give {pgdata} to {}", ctx.pg_user.name),
-                    )?;
-                    done.push(format!("gave the empty {pgdata} to {}", ctx.pg_user.name));
-                }
-            }
-            if metadata.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("failed to set mode 0700 on {pgdata}"))?;
-                done.push(format!("set mode 0700 on the empty {pgdata}"));
-            }
+            // Through one descriptor, never through a symlink (issue 15.6).
+            done.extend(fsutil::give_dir(pgdata, 0o700, ctx.owner())?);
         }
         PgdataState::RestoreInProgress { .. } => {}
         // Only when the decision saw pg-preseed's own claim for it (decision::decide).

@@ -54,7 +54,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> Exit {
     if error.downcast_ref::<ConfigError>().is_some() || error.downcast_ref::<UsageError>().is_some()
     {
         Exit::Usage
-    } else if error.downcast_ref::<lock::Busy>().is_some() {
+    } else if error.downcast_ref::<lock::Busy>().is_some()
+        || error.downcast_ref::<lock::Untrusted>().is_some()
+    {
         Exit::Refused
     } else {
         Exit::Internal
@@ -180,7 +182,12 @@ impl<'a> Session<'a> {
                 preflight: preflight.filter(|_| !lock.waited()),
                 lock: Some(lock),
             })),
-            Err(error) if error.downcast_ref::<lock::Busy>().is_some() => Err(error),
+            Err(error)
+                if error.downcast_ref::<lock::Busy>().is_some()
+                    || error.downcast_ref::<lock::Untrusted>().is_some() =>
+            {
+                Err(error)
+            }
             Err(error) if prepare == Prepare::IfDirExists => Err(error),
             Err(error) => {
                 // The lock file cannot even be opened: the preflight checks say why (an

@@ -132,7 +132,8 @@ fn act_restore(
                 .find(|c| c.repo == restored.repo)
                 .map(|c| &c.backup);
             recorded.restored_bytes = restored.bytes;
-            recorded.backup_age_seconds = backup.map(|b| clock::unix_now() - b.stop);
+            recorded.backup_age_seconds =
+                backup.and_then(|b| crate::decision::backup_age(clock::unix_now(), b.stop));
             report.summary = Some(format!(
                 "{} from {} backup {} in {:.1}s; start PostgreSQL, then `pg-preseed verify` checks it and writes the receipt",
                 if resume { "resumed and finished the restore" } else { "restored" },

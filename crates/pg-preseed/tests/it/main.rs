@@ -16,6 +16,8 @@ mod engine;
 #[cfg(feature = "real-system")]
 mod faults;
 #[cfg(feature = "real-system")]
+mod hardening;
+#[cfg(feature = "real-system")]
 mod operator;
 #[cfg(feature = "real-system")]
 mod recovery;
