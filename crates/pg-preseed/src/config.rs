@@ -42,6 +42,10 @@ pub struct Config {
     pub datasets: Vec<DatasetDecl>,
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// What runs once after a restore (or a fresh initdb) has been verified, before the receipt
+    /// is written ([`crate::post_restore`]). `null`: nothing.
+    #[serde(default)]
+    pub post_restore: Option<PostRestore>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -363,6 +367,30 @@ pub struct Metrics {
     pub textfile: Option<Utf8PathBuf>,
 }
 
+/// The post-restore hook: SQL statements, then a script, run once per verified restore or fresh
+/// start ([`crate::post_restore`] says when, how and with what environment).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PostRestore {
+    /// An executable, run as the PostgreSQL user with the receipt's facts in its environment.
+    #[serde(default)]
+    pub script: Option<Utf8PathBuf>,
+    /// Statements psql runs first, in one session on `verify.database`, each in its own
+    /// transaction (autocommit), stopping at the first error.
+    #[serde(default)]
+    pub sql: Vec<String>,
+    /// How long the statements and the script may take together.
+    #[serde(default = "default_post_restore_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_post_restore_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+/// The longest `post_restore.timeout`: the bound every duration of the config has (366 days).
+const MAX_POST_RESTORE_TIMEOUT: Duration = Duration::from_secs(366 * 86400);
+
 /// One problem in a config, tied to the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigIssue {
@@ -454,6 +482,7 @@ impl Config {
         self.check_verify(&mut issues);
         self.check_datasets(&mut issues);
         self.check_metrics(&mut issues);
+        self.check_post_restore(&mut issues);
         issues.0
     }
 
@@ -705,6 +734,49 @@ impl Config {
             if is_within(textfile, &self.pgdata) {
                 issues.push("metrics.textfile", "must be outside pgdata".to_owned());
             }
+        }
+    }
+}
+
+impl Config {
+    fn check_post_restore(&mut self, issues: &mut Issues) {
+        let Some(hook) = &mut self.post_restore else {
+            return;
+        };
+        if hook.script.is_none() && hook.sql.is_empty() {
+            issues.push(
+                "post_restore",
+                "give \"script\" or \"sql\" (or set post_restore to null)".to_owned(),
+            );
+        }
+        if let Some(script) = &mut hook.script {
+            issues.absolute("post_restore.script", script);
+            if script.file_name().is_none() {
+                issues.push("post_restore.script", "must name a file".to_owned());
+            }
+        }
+        for (index, statement) in hook.sql.iter().enumerate() {
+            if statement.trim().is_empty() {
+                issues.push(
+                    &format!("post_restore.sql[{index}]"),
+                    "empty SQL".to_owned(),
+                );
+            }
+        }
+        if hook.timeout.is_zero() {
+            issues.push(
+                "post_restore.timeout",
+                "must be longer than zero".to_owned(),
+            );
+        } else if hook.timeout > MAX_POST_RESTORE_TIMEOUT {
+            issues.push(
+                "post_restore.timeout",
+                format!(
+                    "is longer than allowed: at most {} ({} seconds)",
+                    humantime::format_duration(MAX_POST_RESTORE_TIMEOUT),
+                    MAX_POST_RESTORE_TIMEOUT.as_secs()
+                ),
+            );
         }
     }
 }

@@ -770,6 +770,9 @@ mod tests {
                 restored_bytes: None,
                 checks: vec![],
                 recovery: None,
+                phases: crate::receipt::Phases::default(),
+                replayed_until: None,
+                post_restore: None,
             }),
         }
     }
@@ -788,6 +791,9 @@ mod tests {
             duration_seconds: None,
             restored_bytes: None,
             backup_system_identifier: None,
+            phases: crate::receipt::Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 

@@ -3,8 +3,11 @@
 //! It logs the argv it built (never the environment, which is where secrets live), keeps stderr
 //! in the error, tells a non-zero exit, a signal, a timeout and a spawn failure apart, and drops
 //! privileges to the PostgreSQL user when the engine runs as root.
+//!
+//! A child inherits the engine's environment unless the caller gives it an exact one
+//! ([`Command::exact_environment`]: the post-restore hook's, see [`crate::post_restore`]).
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::os::fd::RawFd;
@@ -141,6 +144,34 @@ impl fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
+impl ExecError {
+    /// The same error with the output it keeps passed through `f` (to redact it).
+    #[must_use]
+    pub fn map_output(self, f: impl Fn(&str) -> String) -> ExecError {
+        match self {
+            ExecError::Exited {
+                program,
+                code,
+                output,
+            } => ExecError::Exited {
+                program,
+                code,
+                output: f(&output),
+            },
+            ExecError::Signaled {
+                program,
+                signal,
+                output,
+            } => ExecError::Signaled {
+                program,
+                signal,
+                output: f(&output),
+            },
+            other => other,
+        }
+    }
+}
+
 /// A command to run; built by the caller, run by one of the methods below.
 #[derive(Debug, Clone)]
 pub struct Command {
@@ -149,6 +180,14 @@ pub struct Command {
     env: Vec<(String, String)>,
     run_as: Option<Identity>,
     inherit_fd: Option<RawFd>,
+    /// The child's whole environment, instead of the engine's (the identity's HOME, USER and
+    /// LOGNAME and `env` are still set on top).
+    exact_env: Option<Vec<(OsString, OsString)>>,
+    /// What the child reads on stdin (else nothing: /dev/null).
+    stdin: Option<Vec<u8>>,
+    /// The child leads a process group of its own, and a timeout kills the whole group (a
+    /// script's own children with it).
+    own_group: bool,
 }
 
 impl Command {
@@ -160,7 +199,32 @@ impl Command {
             env: Vec::new(),
             run_as: None,
             inherit_fd: None,
+            exact_env: None,
+            stdin: None,
+            own_group: false,
         }
+    }
+
+    /// Gives the child exactly `environment` rather than the engine's own.
+    #[must_use]
+    pub fn exact_environment(mut self, environment: Vec<(OsString, OsString)>) -> Command {
+        self.exact_env = Some(environment);
+        self
+    }
+
+    /// Feeds `bytes` to the child's stdin (for [`Command::output_any_status`] and
+    /// [`Command::output`]).
+    #[must_use]
+    pub fn stdin_bytes(mut self, bytes: Vec<u8>) -> Command {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    /// Starts the child as the leader of a new process group; a timeout kills the group.
+    #[must_use]
+    pub fn own_process_group(mut self) -> Command {
+        self.own_group = true;
+        self
     }
 
     #[must_use]
@@ -203,6 +267,9 @@ impl Command {
     #[allow(unsafe_code)]
     fn expression(&self) -> duct::Expression {
         let mut expression = duct::cmd(&self.program, &self.args).dir("/").unchecked();
+        if let Some(environment) = &self.exact_env {
+            expression = expression.full_env(environment.iter().cloned());
+        }
         for (key, value) in &self.env {
             expression = expression.env(key, value);
         }
@@ -214,8 +281,12 @@ impl Command {
         }
         let run_as = self.run_as.clone();
         let inherit_fd = self.inherit_fd;
+        let own_group = self.own_group;
         expression.before_spawn(move |command| {
             let run_as = run_as.clone();
+            if own_group {
+                command.process_group(0);
+            }
             // SAFETY: the closure only makes async-signal-safe system calls (setgroups, setgid,
             // setuid, prctl, fcntl) on values computed before the fork.
             unsafe {
@@ -231,11 +302,12 @@ impl Command {
     /// Spawn failures and timeouts; a non-zero exit is returned as a status, not an error.
     pub fn output_any_status(&self, timeout: Option<Duration>) -> Result<Output, ExecError> {
         tracing::debug!(command = %self.display(), "running");
-        let handle = self
-            .expression()
-            .stdout_capture()
-            .stderr_capture()
-            .stdin_null()
+        let expression = self.expression().stdout_capture().stderr_capture();
+        let expression = match &self.stdin {
+            Some(bytes) => expression.stdin_bytes(bytes.clone()),
+            None => expression.stdin_null(),
+        };
+        let handle = expression
             .start()
             .map_err(|error| self.spawn_error(error))?;
         let Some(timeout) = timeout else {
@@ -253,6 +325,16 @@ impl Command {
             result.map_err(|error| self.io_error(error))
         } else {
             // A child stuck on a dead NFS mount may not even die; do not wait for it.
+            if self.own_group {
+                for pid in handle.pids() {
+                    if let Ok(pid) = i32::try_from(pid) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
             let _ = handle.kill();
             Err(ExecError::TimedOut {
                 program: self.program.clone(),
@@ -451,6 +533,66 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, ExecError::TimedOut { .. }));
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// The post-restore hook's script: its own children die with it at the timeout.
+    #[test]
+    fn timeout_of_a_process_group_kills_its_children_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let error = Command::new("sh", vec!["-c".into(), script])
+            .own_process_group()
+            .output(Some(Duration::from_millis(500)))
+            .unwrap_err();
+        assert!(matches!(error, ExecError::TimedOut { .. }));
+        let child: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..200).any(|_| {
+            let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let running = state
+                .rfind(')')
+                .and_then(|end| state[end + 1..].split_whitespace().next())
+                .is_some_and(|s| s != "Z");
+            if running {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !running
+        });
+        assert!(gone, "the script's child {child} outlived the timeout");
+    }
+
+    #[test]
+    fn exact_environment_and_stdin() {
+        std::env::set_var("PG_PRESEED_EXEC_TEST_INHERITED", "yes");
+        let inherited = Command::new(
+            "sh",
+            vec![
+                "-c".into(),
+                "echo \"$PG_PRESEED_EXEC_TEST_INHERITED\"".into(),
+            ],
+        )
+        .output(None)
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&inherited.stdout), "yes\n");
+        let exact = Command::new(
+            "/bin/sh",
+            vec![
+                "-c".into(),
+                "echo \"[$PG_PRESEED_EXEC_TEST_INHERITED][$ONLY]\"; cat".into(),
+            ],
+        )
+        .exact_environment(vec![("ONLY".into(), "this".into())])
+        .stdin_bytes(b"from stdin\n".to_vec())
+        .output(None)
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&exact.stdout),
+            "[][this]\nfrom stdin\n"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Prometheus textfile-collector metrics, rendered from the last run of each command and the
-//! receipt. Rendering is pure; the file is written atomically by the caller.
+//! receipt (its phases and where its data ends, through [`crate::story`]). Rendering is pure;
+//! the file is written atomically by the caller.
 
 use std::fmt::Write as _;
 
@@ -169,6 +170,45 @@ pub fn render(last_runs: &LastRuns, marker: &ReceiptState, now: i64) -> String {
             "Repositories left out of recovery that verify could not ask either.",
             vec![(String::new(), recovery.warnings.len().to_string())],
         );
+    }
+    if let ReceiptState::Valid { receipt } = marker {
+        let phases = &receipt.phases;
+        family(
+            "pg_preseed_receipt_phase_seconds",
+            "gauge",
+            "How long each phase of the restore (or fresh start) the receipt records took: repository_check, restore, recovery, verify, post_restore.",
+            [
+                ("repository_check", phases.repository_check_seconds),
+                ("restore", phases.restore_seconds),
+                ("recovery", phases.recovery_seconds),
+                ("verify", phases.verify_seconds),
+                ("post_restore", phases.post_restore_seconds),
+            ]
+            .into_iter()
+            .filter_map(|(phase, seconds)| {
+                seconds.map(|s| (format!("{{phase=\"{phase}\"}}"), format!("{s:.3}")))
+            })
+            .collect(),
+        );
+        if let Some(end) = crate::story::data_end(receipt) {
+            family(
+                "pg_preseed_receipt_data_end_timestamp_seconds",
+                "gauge",
+                "Where the restored data ends (unix seconds): the last transaction replayed, else the time recovery target, else the end of the backup (label `source`).",
+                vec![(
+                    format!("{{source=\"{}\"}}", end.known_from.label()),
+                    end.at.to_string(),
+                )],
+            );
+            if let Some(gap) = end.before_restore {
+                family(
+                    "pg_preseed_receipt_max_data_loss_seconds",
+                    "gauge",
+                    "How long before the restore began the restored data ends: at most this much of writes is missing (by design, with a recovery target).",
+                    vec![(String::new(), gap.to_string())],
+                );
+            }
+        }
     }
     family(
         "pg_preseed_metrics_timestamp_seconds",

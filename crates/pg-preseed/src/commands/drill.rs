@@ -185,7 +185,7 @@ fn drill_once(
     });
     tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch, "drill: restoring");
     let restored = restore::run_restore(ctx, &candidate, restore_args, None)?;
-    install.check(&pgdata)?;
+    install.apply(&pgdata, owner)?;
 
     let recovery_started = Instant::now();
     let log = scratch.join("postgresql.log");
