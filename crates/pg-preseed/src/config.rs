@@ -1129,6 +1129,73 @@ mod tests {
         assert_eq!(keys(&text), ["pgbackrest.repo_wait"]);
     }
 
+    /// Issue 13: the post-restore hook's contract (the module's `postRestore` writes it).
+    #[test]
+    fn post_restore_hook() {
+        let with = |hook: &str| {
+            MINIMAL.replace(
+                r#""pgbackrest""#,
+                &format!(r#""post_restore": {hook}, "pgbackrest""#),
+            )
+        };
+        assert_eq!(Config::parse(MINIMAL, "t").unwrap().post_restore, None);
+        assert_eq!(
+            Config::parse(&with("null"), "t").unwrap().post_restore,
+            None
+        );
+        let hook = Config::parse(&with(r#"{"script": "/etc/pg-preseed/after-restore"}"#), "t")
+            .unwrap()
+            .post_restore
+            .unwrap();
+        assert_eq!(
+            hook.script.as_deref(),
+            Some(Utf8Path::new("/etc/pg-preseed/after-restore"))
+        );
+        assert!(hook.sql.is_empty());
+        assert_eq!(hook.timeout, Duration::from_secs(30 * 60));
+        let hook = Config::parse(
+            &with(r#"{"script": null, "sql": ["GRANT SELECT ON t TO r", "ANALYZE"], "timeout": "5min"}"#),
+            "t",
+        )
+        .unwrap()
+        .post_restore
+        .unwrap();
+        assert_eq!(
+            (hook.sql.len(), hook.timeout),
+            (2, Duration::from_secs(300))
+        );
+        // What --json prints back parses to the same.
+        let config = Config::parse(&with(r#"{"sql": ["ANALYZE"], "timeout": 90}"#), "t").unwrap();
+        let again = Config::parse(&serde_json::to_string(&config).unwrap(), "t").unwrap();
+        assert_eq!(again.post_restore, config.post_restore);
+
+        for (hook, key) in [
+            ("{}", "post_restore"),
+            (r#"{"script": null, "sql": []}"#, "post_restore"),
+            (r#"{"script": "after-restore"}"#, "post_restore.script"),
+            (r#"{"sql": ["ANALYZE", "  "]}"#, "post_restore.sql[1]"),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": 0}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": "400days"}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": "soon"}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "scriptt": "/x"}"#,
+                "post_restore.scriptt",
+            ),
+            (r#"{"sql": "ANALYZE"}"#, "post_restore.sql"),
+        ] {
+            assert_eq!(keys(&with(hook)), [key], "{hook}");
+        }
+    }
+
     #[test]
     fn two_declared_datasets_on_one_mountpoint_are_rejected() {
         // The incident's two declarations, written as config.

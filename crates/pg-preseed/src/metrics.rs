@@ -298,6 +298,66 @@ mod tests {
         );
     }
 
+    /// Issue 13: the phases of the restore the receipt records, and where its data ends.
+    #[test]
+    fn phases_and_data_end_from_the_receipt() {
+        let mut receipt = crate::receipt::Receipt::adopted(
+            camino::Utf8Path::new("/var/lib/postgresql/16"),
+            16,
+            1,
+            "db",
+        );
+        receipt.action = crate::receipt::Origin::Restored;
+        receipt.source = Some(crate::receipt::Source {
+            repo: 1,
+            repo_name: None,
+            stanza: "main".to_owned(),
+            backup_label: Some("20261127-090147F".to_owned()),
+            backup_stop: Some("2026-11-27T09:00:00Z".to_owned()),
+            target: None,
+            recovery_repos: vec![1],
+            left_out: vec![],
+        });
+        receipt.phases = crate::receipt::Phases {
+            decided_at: Some("2026-11-27T12:00:00Z".to_owned()),
+            repository_check_seconds: Some(0.5),
+            restore_seconds: Some(20.25),
+            recovery_seconds: Some(3.0),
+            verify_seconds: Some(0.75),
+            post_restore_seconds: Some(1.5),
+        };
+        receipt.replayed_until = Some("2026-11-27T11:59:00Z".to_owned());
+        let marker = ReceiptState::Valid {
+            receipt: Box::new(receipt),
+        };
+        let text = render(&LastRuns::new(), &marker, 1_800_000_000);
+        for expected in [
+            "pg_preseed_receipt_phase_seconds{phase=\"repository_check\"} 0.500\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"restore\"} 20.250\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"recovery\"} 3.000\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"verify\"} 0.750\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"post_restore\"} 1.500\n",
+            "pg_preseed_receipt_data_end_timestamp_seconds{source=\"replay\"} 1795780740\n",
+            "pg_preseed_receipt_max_data_loss_seconds 60\n",
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
+        }
+        // Only the measured phases: an adopted receipt has none.
+        let adopted = ReceiptState::Valid {
+            receipt: Box::new(crate::receipt::Receipt::adopted(
+                camino::Utf8Path::new("/pg"),
+                16,
+                1,
+                "db",
+            )),
+        };
+        let text = render(&LastRuns::new(), &adopted, 1_800_000_000);
+        assert!(
+            !text.contains("phase_seconds") && !text.contains("data_loss"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

@@ -684,6 +684,56 @@ mod tests {
         assert_eq!(history.restored_at.as_deref(), Some("2026-11-27T09:59:00Z"));
     }
 
+    /// Issue 13: what the claim collected of the story goes into the receipt; a hook that did
+    /// not succeed is not recorded there (its attempts stay with the claim).
+    #[test]
+    fn the_claims_phases_and_hook_go_into_the_receipt() {
+        let mut claim = claim(ClaimKind::Restore);
+        claim.phases.repository_check_seconds = Some(0.5);
+        claim.phases.recovery_seconds = Some(3.0);
+        claim.replayed_until = Some("2026-11-27T09:58:00Z".to_owned());
+        claim.post_restore = Some(PostRestoreRun {
+            attempts: 1,
+            last_started_at: Some("2026-11-27T10:00:30Z".to_owned()),
+            last_error: Some("the script exited with status 1".to_owned()),
+            succeeded_at: None,
+            duration_seconds: None,
+        });
+        let (history, _) = history_on_verify(Some(&claim), &ReceiptState::Absent, 42);
+        assert_eq!(
+            history.phases,
+            Phases {
+                decided_at: Some("2026-11-27T09:59:00Z".to_owned()),
+                repository_check_seconds: Some(0.5),
+                restore_seconds: Some(12.5),
+                recovery_seconds: Some(3.0),
+                verify_seconds: None,
+                post_restore_seconds: None,
+            }
+        );
+        assert_eq!(
+            history.replayed_until.as_deref(),
+            Some("2026-11-27T09:58:00Z")
+        );
+        assert_eq!(history.post_restore, None, "a hook that did not succeed");
+        let run = claim.post_restore.as_mut().unwrap();
+        run.succeeded_at = Some("2026-11-27T10:01:00Z".to_owned());
+        run.last_error = None;
+        let (history, _) = history_on_verify(Some(&claim), &ReceiptState::Absent, 42);
+        assert!(history.post_restore.is_some_and(|run| run.succeeded()));
+        // Read back as written; a claim from before these fields reads as one without them.
+        let json = serde_json::to_value(&claim).unwrap();
+        assert_eq!(json["post_restore"]["attempts"], 1);
+        let back: Claim = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, claim);
+        let mut old = json;
+        for key in ["phases", "replayed_until", "post_restore"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let back: Claim = serde_json::from_value(old).unwrap();
+        assert!(back.phases.is_empty() && back.post_restore.is_none());
+    }
+
     #[test]
     fn verify_again_keeps_how_the_cluster_came_to_be() {
         let previous = ReceiptState::Valid {
