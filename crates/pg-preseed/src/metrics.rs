@@ -325,6 +325,7 @@ mod tests {
             recovery_seconds: Some(3.0),
             verify_seconds: Some(0.75),
             post_restore_seconds: Some(1.5),
+            completed_at: None,
         };
         receipt.replayed_until = Some("2026-11-27T11:59:00Z".to_owned());
         let marker = ReceiptState::Valid {

@@ -115,7 +115,7 @@ pub struct Receipt {
     /// and the archive end or target it reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryEnd>,
-    /// How long each phase took, from the decision to this receipt (restores and fresh starts
+    /// How long each phase took, from the decision to the receipt (restores and fresh starts
     /// verified since this was recorded).
     #[serde(default, skip_serializing_if = "Phases::is_empty")]
     pub phases: Phases,
@@ -152,6 +152,10 @@ pub struct Phases {
     /// The post-restore hook's successful run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_restore_seconds: Option<f64>,
+    /// RFC 3339: when `verify` wrote the receipt for the claim — where the story ends (a later
+    /// `verify` updates `verified_at`, not this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
 }
 
 impl Phases {
@@ -173,6 +177,7 @@ impl Phases {
             recovery_seconds: self.recovery_seconds.or(other.recovery_seconds),
             verify_seconds: self.verify_seconds.or(other.verify_seconds),
             post_restore_seconds: self.post_restore_seconds.or(other.post_restore_seconds),
+            completed_at: self.completed_at.or_else(|| other.completed_at.clone()),
         }
     }
 }
@@ -709,6 +714,7 @@ mod tests {
                 recovery_seconds: Some(3.0),
                 verify_seconds: None,
                 post_restore_seconds: None,
+                completed_at: None,
             }
         );
         assert_eq!(

@@ -156,10 +156,10 @@ pub fn receipt_lines(receipt: &Receipt) -> Vec<String> {
     if !timings.is_empty() {
         took.push(timings.join(", "));
     }
-    if let (Some(began), Some(verified)) = (began, receipt.verified_at.as_deref().and_then(unix)) {
+    if let (Some(began), Some(completed)) = (began, phases.completed_at.as_deref().and_then(unix)) {
         took.push(format!(
-            "{} from the decision to this receipt",
-            human_seconds((verified - began).max(0))
+            "{} from the decision to the receipt",
+            human_seconds((completed - began).max(0))
         ));
     }
     if !took.is_empty() {
@@ -301,7 +301,8 @@ mod tests {
             left_out: vec![],
         });
         receipt.restored_bytes = Some(100 * 1024 * 1024);
-        receipt.verified_at = Some("2026-11-27T12:01:00Z".to_owned());
+        // Verified again a week later, at a normal boot: the story still ends at the receipt.
+        receipt.verified_at = Some("2026-12-04T08:00:00Z".to_owned());
         receipt.phases = Phases {
             decided_at: Some("2026-11-27T12:00:00Z".to_owned()),
             repository_check_seconds: Some(0.42),
@@ -309,6 +310,7 @@ mod tests {
             recovery_seconds: Some(3.0),
             verify_seconds: Some(0.8),
             post_restore_seconds: None,
+            completed_at: Some("2026-11-27T12:01:00Z".to_owned()),
         };
         receipt
     }
@@ -329,7 +331,7 @@ mod tests {
             receipt_lines(&receipt),
             [
                 "restored repo1 (nas) backup 20261127-090147F, which ended 2026-11-27T09:00:00Z (3h 00m old when the restore began)",
-                "100.0 MB restored at 5.0 MB/s; repository check 0.4s, restore 20s, recovery 3.0s, verify 0.8s, post-restore hook 1.2s; 1m 00s from the decision to this receipt",
+                "100.0 MB restored at 5.0 MB/s; repository check 0.4s, restore 20s, recovery 3.0s, verify 0.8s, post-restore hook 1.2s; 1m 00s from the decision to the receipt",
                 "data up to 2026-11-27T11:58:30Z (the last transaction replayed): at most 1m 30s of writes before the restore began are missing",
                 "post-restore hook succeeded at 2026-11-27T12:00:55Z in 1.2s, on attempt 2",
             ]
@@ -375,7 +377,7 @@ mod tests {
         assert!(lines[0].starts_with("fresh cluster"), "{lines:?}");
         assert_eq!(
             lines[1],
-            "repository check 0.4s, verify 0.8s; 1m 00s from the decision to this receipt"
+            "repository check 0.4s, verify 0.8s; 1m 00s from the decision to the receipt"
         );
         assert_eq!(lines.len(), 2, "no data end for a fresh cluster: {lines:?}");
 

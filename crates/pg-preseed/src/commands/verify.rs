@@ -221,6 +221,10 @@ fn write_receipt(
             .replayed_until
             .or_else(|| observed.replayed_until.clone());
     }
+    let now = clock::now_rfc3339();
+    if claim.is_some() {
+        history.phases.completed_at = Some(now.clone());
+    }
     let receipt = Receipt::verified(
         &ctx.config.pgdata,
         ctx.config.postgres.major,
@@ -228,7 +232,7 @@ fn write_receipt(
         checks,
         history,
         &ctx.host,
-        &clock::now_rfc3339(),
+        &now,
     );
     ctx.files.write_receipt(&receipt, ctx.owner())?;
     if claim.is_some() {

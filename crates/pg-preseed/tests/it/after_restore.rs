@@ -682,7 +682,7 @@ fn after_a_restore_status_and_metrics_tell_the_story() {
         ", restore ".to_owned(),
         ", recovery ".to_owned(),
         ", verify ".to_owned(),
-        "from the decision to this receipt".to_owned(),
+        "from the decision to the receipt".to_owned(),
         format!("data up to {replayed_until} (the last transaction replayed): at most "),
         "of writes before the restore began are missing".to_owned(),
     ] {
