@@ -25,7 +25,12 @@ fuzz_target!(|text: &str| {
         }
     }
     for line in text.lines() {
+        let redacted = pgbackrest::redact_recovery_options(line);
+        if !line.contains("--recovery-option=") {
+            assert_eq!(redacted, line);
+        }
         if let Some(parsed) = pgbackrest::parse_log_line(line) {
+            let _ = pgbackrest::restore_file(parsed.message);
             let _ = pgbackrest::restore_progress(parsed.message);
             let _ = pgbackrest::restored_backup_set(parsed.message);
             let _ = pgbackrest::restore_size(parsed.message).and_then(pgbackrest::parse_size);

@@ -1,7 +1,7 @@
 //! The readers of what a recovery leaves behind — timeline history files, postgresql.auto.conf,
 //! pgBackRest's option echo and `info` JSON, time targets — never panic, and the writers round
 //! trip through them: an LSN prints back as itself, a segment name as itself, a value quoted for
-//! postgresql.auto.conf reads back unchanged.
+//! postgresql.auto.conf reads back unchanged, also once installed into any postgresql.auto.conf.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,6 +28,14 @@ fuzz_target!(|text: &str| {
         let conf = format!("restore_command = '{}'\n", recovery::conf_quoted(text));
         assert_eq!(recovery::setting(&conf, "restore_command").as_deref(), Some(text));
     }
+    // Whatever postgresql.auto.conf held, pg-preseed's restore_command installed into it is the
+    // one PostgreSQL reads (issue 13.3).
+    let ours = "/etc/pg-preseed/bin/pg-preseed --config '/it''s' archive-get %f \"%p\"";
+    let installed = recovery::with_setting(text, "restore_command", &recovery::conf_quoted(ours));
+    assert_eq!(
+        recovery::setting(&installed, "restore_command").as_deref(),
+        Some(ours)
+    );
     let _ = pgbackrest::recovery_options(text);
     let _ = clock::parse_timestamptz(text);
     if let Ok(infos) = pgbackrest::parse_info(text) {

@@ -48,6 +48,10 @@ pub struct Config {
     pub datasets: Vec<DatasetDecl>,
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// What runs once after a restore (or a fresh initdb) has been verified, before the receipt
+    /// is written ([`crate::post_restore`]). `null`: nothing.
+    #[serde(default)]
+    pub post_restore: Option<PostRestore>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -369,6 +373,30 @@ pub struct Metrics {
     pub textfile: Option<Utf8PathBuf>,
 }
 
+/// The post-restore hook: SQL statements, then a script, run once per verified restore or fresh
+/// start ([`crate::post_restore`] says when, how and with what environment).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PostRestore {
+    /// An executable, run as the PostgreSQL user with the receipt's facts in its environment.
+    #[serde(default)]
+    pub script: Option<Utf8PathBuf>,
+    /// Statements psql runs first, in one session on `verify.database`, each in its own
+    /// transaction (autocommit), stopping at the first error.
+    #[serde(default)]
+    pub sql: Vec<String>,
+    /// How long the statements and the script may take together.
+    #[serde(default = "default_post_restore_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_post_restore_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+/// The longest `post_restore.timeout`: the bound every duration of the config has (366 days).
+const MAX_POST_RESTORE_TIMEOUT: Duration = Duration::from_secs(366 * 86400);
+
 /// One problem in a config, tied to the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigIssue {
@@ -460,6 +488,7 @@ impl Config {
         self.check_verify(&mut issues);
         self.check_datasets(&mut issues);
         self.check_metrics(&mut issues);
+        self.check_post_restore(&mut issues);
         issues.0
     }
 
@@ -718,6 +747,49 @@ impl Config {
             if is_within(textfile, &self.pgdata) {
                 issues.push("metrics.textfile", "must be outside pgdata".to_owned());
             }
+        }
+    }
+}
+
+impl Config {
+    fn check_post_restore(&mut self, issues: &mut Issues) {
+        let Some(hook) = &mut self.post_restore else {
+            return;
+        };
+        if hook.script.is_none() && hook.sql.is_empty() {
+            issues.push(
+                "post_restore",
+                "give \"script\" or \"sql\" (or set post_restore to null)".to_owned(),
+            );
+        }
+        if let Some(script) = &mut hook.script {
+            issues.absolute("post_restore.script", script);
+            if script.file_name().is_none() {
+                issues.push("post_restore.script", "must name a file".to_owned());
+            }
+        }
+        for (index, statement) in hook.sql.iter().enumerate() {
+            if statement.trim().is_empty() {
+                issues.push(
+                    &format!("post_restore.sql[{index}]"),
+                    "empty SQL".to_owned(),
+                );
+            }
+        }
+        if hook.timeout.is_zero() {
+            issues.push(
+                "post_restore.timeout",
+                "must be longer than zero".to_owned(),
+            );
+        } else if hook.timeout > MAX_POST_RESTORE_TIMEOUT {
+            issues.push(
+                "post_restore.timeout",
+                format!(
+                    "is longer than allowed: at most {} ({} seconds)",
+                    humantime::format_duration(MAX_POST_RESTORE_TIMEOUT),
+                    MAX_POST_RESTORE_TIMEOUT.as_secs()
+                ),
+            );
         }
     }
 }
@@ -1143,6 +1215,73 @@ mod tests {
         assert_eq!(keys(&text), ["pgbackrest.config", "pgbackrest.bin"]);
         let text = MINIMAL.replace("/var/lib/postgresql/16", "/var/lib/my postgresql/16");
         assert!(Config::parse(&text, "t").is_ok(), "a space is fine");
+    }
+
+    /// Issue 13: the post-restore hook's contract (the module's `postRestore` writes it).
+    #[test]
+    fn post_restore_hook() {
+        let with = |hook: &str| {
+            MINIMAL.replace(
+                r#""pgbackrest""#,
+                &format!(r#""post_restore": {hook}, "pgbackrest""#),
+            )
+        };
+        assert_eq!(Config::parse(MINIMAL, "t").unwrap().post_restore, None);
+        assert_eq!(
+            Config::parse(&with("null"), "t").unwrap().post_restore,
+            None
+        );
+        let hook = Config::parse(&with(r#"{"script": "/etc/pg-preseed/after-restore"}"#), "t")
+            .unwrap()
+            .post_restore
+            .unwrap();
+        assert_eq!(
+            hook.script.as_deref(),
+            Some(Utf8Path::new("/etc/pg-preseed/after-restore"))
+        );
+        assert!(hook.sql.is_empty());
+        assert_eq!(hook.timeout, Duration::from_secs(30 * 60));
+        let hook = Config::parse(
+            &with(r#"{"script": null, "sql": ["GRANT SELECT ON t TO r", "ANALYZE"], "timeout": "5min"}"#),
+            "t",
+        )
+        .unwrap()
+        .post_restore
+        .unwrap();
+        assert_eq!(
+            (hook.sql.len(), hook.timeout),
+            (2, Duration::from_secs(300))
+        );
+        // What --json prints back parses to the same.
+        let config = Config::parse(&with(r#"{"sql": ["ANALYZE"], "timeout": 90}"#), "t").unwrap();
+        let again = Config::parse(&serde_json::to_string(&config).unwrap(), "t").unwrap();
+        assert_eq!(again.post_restore, config.post_restore);
+
+        for (hook, key) in [
+            ("{}", "post_restore"),
+            (r#"{"script": null, "sql": []}"#, "post_restore"),
+            (r#"{"script": "after-restore"}"#, "post_restore.script"),
+            (r#"{"sql": ["ANALYZE", "  "]}"#, "post_restore.sql[1]"),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": 0}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": "400days"}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": "soon"}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "scriptt": "/x"}"#,
+                "post_restore.scriptt",
+            ),
+            (r#"{"sql": "ANALYZE"}"#, "post_restore.sql"),
+        ] {
+            assert_eq!(keys(&with(hook)), [key], "{hook}");
+        }
     }
 
     #[test]

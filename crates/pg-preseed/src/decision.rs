@@ -803,6 +803,9 @@ mod tests {
                 restored_bytes: None,
                 checks: vec![],
                 recovery: None,
+                phases: crate::receipt::Phases::default(),
+                replayed_until: None,
+                post_restore: None,
             }),
         }
     }
@@ -821,6 +824,9 @@ mod tests {
             duration_seconds: None,
             restored_bytes: None,
             backup_system_identifier: None,
+            phases: crate::receipt::Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 

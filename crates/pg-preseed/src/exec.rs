@@ -12,6 +12,9 @@
 //!
 //! Every child is registered while it runs, so that an interrupted drill can stop them all
 //! ([`interrupt_children`]) before it removes what they were writing.
+//!
+//! The post-restore hook's script gets an exact environment instead
+//! ([`Command::exact_environment`], see [`crate::post_restore`]).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
@@ -275,6 +278,34 @@ impl fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
+impl ExecError {
+    /// The same error with the output it keeps passed through `f` (to redact it).
+    #[must_use]
+    pub fn map_output(self, f: impl Fn(&str) -> String) -> ExecError {
+        match self {
+            ExecError::Exited {
+                program,
+                code,
+                output,
+            } => ExecError::Exited {
+                program,
+                code,
+                output: f(&output),
+            },
+            ExecError::Signaled {
+                program,
+                signal,
+                output,
+            } => ExecError::Signaled {
+                program,
+                signal,
+                output: f(&output),
+            },
+            other => other,
+        }
+    }
+}
+
 /// A command to run; built by the caller, run by one of the methods below.
 #[derive(Debug, Clone)]
 pub struct Command {
@@ -285,6 +316,14 @@ pub struct Command {
     inherit_fd: Option<RawFd>,
     repository_env: bool,
     stop_signal: Signal,
+    /// The child's whole environment, instead of the engine's (the identity's HOME, USER and
+    /// LOGNAME and `env` are still set on top).
+    exact_env: Option<Vec<(OsString, OsString)>>,
+    /// What the child reads on stdin (else nothing: /dev/null).
+    stdin: Option<Vec<u8>>,
+    /// The child leads a process group of its own, and a timeout kills the whole group (a
+    /// script's own children with it).
+    own_group: bool,
 }
 
 impl Command {
@@ -298,7 +337,32 @@ impl Command {
             inherit_fd: None,
             repository_env: false,
             stop_signal: Signal::SIGTERM,
+            exact_env: None,
+            stdin: None,
+            own_group: false,
         }
+    }
+
+    /// Gives the child exactly `environment` rather than the engine's own.
+    #[must_use]
+    pub fn exact_environment(mut self, environment: Vec<(OsString, OsString)>) -> Command {
+        self.exact_env = Some(environment);
+        self
+    }
+
+    /// Feeds `bytes` to the child's stdin (for [`Command::output_any_status`] and
+    /// [`Command::output`]).
+    #[must_use]
+    pub fn stdin_bytes(mut self, bytes: Vec<u8>) -> Command {
+        self.stdin = Some(bytes);
+        self
+    }
+
+    /// Starts the child as the leader of a new process group; a timeout kills the group.
+    #[must_use]
+    pub fn own_process_group(mut self) -> Command {
+        self.own_group = true;
+        self
     }
 
     /// Gives the child what pgBackRest needs from the environment, the repositories'
@@ -356,7 +420,10 @@ impl Command {
     /// The child's whole environment: [`child_environment`] of ours, the identity it runs as,
     /// and what the caller set.
     fn environment(&self) -> Vec<(OsString, OsString)> {
-        let mut environment = child_environment(std::env::vars_os(), self.repository_env);
+        let mut environment = match &self.exact_env {
+            Some(exact) => exact.clone(),
+            None => child_environment(std::env::vars_os(), self.repository_env),
+        };
         let mut set = |key: &str, value: OsString| {
             environment.retain(|(name, _)| name != key);
             environment.push((key.into(), value));
@@ -382,8 +449,12 @@ impl Command {
         let run_as = self.run_as.clone();
         let inherit_fd = self.inherit_fd;
         let death_signal = self.stop_signal;
+        let own_group = self.own_group;
         expression.before_spawn(move |command| {
             let run_as = run_as.clone();
+            if own_group {
+                command.process_group(0);
+            }
             // SAFETY: the closure only makes async-signal-safe system calls (setgroups, setgid,
             // setuid, prctl, fcntl) on values computed before the fork.
             unsafe {
@@ -445,13 +516,15 @@ impl Command {
     /// Spawn failures and timeouts; a non-zero exit is returned as a status, not an error.
     pub fn output_any_status(&self, timeout: Option<Duration>) -> Result<Output, ExecError> {
         tracing::debug!(command = %self.display(), "running");
+        let stdin = self.stdin.clone();
         let (handle, _registered) = self.launch(
             |expression| {
-                expression
-                    .stdout_capture()
-                    .stderr_capture()
-                    .stdin_null()
-                    .start()
+                let expression = expression.stdout_capture().stderr_capture();
+                match stdin {
+                    Some(bytes) => expression.stdin_bytes(bytes),
+                    None => expression.stdin_null(),
+                }
+                .start()
             },
             duct::Handle::pids,
         )?;
@@ -470,6 +543,16 @@ impl Command {
             result.map_err(|error| self.io_error(error))
         } else {
             // A child stuck on a dead NFS mount may not even die; do not wait for it.
+            if self.own_group {
+                for pid in handle.pids() {
+                    if let Ok(pid) = i32::try_from(pid) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
             let _ = handle.kill();
             Err(ExecError::TimedOut {
                 program: self.program.clone(),
@@ -733,6 +816,70 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, ExecError::TimedOut { .. }));
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// The post-restore hook's script: its own children die with it at the timeout.
+    #[test]
+    fn timeout_of_a_process_group_kills_its_children_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let error = Command::new("sh", vec!["-c".into(), script])
+            .own_process_group()
+            .output(Some(Duration::from_millis(500)))
+            .unwrap_err();
+        assert!(matches!(error, ExecError::TimedOut { .. }));
+        let child: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..200).any(|_| {
+            let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let running = state
+                .rfind(')')
+                .and_then(|end| state[end + 1..].split_whitespace().next())
+                .is_some_and(|s| s != "Z");
+            if running {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !running
+        });
+        assert!(gone, "the script's child {child} outlived the timeout");
+    }
+
+    #[test]
+    fn exact_environment_and_stdin() {
+        std::env::set_var("PG_PRESEED_EXEC_TEST_INHERITED", "yes");
+        let inherited = Command::new(
+            "sh",
+            vec![
+                "-c".into(),
+                "echo \"$PG_PRESEED_EXEC_TEST_INHERITED\"".into(),
+            ],
+        )
+        .output(None)
+        .unwrap();
+        // The minimal environment leaves the engine's own variables out.
+        assert_eq!(String::from_utf8_lossy(&inherited.stdout), "\n");
+        let exact = Command::new(
+            "/bin/sh",
+            vec![
+                "-c".into(),
+                "echo \"[$PG_PRESEED_EXEC_TEST_INHERITED][$ONLY]\"; cat".into(),
+            ],
+        )
+        .exact_environment(vec![
+            ("ONLY".into(), "this".into()),
+            ("PG_PRESEED_EXEC_TEST_INHERITED".into(), "given".into()),
+        ])
+        .stdin_bytes(b"from stdin\n".to_vec())
+        .output(None)
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&exact.stdout),
+            "[given][this]\nfrom stdin\n"
+        );
     }
 
     #[test]

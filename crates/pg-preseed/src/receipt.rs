@@ -115,6 +115,99 @@ pub struct Receipt {
     /// and the archive end or target it reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryEnd>,
+    /// How long each phase took, from the decision to the receipt (restores and fresh starts
+    /// verified since this was recorded).
+    #[serde(default, skip_serializing_if = "Phases::is_empty")]
+    pub phases: Phases,
+    /// RFC 3339: when the last transaction replayed during recovery committed
+    /// (`pg_last_xact_replay_timestamp()`), when PostgreSQL told it: the restored data ends there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_until: Option<String>,
+    /// The post-restore hook's run, when one was configured and succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_restore: Option<PostRestoreRun>,
+}
+
+/// How long each phase of a restore (or a fresh start) took, measured where it happened: `run`
+/// (the decision, pgBackRest), `verify` (recovery, the checks, the post-restore hook). The claim
+/// collects them, the receipt keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// RFC 3339: when `run` decided (the claim's `started_at`): where the story begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// Gathering the facts and asking the repositories (`run`, before it acted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_check_seconds: Option<f64>,
+    /// pgBackRest's restore (the last attempt's, for a resumed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    /// WAL replay: from the server's (last) start to its promotion (the new timeline's history
+    /// file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<f64>,
+    /// `verify`'s checks, the end of recovery's proof included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_seconds: Option<f64>,
+    /// The post-restore hook's successful run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_restore_seconds: Option<f64>,
+    /// RFC 3339: when `verify` wrote the receipt for the claim — where the story ends (a later
+    /// `verify` updates `verified_at`, not this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl Phases {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Phases::default()
+    }
+
+    /// Each value of `self`, else `other`'s: what was measured first wins over what a later
+    /// `verify` could not measure any more.
+    #[must_use]
+    pub fn or(self, other: &Phases) -> Phases {
+        Phases {
+            decided_at: self.decided_at.or_else(|| other.decided_at.clone()),
+            repository_check_seconds: self
+                .repository_check_seconds
+                .or(other.repository_check_seconds),
+            restore_seconds: self.restore_seconds.or(other.restore_seconds),
+            recovery_seconds: self.recovery_seconds.or(other.recovery_seconds),
+            verify_seconds: self.verify_seconds.or(other.verify_seconds),
+            post_restore_seconds: self.post_restore_seconds.or(other.post_restore_seconds),
+            completed_at: self.completed_at.or_else(|| other.completed_at.clone()),
+        }
+    }
+}
+
+/// The post-restore hook's runs for one claim: recorded (atomically, in the claim) when each
+/// starts and the moment one exits 0, so that it is retried after a failure and never run again
+/// once it succeeded. Never its output: that goes to the journal only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostRestoreRun {
+    /// How many times it was started.
+    pub attempts: u32,
+    /// RFC 3339: when the last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_started_at: Option<String>,
+    /// Why the last attempt failed, in a few words ("the script exited with status 3"); `None`
+    /// once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// RFC 3339: when it exited 0. Set: it never runs again for this claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+}
+
+impl PostRestoreRun {
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.succeeded_at.is_some()
+    }
 }
 
 /// The newest archived WAL segment on a timeline, and the repository holding it.
@@ -232,6 +325,16 @@ pub struct Claim {
     /// running server has it.
     #[serde(default)]
     pub backup_system_identifier: Option<String>,
+    /// The phases measured so far (`run`'s; `verify` adds the rest when it runs the hook).
+    #[serde(default, skip_serializing_if = "Phases::is_empty")]
+    pub phases: Phases,
+    /// See [`Receipt::replayed_until`]: recorded by the first `verify` that read it (a restart
+    /// of PostgreSQL forgets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_until: Option<String>,
+    /// The post-restore hook's attempts and, once it exited 0, its success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_restore: Option<PostRestoreRun>,
 }
 
 impl Receipt {
@@ -259,6 +362,9 @@ impl Receipt {
             restored_bytes: None,
             checks: Vec::new(),
             recovery: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 
@@ -281,6 +387,9 @@ impl Receipt {
             duration_seconds: history.duration_seconds,
             restored_bytes: history.restored_bytes,
             recovery: history.recovery,
+            phases: history.phases,
+            replayed_until: history.replayed_until,
+            post_restore: history.post_restore,
             verified_at: Some(now.to_owned()),
             checks,
             ..Receipt::adopted(pgdata, postgres_major, system_identifier, host)
@@ -298,6 +407,9 @@ pub struct History {
     pub restored_bytes: Option<u64>,
     /// How recovery ended: what `verify` proved now, else what it proved before.
     pub recovery: Option<RecoveryEnd>,
+    pub phases: Phases,
+    pub replayed_until: Option<String>,
+    pub post_restore: Option<PostRestoreRun>,
 }
 
 impl History {
@@ -311,6 +423,9 @@ impl History {
             duration_seconds: None,
             restored_bytes: None,
             recovery: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 }
@@ -341,6 +456,17 @@ pub fn history_on_verify(
                 duration_seconds: claim.duration_seconds,
                 restored_bytes: claim.restored_bytes,
                 recovery: None,
+                phases: Phases {
+                    decided_at: Some(claim.started_at.clone()),
+                    restore_seconds: claim.duration_seconds,
+                    ..Phases::default()
+                }
+                .or(&claim.phases),
+                replayed_until: claim.replayed_until.clone(),
+                post_restore: claim
+                    .post_restore
+                    .clone()
+                    .filter(PostRestoreRun::succeeded),
             },
             None,
         ),
@@ -352,6 +478,9 @@ pub fn history_on_verify(
                 duration_seconds: old.duration_seconds,
                 restored_bytes: old.restored_bytes,
                 recovery: old.recovery.clone(),
+                phases: old.phases.clone(),
+                replayed_until: old.replayed_until.clone(),
+                post_restore: old.post_restore.clone(),
             },
             None,
         ),
@@ -387,6 +516,9 @@ impl Claim {
             duration_seconds: None,
             restored_bytes: None,
             backup_system_identifier: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 }
@@ -488,6 +620,9 @@ mod tests {
             restored_bytes: Some(1024),
             checks: vec![],
             recovery: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 
@@ -552,6 +687,57 @@ mod tests {
         unfinished.finished_at = None;
         let (history, _) = history_on_verify(Some(&unfinished), &ReceiptState::Absent, 42);
         assert_eq!(history.restored_at.as_deref(), Some("2026-11-27T09:59:00Z"));
+    }
+
+    /// Issue 13: what the claim collected of the story goes into the receipt; a hook that did
+    /// not succeed is not recorded there (its attempts stay with the claim).
+    #[test]
+    fn the_claims_phases_and_hook_go_into_the_receipt() {
+        let mut claim = claim(ClaimKind::Restore);
+        claim.phases.repository_check_seconds = Some(0.5);
+        claim.phases.recovery_seconds = Some(3.0);
+        claim.replayed_until = Some("2026-11-27T09:58:00Z".to_owned());
+        claim.post_restore = Some(PostRestoreRun {
+            attempts: 1,
+            last_started_at: Some("2026-11-27T10:00:30Z".to_owned()),
+            last_error: Some("the script exited with status 1".to_owned()),
+            succeeded_at: None,
+            duration_seconds: None,
+        });
+        let (history, _) = history_on_verify(Some(&claim), &ReceiptState::Absent, 42);
+        assert_eq!(
+            history.phases,
+            Phases {
+                decided_at: Some("2026-11-27T09:59:00Z".to_owned()),
+                repository_check_seconds: Some(0.5),
+                restore_seconds: Some(12.5),
+                recovery_seconds: Some(3.0),
+                verify_seconds: None,
+                post_restore_seconds: None,
+                completed_at: None,
+            }
+        );
+        assert_eq!(
+            history.replayed_until.as_deref(),
+            Some("2026-11-27T09:58:00Z")
+        );
+        assert_eq!(history.post_restore, None, "a hook that did not succeed");
+        let run = claim.post_restore.as_mut().unwrap();
+        run.succeeded_at = Some("2026-11-27T10:01:00Z".to_owned());
+        run.last_error = None;
+        let (history, _) = history_on_verify(Some(&claim), &ReceiptState::Absent, 42);
+        assert!(history.post_restore.is_some_and(|run| run.succeeded()));
+        // Read back as written; a claim from before these fields reads as one without them.
+        let json = serde_json::to_value(&claim).unwrap();
+        assert_eq!(json["post_restore"]["attempts"], 1);
+        let back: Claim = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, claim);
+        let mut old = json;
+        for key in ["phases", "replayed_until", "post_restore"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let back: Claim = serde_json::from_value(old).unwrap();
+        assert!(back.phases.is_empty() && back.post_restore.is_none());
     }
 
     #[test]

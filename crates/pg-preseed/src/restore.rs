@@ -8,6 +8,8 @@
 //! it started (DESIGN.md invariants 6 and 7).
 
 use std::os::fd::RawFd;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -300,24 +302,35 @@ fn attempt(
             other.describe(&ctx.config.pgdata)
         ),
     }
-    install.check(&ctx.config.pgdata)?;
+    install.apply(&ctx.config.pgdata, ctx.owner())?;
     Ok(restored)
 }
 
-/// pg-preseed's restore_command for a restore into one PGDATA, and the `--recovery-option`
-/// values that install it.
+/// pg-preseed's restore_command for a restore into one PGDATA, and how it gets there without
+/// a recovery option of pgbackrest.conf on a command line (DESIGN.md invariant 7: a
+/// `primary_conninfo` may hold a password, and argv is world-readable and logged).
+///
+/// pgBackRest 2.45 drops every recovery option pgbackrest.conf sets once one is given on its
+/// command line. So: when pgbackrest.conf sets none (besides restore_command), pg-preseed's
+/// restore_command is the one `--recovery-option` (it holds no secret) and pgBackRest writes it;
+/// when it sets others, the restore gets none, pgBackRest writes them all with its own
+/// restore_command, and [`Install::apply`] then replaces that one line of postgresql.auto.conf,
+/// atomically, before PostgreSQL can start. Either way [`Install::check`] reads it back.
 #[derive(Debug, Clone)]
 pub struct Install {
     pub restore_command: String,
+    /// The `--recovery-option` values for the restore: pg-preseed's restore_command, or none.
     pub options: Vec<String>,
+    /// The recovery options pgbackrest.conf sets, by name only (their values never leave
+    /// pgBackRest): pgBackRest writes them, and restore_command is replaced afterwards.
+    pub configured: Vec<String>,
 }
 
 impl Install {
     /// The restore_command a restore into `pgdata` installs — this executable, the config it was
-    /// started with (made absolute: PostgreSQL runs the command in PGDATA), `repos` — and the
-    /// recovery options pgBackRest's own configuration sets (a `--recovery-option` on the command
-    /// line would drop them), quoted for postgresql.auto.conf. A restore_command configured for
-    /// pgBackRest is replaced, with a warning.
+    /// started with (made absolute: PostgreSQL runs the command in PGDATA), `repos` — and how
+    /// (see [`Install`]). A restore_command configured for pgBackRest is replaced, with a
+    /// warning.
     ///
     /// # Errors
     /// When a path cannot go into restore_command, or pgBackRest cannot say which recovery
@@ -338,30 +351,71 @@ impl Install {
             .pgbackrest(pgbackrest::recovery_options_argv(&ctx.stanza))
             .output(Some(HELP_TIMEOUT))
             .context("failed to ask pgBackRest for its recovery options")?;
-        let configured = pgbackrest::recovery_options(&String::from_utf8_lossy(&output.stdout))
-            .map_err(|message| {
-                anyhow::anyhow!("failed to read pgBackRest's recovery options: {message}")
-            })?;
-        let mut options = Vec::new();
-        for option in configured {
-            let key = option.split('=').next().unwrap_or_default();
-            if key.eq_ignore_ascii_case("restore_command") {
-                tracing::warn!(
-                    option = %option,
-                    "pgBackRest's configuration sets restore_command; pg-preseed installs its own (it tells \"not there\" from \"cannot ask\")"
-                );
-            } else {
-                options.push(option);
-            }
+        // Names only: the values stay in pgBackRest's hands.
+        let configured: Vec<String> =
+            pgbackrest::recovery_options(&String::from_utf8_lossy(&output.stdout))
+                .map_err(|message| {
+                    anyhow::anyhow!("failed to read pgBackRest's recovery options: {message}")
+                })?
+                .iter()
+                .map(|option| option.split('=').next().unwrap_or_default().to_owned())
+                .collect();
+        if configured
+            .iter()
+            .any(|key| key.eq_ignore_ascii_case("restore_command"))
+        {
+            tracing::warn!(
+                "pgBackRest's configuration sets restore_command; pg-preseed installs its own (it tells \"not there\" from \"cannot ask\")"
+            );
         }
-        options.push(format!(
-            "restore_command={}",
-            recovery::conf_quoted(&restore_command)
-        ));
+        let configured: Vec<String> = configured
+            .into_iter()
+            .filter(|key| !key.eq_ignore_ascii_case("restore_command"))
+            .collect();
+        let options = if configured.is_empty() {
+            vec![format!(
+                "restore_command={}",
+                recovery::conf_quoted(&restore_command)
+            )]
+        } else {
+            tracing::info!(
+                configured = %configured.join(", "),
+                "pgBackRest writes the recovery options its configuration sets; pg-preseed then installs its restore_command in postgresql.auto.conf"
+            );
+            Vec::new()
+        };
         Ok(Install {
             restore_command,
             options,
+            configured,
         })
+    }
+
+    /// After pgBackRest restored into `pgdata`: installs the restore_command when pgBackRest
+    /// wrote its own (see [`Install`]) — postgresql.auto.conf rewritten atomically, only that
+    /// line changed, owned by `owner` with mode 0600 as pgBackRest leaves it — then
+    /// [`Install::check`]s it.
+    ///
+    /// # Errors
+    /// When postgresql.auto.conf cannot be read or written, or does not run the restore_command
+    /// afterwards.
+    pub fn apply(&self, pgdata: &Utf8Path, owner: fsutil::Owner) -> anyhow::Result<()> {
+        if self.options.is_empty() {
+            let path = pgdata.join("postgresql.auto.conf");
+            let bytes = fsutil::read_nofollow(&path, AUTO_CONF_MAX_BYTES)?
+                .with_context(|| format!("pgBackRest wrote no {path}"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{path} is not UTF-8 text"))?;
+            let installed = recovery::with_setting(
+                &text,
+                "restore_command",
+                &recovery::conf_quoted(&self.restore_command),
+            );
+            fsutil::atomic_write(&path, installed.as_bytes(), 0o600, owner)
+                .with_context(|| format!("failed to install the restore_command in {path}"))?;
+            tracing::info!(path = %path, "installed pg-preseed's restore_command in place of pgBackRest's");
+        }
+        self.check(pgdata)
     }
 
     /// Checks that postgresql.auto.conf in `pgdata` runs this restore_command (pgBackRest wrote
@@ -383,6 +437,9 @@ impl Install {
         }
     }
 }
+
+/// postgresql.auto.conf holds a few settings; a file near this is not one.
+const AUTO_CONF_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 /// This executable, by the path it was started with when that is absolute and names this same
 /// file: the units start `/etc/pg-preseed/bin/pg-preseed`, a link that still works after an
@@ -411,7 +468,9 @@ fn current_dir() -> anyhow::Result<Utf8PathBuf> {
 }
 
 /// Runs a `pgbackrest restore` argv, streaming its console into the log: messages as they come,
-/// file-by-file progress condensed to a line every few seconds.
+/// and a progress line at a steady interval (every few seconds, whatever pgBackRest prints:
+/// one large file can take minutes) with the percentage, the data restored so far and the
+/// throughput ([`Progress`]).
 pub fn run_restore(
     ctx: &Context,
     candidate: &Candidate,
@@ -422,8 +481,9 @@ pub fn run_restore(
     let every = progress_interval();
     let mut label = None;
     let mut bytes = None;
-    let mut last_progress = Instant::now();
+    let progress = Mutex::new(Progress::default());
     let mut on_line = |line: &str| {
+        let line = &*pgbackrest::redact_recovery_options(line);
         let Some(parsed) = pgbackrest::parse_log_line(line) else {
             if !line.trim().is_empty() {
                 tracing::info!(target: "pgbackrest", "{}", line.trim());
@@ -441,16 +501,11 @@ pub fn run_restore(
             Level::Warn => tracing::warn!(target: "pgbackrest", "{}", parsed.message),
             Level::Info => tracing::info!(target: "pgbackrest", "{}", parsed.message),
             Level::Detail | Level::Debug | Level::Trace => {
-                if let Some(percent) = pgbackrest::restore_progress(parsed.message) {
-                    if last_progress.elapsed() >= every {
-                        last_progress = Instant::now();
-                        tracing::info!(
-                            repo = %candidate.repo,
-                            percent,
-                            elapsed_seconds = started.elapsed().as_secs(),
-                            "restore progress {percent:.1}%"
-                        );
-                    }
+                if let Some(file) = pgbackrest::restore_file(parsed.message) {
+                    progress
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(file);
                 }
             }
         }
@@ -459,13 +514,59 @@ pub fn run_restore(
     if let Some(fd) = lock_fd {
         command = command.inherit_fd(fd);
     }
-    command.stream(&mut on_line)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let progress = &progress;
+        let repo = &candidate.repo;
+        scope.spawn(move || {
+            let mut last = (Instant::now(), 0);
+            // Until the restore ends (the sender is dropped): a line every `every`.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let now = *progress.lock().unwrap_or_else(PoisonError::into_inner);
+                let line = now.line(last.1, last.0.elapsed(), started.elapsed());
+                tracing::info!(
+                    repo = %repo,
+                    percent = now.percent,
+                    bytes = now.bytes,
+                    mb_per_second = line.rate,
+                    elapsed_seconds = started.elapsed().as_secs(),
+                    "{}",
+                    line.text
+                );
+                last = (Instant::now(), now.bytes);
+            }
+        });
+        let result = command.stream(&mut on_line);
+        drop(stop);
+        // The error keeps the output's last lines: the same redaction as the log.
+        result.map_err(|error| {
+            error.map_output(|output| {
+                output
+                    .lines()
+                    .map(|line| pgbackrest::redact_recovery_options(line).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        })
+    })?;
     let duration = started.elapsed();
+    let total = bytes.unwrap_or(
+        progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes,
+    );
+    #[allow(clippy::cast_precision_loss)] // sizes, for people
+    let mb = total as f64 / MB;
+    let rate = mb / duration.as_secs_f64().max(0.001);
     tracing::info!(
         repo = %candidate.repo,
         backup = label.as_deref().unwrap_or(&candidate.backup.label),
         duration_seconds = duration.as_secs_f64(),
-        "restore finished"
+        bytes = total,
+        mb_per_second = rate,
+        "restore finished: {mb:.1} MB in {:.1}s ({rate:.1} MB/s)",
+        duration.as_secs_f64()
     );
     Ok(Restored {
         repo: candidate.repo.clone(),
@@ -475,11 +576,111 @@ pub fn run_restore(
     })
 }
 
-/// How often progress is logged: every few seconds, or `PG_PRESEED_PROGRESS_SECONDS`.
+/// Bytes in the "MB" pgBackRest prints (and pg-preseed with it).
+const MB: f64 = 1024.0 * 1024.0;
+
+/// How far a restore is: pgBackRest's running percentage (by size) and the sizes of the files it
+/// reported restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    pub percent: f64,
+    pub bytes: u64,
+}
+
+/// One progress line: its text and the throughput over the last interval (MB/s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressLine {
+    pub text: String,
+    pub rate: f64,
+}
+
+impl Progress {
+    fn add(&mut self, file: pgbackrest::RestoredFile) {
+        self.percent = self.percent.max(file.percent);
+        self.bytes += file.bytes;
+    }
+
+    /// `restore progress 45.3%: 43.9 of ~96.9 MB, 12.1 MB/s over the last 5s (8.8 MB/s on
+    /// average), 5s in` — `before` bytes were done `interval` ago, `elapsed` since the restore
+    /// started. Pure.
+    #[must_use]
+    pub fn line(&self, before: u64, interval: Duration, elapsed: Duration) -> ProgressLine {
+        #[allow(clippy::cast_precision_loss)] // sizes, for people
+        let (done, new) = (
+            self.bytes as f64 / MB,
+            self.bytes.saturating_sub(before) as f64 / MB,
+        );
+        let rate = new / interval.as_secs_f64().max(0.001);
+        let average = done / elapsed.as_secs_f64().max(0.001);
+        let of = if self.percent > 0.0 {
+            format!(" of ~{:.1}", done * 100.0 / self.percent)
+        } else {
+            String::new()
+        };
+        ProgressLine {
+            text: format!(
+                "restore progress {:.1}%: {done:.1}{of} MB, {rate:.1} MB/s over the last {}s ({average:.1} MB/s on average), {}s in",
+                self.percent,
+                trim_seconds(interval),
+                trim_seconds(elapsed),
+            ),
+            rate,
+        }
+    }
+}
+
+/// `5`, `0.2`: seconds as a person would write them.
+fn trim_seconds(duration: Duration) -> String {
+    let text = format!("{:.1}", duration.as_secs_f64());
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+}
+
+/// How often progress is logged: every few seconds, or `PG_PRESEED_PROGRESS_SECONDS` (at least
+/// 0.05).
 fn progress_interval() -> Duration {
     std::env::var("PG_PRESEED_PROGRESS_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(PROGRESS_EVERY, Duration::from_secs_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+        .map_or(PROGRESS_EVERY, |s| Duration::from_secs_f64(s.max(0.05)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_tell_percent_size_and_throughput() {
+        let mut progress = Progress::default();
+        let line = progress.line(0, Duration::from_secs(5), Duration::from_secs(5));
+        assert_eq!(
+            line.text,
+            "restore progress 0.0%: 0.0 MB, 0.0 MB/s over the last 5s (0.0 MB/s on average), 5s in"
+        );
+        progress.add(pgbackrest::RestoredFile {
+            bytes: 64 << 20,
+            percent: 65.43,
+        });
+        progress.add(pgbackrest::RestoredFile {
+            bytes: 16 << 20,
+            percent: 80.0,
+        });
+        let line = progress.line(30 << 20, Duration::from_secs(5), Duration::from_secs(10));
+        assert_eq!(
+            line.text,
+            "restore progress 80.0%: 80.0 of ~100.0 MB, 10.0 MB/s over the last 5s (8.0 MB/s on average), 10s in"
+        );
+        assert!((line.rate - 10.0).abs() < 1e-9);
+        // Nothing new since the last line: a steady line still comes, at 0 MB/s.
+        let stalled = progress.line(
+            80 << 20,
+            Duration::from_millis(200),
+            Duration::from_secs(11),
+        );
+        assert!(
+            stalled.text.contains("80.0%") && stalled.text.contains(" 0.0 MB/s over the last 0.2s"),
+            "{}",
+            stalled.text
+        );
+    }
 }

@@ -180,7 +180,7 @@ fn drill_once(
     });
     tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch.dir, "drill: restoring");
     let restored = restore::run_restore(ctx, &candidate, restore_args, None)?;
-    install.check(&scratch.pgdata)?;
+    install.apply(&scratch.pgdata, ctx.owner())?;
 
     let recovery_started = Instant::now();
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);

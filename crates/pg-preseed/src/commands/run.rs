@@ -2,6 +2,7 @@
 //! on the decision.
 
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 use super::{evaluate, Exit, Prepare, Recorded, Session};
 use crate::cli::{Cli, RunArgs};
@@ -20,6 +21,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
         Ok(opened) => opened,
         Err(refusal) => return Ok(session.finish(refusal, Exit::Refused, Recorded::default())),
     };
+    // The story's first phase: the facts gathered and the repositories asked (the preflight,
+    // gathered while opening, takes milliseconds).
+    let deciding = Instant::now();
     let (facts, decision) = evaluate(
         ctx,
         opened.preflight(ctx),
@@ -28,6 +32,7 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
             fresh: args.allow_fresh,
         },
     );
+    let repository_check_seconds = deciding.elapsed().as_secs_f64();
     let mut report =
         Report::from_decision(session.name, &decision, &facts, session.facts_view(&facts));
     let mut recorded = Recorded::default();
@@ -38,14 +43,17 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
             Exit::Ok
         }
         Action::Adopt => adopt(ctx, &facts, &mut report)?,
-        Action::Fresh => fresh(ctx, &mut report)?,
+        Action::Fresh => fresh(ctx, repository_check_seconds, &mut report)?,
         Action::Restore(candidates) | Action::Resume(candidates) => {
             let resume = matches!(decision.action, Action::Resume(_));
             act_restore(
                 ctx,
                 &facts,
                 candidates,
-                resume,
+                Acting {
+                    resume,
+                    repository_check_seconds,
+                },
                 opened.lock_fd(),
                 &mut report,
                 &mut recorded,
@@ -79,8 +87,13 @@ fn adopt(ctx: &Context, facts: &Facts, report: &mut Report) -> anyhow::Result<Ex
     Ok(Exit::Ok)
 }
 
-fn fresh(ctx: &Context, report: &mut Report) -> anyhow::Result<Exit> {
-    let claim = new_claim(ctx, ClaimKind::Fresh);
+fn fresh(
+    ctx: &Context,
+    repository_check_seconds: f64,
+    report: &mut Report,
+) -> anyhow::Result<Exit> {
+    let mut claim = new_claim(ctx, ClaimKind::Fresh);
+    claim.phases.repository_check_seconds = Some(repository_check_seconds);
     ctx.files.write_claim(&claim, ctx.owner())?;
     report.summary = Some(
         "initdb may create a new cluster now; `pg-preseed verify` writes the receipt once PostgreSQL is up"
@@ -94,15 +107,27 @@ fn new_claim(ctx: &Context, kind: ClaimKind) -> Claim {
     Claim::new(kind, &ctx.config.pgdata, &ctx.host, &clock::now_rfc3339())
 }
 
+/// How `run` came to restore: resuming its own restore or not, after how long a look at the
+/// repositories (the story's first phase).
+#[derive(Debug, Clone, Copy)]
+struct Acting {
+    resume: bool,
+    repository_check_seconds: f64,
+}
+
 fn act_restore(
     ctx: &Context,
     facts: &Facts,
     candidates: &[Candidate],
-    resume: bool,
+    acting: Acting,
     lock_fd: Option<RawFd>,
     report: &mut Report,
     recorded: &mut Recorded,
 ) -> Exit {
+    let Acting {
+        resume,
+        repository_check_seconds,
+    } = acting;
     let result = (|| -> anyhow::Result<restore::Restored> {
         for done in restore::prepare_pgdata(ctx)? {
             tracing::info!("{done}");
@@ -111,6 +136,7 @@ fn act_restore(
             (Some(claim), true) => claim.clone(),
             _ => new_claim(ctx, ClaimKind::Restore),
         };
+        claim.phases.repository_check_seconds = Some(repository_check_seconds);
         // The claim is on disk before pgBackRest touches PGDATA: it is the proof that a
         // manifest found there later is ours.
         ctx.files.write_claim(&claim, ctx.owner())?;

@@ -11,6 +11,7 @@ use crate::outcome::LastRuns;
 use crate::pgdata::PgdataState;
 use crate::preflight::Finding;
 use crate::receipt::{Claim, ClaimKind, ReceiptState};
+use crate::story;
 
 pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
     let session = Session::start(cli, "status")?;
@@ -30,6 +31,9 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         marker_path: &'a str,
         marker: &'a ReceiptState,
         pending: Option<&'a Claim>,
+        /// What happened, in a few lines: the receipt's restore, then the claim's hook.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        story: Vec<String>,
         last_runs: &'a LastRuns,
         findings: &'a [Finding],
         warnings: &'a [String],
@@ -43,6 +47,13 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         marker_path: ctx.files.receipt.as_str(),
         marker: &facts.receipt,
         pending: facts.claim.as_ref(),
+        story: match &facts.receipt {
+            ReceiptState::Valid { receipt } => story::receipt_lines(receipt),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .chain(facts.claim.iter().flat_map(story::claim_lines))
+        .collect(),
         last_runs: &last_runs,
         findings: &facts.preflight.findings,
         warnings: &warnings,
@@ -72,6 +83,9 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         for warning in receipt.recovery.iter().flat_map(|r| &r.warnings) {
             println!("         {warning}");
         }
+        for line in story::receipt_lines(receipt) {
+            println!("story    {line}");
+        }
     }
     if let Some(claim) = &facts.claim {
         println!(
@@ -86,6 +100,9 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
                 |at| format!(", finished {at}, awaiting `pg-preseed verify`")
             )
         );
+        for line in story::claim_lines(claim) {
+            println!("         {line}");
+        }
     }
     for run in last_runs.values() {
         println!(

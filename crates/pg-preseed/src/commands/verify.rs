@@ -1,7 +1,8 @@
 //! `verify`: once PostgreSQL is up, prove the cluster is the right one and whole
 //! ([`crate::server`]) and, after a restore, that recovery ended at the end of the archive or at
-//! its target ([`crate::recovery_end`]), then write the receipt (DESIGN.md invariant 5: never
-//! before this).
+//! its target ([`crate::recovery_end`]); then, for a claim (a restore or a fresh start), run the
+//! post-restore hook once ([`crate::post_restore`]); then write the receipt (DESIGN.md invariant
+//! 5: never before this) and tell the story ([`crate::story`]).
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,13 @@ use crate::clock;
 use crate::context::Context;
 use crate::facts;
 use crate::fsutil;
+use crate::post_restore::{self, Hook};
+use crate::postgres::Connection;
 use crate::receipt::{self, CheckResult, Claim, ClaimKind, Receipt, RecoveryEnd};
 use crate::recovery_end;
 use crate::report::Report;
-use crate::server;
+use crate::server::{self, RecoveryFacts};
+use crate::story;
 
 /// One query's own limit, for the recovery check.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -34,11 +38,14 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let mut report = Report::new(session.name, "verify");
     report.warnings.clone_from(&preflight.warnings);
     report.notes.clone_from(&preflight.notes);
-    let claim = facts::own_claim(ctx, &mut report.warnings);
+    let mut claim = facts::own_claim(ctx, &mut report.warnings);
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
 
-    let exit = match check(ctx, timeout, claim.as_ref()) {
-        Ok((system_identifier, checks, recovery)) => {
+    let started = Instant::now();
+    let checked = server::connection(ctx, started + timeout)
+        .and_then(|conn| check(ctx, &conn, timeout, claim.as_ref()).map(|c| (conn, c)));
+    let exit = match checked {
+        Ok((conn, (system_identifier, checks, recovery))) => {
             report.reasons = checks
                 .iter()
                 .map(|c| format!("{}: {}", if c.ok { "ok" } else { "FAILED" }, c.name))
@@ -47,22 +54,48 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
                 if let Some(recovery) = &recovery {
                     report.warnings.extend(recovery.warnings.iter().cloned());
                 }
+                let verify_seconds = started.elapsed().as_secs_f64();
+                // What the server tells of its recovery now, kept in the claim before the hook
+                // runs: a restart of PostgreSQL (the hook's retry) forgets it.
+                let observed = match &mut claim {
+                    Some(claim) => observe(ctx, &conn, claim),
+                    None => RecoveryFacts::default(),
+                };
+                if let Some(claim) = &mut claim {
+                    match post_restore::run_once(ctx, claim, &conn, system_identifier)? {
+                        Hook::Failed { why } => {
+                            return Ok(hook_failed(&session, report, &why, opened));
+                        }
+                        Hook::Succeeded { .. } | Hook::AlreadySucceeded { .. } => {
+                            report.reasons.push("ok: the post-restore hook".to_owned());
+                        }
+                        Hook::NotConfigured => {}
+                    }
+                }
                 let receipt = write_receipt(
                     ctx,
                     claim.as_ref(),
                     system_identifier,
                     checks,
                     recovery,
+                    (verify_seconds, &observed),
                     &mut report,
                 )?;
                 "verified".clone_into(&mut report.decision);
-                report.summary = Some(format!(
+                let mut summary = format!(
                     "wrote the receipt {} ({}, system identifier {system_identifier})",
                     ctx.files.receipt,
                     serde_json::to_value(receipt.action)?
                         .as_str()
                         .unwrap_or_default()
-                ));
+                );
+                if claim.is_some() {
+                    for line in story::receipt_lines(&receipt) {
+                        summary.push_str("\n  ");
+                        summary.push_str(&line);
+                    }
+                }
+                report.summary = Some(summary);
                 report.result = serde_json::to_value(&receipt)?;
                 Exit::Ok
             } else {
@@ -90,20 +123,58 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     Ok(exit)
 }
 
+/// The post-restore hook failed: `verify` fails (exit 4) without a receipt, the claim (which
+/// records the attempt) stays, and the next start of PostgreSQL retries it. The report and the
+/// recorded outcome say why in a few words; the hook's output is in the journal only.
+fn hook_failed(
+    session: &Session<'_>,
+    mut report: Report,
+    why: &str,
+    opened: super::Opened,
+) -> Exit {
+    "failed".clone_into(&mut report.decision);
+    report
+        .reasons
+        .push("FAILED: the post-restore hook".to_owned());
+    report.error = Some(format!(
+        "the post-restore hook failed: {why}; no receipt was written (its output is in the journal)"
+    ));
+    report.next = Some(
+        "fix what the hook's output in the journal says; the next start of PostgreSQL (or \
+         `pg-preseed verify`) runs the hook again, and writes the receipt once it succeeds"
+            .to_owned(),
+    );
+    let exit = session.finish(report, Exit::Failed, Recorded::default());
+    drop(opened);
+    exit
+}
+
+/// What the server tells of its recovery, merged into the claim (what an earlier `verify` saw
+/// wins: the server forgets after a restart) and written with it when the hook is to run.
+fn observe(ctx: &Context, conn: &Connection, claim: &mut Claim) -> RecoveryFacts {
+    let now = server::recovery_facts(ctx, conn, &ctx.config.pgdata);
+    let observed = RecoveryFacts {
+        recovery_seconds: claim.phases.recovery_seconds.or(now.recovery_seconds),
+        replayed_until: claim.replayed_until.clone().or(now.replayed_until),
+    };
+    claim.phases.recovery_seconds = observed.recovery_seconds;
+    claim.replayed_until.clone_from(&observed.replayed_until);
+    observed
+}
+
 /// Waits for the server on PGDATA to accept connections and leave recovery, checks its
 /// identity, runs the configured checks, and — for a cluster pg-preseed restored — that recovery
 /// ended at the end of the archive or at its target. Returns the system identifier, every
 /// check's result, and how recovery ended (when that was checked and passed).
 fn check(
     ctx: &Context,
+    conn: &Connection,
     timeout: Duration,
     claim: Option<&Claim>,
 ) -> anyhow::Result<(u64, Vec<CheckResult>, Option<RecoveryEnd>)> {
-    let deadline = Instant::now() + timeout;
-    let conn = server::connection(ctx, deadline)?;
     let (system_identifier, mut checks) = server::check(
         ctx,
-        &conn,
+        conn,
         &ctx.config.pgdata,
         timeout,
         claim.and_then(|c| c.backup_system_identifier.as_deref()),
@@ -112,7 +183,7 @@ fn check(
     if let Some(claim) = claim.filter(|c| c.kind == ClaimKind::Restore && system_identifier != 0) {
         let (result, end) = recovery_end::check(
             ctx,
-            &conn,
+            conn,
             &ctx.config.pgdata,
             system_identifier,
             claim,
@@ -130,6 +201,7 @@ fn write_receipt(
     system_identifier: u64,
     checks: Vec<CheckResult>,
     recovery: Option<RecoveryEnd>,
+    (verify_seconds, observed): (f64, &RecoveryFacts),
     report: &mut Report,
 ) -> anyhow::Result<Receipt> {
     let previous = ctx.files.receipt_state();
@@ -138,6 +210,21 @@ fn write_receipt(
     if recovery.is_some() {
         history.recovery = recovery;
     }
+    if claim.is_some() {
+        // This verify's part of the story: the checks now, recovery as first observed.
+        history.phases.verify_seconds = Some(verify_seconds);
+        history.phases.recovery_seconds = history
+            .phases
+            .recovery_seconds
+            .or(observed.recovery_seconds);
+        history.replayed_until = history
+            .replayed_until
+            .or_else(|| observed.replayed_until.clone());
+    }
+    let now = clock::now_rfc3339();
+    if claim.is_some() {
+        history.phases.completed_at = Some(now.clone());
+    }
     let receipt = Receipt::verified(
         &ctx.config.pgdata,
         ctx.config.postgres.major,
@@ -145,7 +232,7 @@ fn write_receipt(
         checks,
         history,
         &ctx.host,
-        &clock::now_rfc3339(),
+        &now,
     );
     ctx.files.write_receipt(&receipt, ctx.owner())?;
     if claim.is_some() {
@@ -157,5 +244,10 @@ fn write_receipt(
         action = ?receipt.action,
         "receipt written"
     );
+    if claim.is_some() {
+        for line in story::receipt_lines(&receipt) {
+            tracing::info!(story = true, "{line}");
+        }
+    }
     Ok(receipt)
 }

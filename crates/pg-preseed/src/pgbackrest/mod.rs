@@ -24,6 +24,7 @@ pub use info::{
 };
 pub use location::{parse_command_begin, recovery_options, repo_location, RepoLocation};
 pub use log::{
-    corrupt_files, looks_like_corruption, parse_log_line, parse_size, restore_progress,
-    restore_size, restored_backup_set, Level, LogLine,
+    corrupt_files, looks_like_corruption, parse_log_line, parse_size, redact_recovery_options,
+    restore_file, restore_progress, restore_size, restored_backup_set, Level, LogLine,
+    RestoredFile,
 };

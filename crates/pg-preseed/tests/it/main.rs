@@ -10,6 +10,8 @@ mod check_config;
 mod common;
 
 #[cfg(feature = "real-system")]
+mod after_restore;
+#[cfg(feature = "real-system")]
 mod datasets;
 #[cfg(feature = "real-system")]
 mod engine;
