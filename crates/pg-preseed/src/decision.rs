@@ -788,6 +788,7 @@ mod tests {
             duration_seconds: None,
             restored_bytes: None,
             backup_system_identifier: None,
+            second_primary: None,
         }
     }
 

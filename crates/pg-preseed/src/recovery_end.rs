@@ -22,6 +22,7 @@ use crate::fsutil;
 use crate::pgbackrest::{self, code};
 use crate::pitr;
 use crate::postgres::Connection;
+use crate::primaries::{before_decision, Decided};
 use crate::receipt::{CheckResult, Claim, RecoveryEnd, Source};
 use crate::recovery::{self, Asked, ReplayEnd, RepoAnswer};
 use crate::wal::{self, Segment};
@@ -31,7 +32,11 @@ const REPO_TIMEOUT: Duration = Duration::from_secs(120);
 /// History files are a line per timeline switch.
 const MAX_HISTORY_BYTES: u64 = 1024 * 1024;
 
-/// The check's result, and what the receipt records when it passed.
+/// The check's result, and what the receipt records when it passed. `decided`: with a guard
+/// against a second primary, the newest segment archived when the restore was decided
+/// ([`crate::primaries::decided_newest`]; [`Decided::Unknown`] without) — WAL on the replayed
+/// timeline archived after it was written by another server (the watch reports that), not missed
+/// by recovery.
 #[must_use]
 pub fn check(
     ctx: &Context,
@@ -40,6 +45,7 @@ pub fn check(
     system_identifier: u64,
     claim: &Claim,
     query_timeout: Duration,
+    decided: &Decided<String>,
 ) -> (CheckResult, Option<RecoveryEnd>) {
     let target = claim
         .source
@@ -71,6 +77,7 @@ pub fn check(
                         newest_segment(ctx, &repo, probe, last, segment_size)
                     }
                 });
+                let newest = newest.map(|newest| before_decision(newest, decided, segment_size));
                 RepoAnswer {
                     repo,
                     left_out,
@@ -159,7 +166,7 @@ fn probe_dir(ctx: &Context) -> Result<Utf8PathBuf, String> {
 
 /// Where replay ended (from the history file of the timeline the server is on now) and the WAL
 /// segment size.
-fn replay_end(
+pub(crate) fn replay_end(
     ctx: &Context,
     conn: &Connection,
     pgdata: &Utf8Path,

@@ -1,16 +1,20 @@
 //! `verify`: once PostgreSQL is up, prove the cluster is the right one and whole
 //! ([`crate::server`]) and, after a restore, that recovery ended at the end of the archive or at
-//! its target ([`crate::recovery_end`]), then write the receipt (DESIGN.md invariant 5: never
-//! before this).
+//! its target ([`crate::recovery_end`]) and that no other server still writes the repository
+//! ([`crate::archive_watch`]), then release the restored server's archiving and write the
+//! receipt (DESIGN.md invariant 5: never before this).
 
 use std::time::{Duration, Instant};
 
 use super::{Exit, Prepare, Recorded, Session};
+use crate::archive_watch::{self, Watched};
 use crate::cli::{Cli, VerifyArgs};
 use crate::clock;
 use crate::context::Context;
 use crate::facts;
 use crate::fsutil;
+use crate::postgres::Connection;
+use crate::primaries::{self, Decided};
 use crate::receipt::{self, CheckResult, Claim, ClaimKind, Receipt, RecoveryEnd};
 use crate::recovery_end;
 use crate::report::Report;
@@ -37,13 +41,45 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let claim = facts::own_claim(ctx, &mut report.warnings);
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
 
-    let exit = match check(ctx, timeout, claim.as_ref()) {
-        Ok((system_identifier, checks, recovery)) => {
+    let exit = match check(ctx, timeout, claim.as_ref(), args.allow_second_primary) {
+        Ok(Checked {
+            conn,
+            system_identifier,
+            checks,
+            recovery,
+            watched,
+        }) => {
             report.reasons = checks
                 .iter()
                 .map(|c| format!("{}: {}", if c.ok { "ok" } else { "FAILED" }, c.name))
                 .collect();
-            if checks.iter().all(|c| c.ok) {
+            if let Some(watched) = &watched {
+                report.warnings.extend(watched.warnings.iter().cloned());
+            }
+            let refused = watched.as_ref().and_then(|w| w.refused.clone());
+            let released = if checks.iter().all(|c| c.ok) {
+                archive_watch::release(ctx, &conn, &ctx.config.pgdata, claim.as_ref())
+            } else {
+                Ok(None)
+            };
+            if let Some(next) =
+                refused.filter(|_| checks.iter().all(|c| c.ok || c.name == primaries::CHECK))
+            {
+                // Only the second-primary check failed: a refusal, not a failure.
+                "refused".clone_into(&mut report.decision);
+                report.error = checks.iter().find(|c| !c.ok).and_then(|c| c.detail.clone());
+                report.next = Some(next);
+                Exit::Refused
+            } else if let Err(error) = released {
+                "failed".clone_into(&mut report.decision);
+                report.error = Some(format!("{error:#}; no receipt was written"));
+                Exit::Failed
+            } else if checks.iter().all(|c| c.ok) {
+                if let Ok(Some(archive_command)) = &released {
+                    report.reasons.push(format!(
+                        "archiving released (archive_command: {archive_command})"
+                    ));
+                }
                 if let Some(recovery) = &recovery {
                     report.warnings.extend(recovery.warnings.iter().cloned());
                 }
@@ -78,7 +114,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
             Exit::Failed
         }
     };
-    if exit == Exit::Failed {
+    if exit == Exit::Failed && report.next.is_none() {
         report.next = Some(
             "the receipt is only written for a cluster that passes; look at PostgreSQL's log, fix \
              the cause, and run `pg-preseed verify` again"
@@ -90,15 +126,27 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     Ok(exit)
 }
 
+/// What [`check`] found.
+struct Checked {
+    conn: Connection,
+    system_identifier: u64,
+    checks: Vec<CheckResult>,
+    /// How recovery ended (when that was checked and passed).
+    recovery: Option<RecoveryEnd>,
+    /// The watch for another writer (after a guarded restore).
+    watched: Option<Watched>,
+}
+
 /// Waits for the server on PGDATA to accept connections and leave recovery, checks its
 /// identity, runs the configured checks, and — for a cluster pg-preseed restored — that recovery
-/// ended at the end of the archive or at its target. Returns the system identifier, every
-/// check's result, and how recovery ended (when that was checked and passed).
+/// ended at the end of the archive or at its target, and that no other server writes the
+/// repository (the watch, when the restore recorded a guard). `allow`: `--allow-second-primary`.
 fn check(
     ctx: &Context,
     timeout: Duration,
     claim: Option<&Claim>,
-) -> anyhow::Result<(u64, Vec<CheckResult>, Option<RecoveryEnd>)> {
+    allow: bool,
+) -> anyhow::Result<Checked> {
     let deadline = Instant::now() + timeout;
     let conn = server::connection(ctx, deadline)?;
     let (system_identifier, mut checks) = server::check(
@@ -109,7 +157,15 @@ fn check(
         claim.and_then(|c| c.backup_system_identifier.as_deref()),
     )?;
     let mut recovery = None;
+    let mut watched = None;
     if let Some(claim) = claim.filter(|c| c.kind == ClaimKind::Restore && system_identifier != 0) {
+        // With a guard, WAL archived after the decision is the other writer's (the watch tells),
+        // not WAL recovery missed.
+        let decided = claim
+            .second_primary
+            .as_ref()
+            .filter(|_| archive_watch::active(ctx))
+            .map_or(Decided::Unknown, primaries::decided_newest);
         let (result, end) = recovery_end::check(
             ctx,
             &conn,
@@ -117,11 +173,22 @@ fn check(
             system_identifier,
             claim,
             QUERY_TIMEOUT,
+            &decided,
         );
         checks.push(result);
         recovery = end;
+        watched = archive_watch::watch(ctx, &conn, &ctx.config.pgdata, claim, allow);
+        if let Some(watched) = &watched {
+            checks.push(watched.check.clone());
+        }
     }
-    Ok((system_identifier, checks, recovery))
+    Ok(Checked {
+        conn,
+        system_identifier,
+        checks,
+        recovery,
+        watched,
+    })
 }
 
 fn write_receipt(
