@@ -18,6 +18,8 @@ mod faults;
 #[cfg(feature = "real-system")]
 mod operator;
 #[cfg(feature = "real-system")]
+mod primaries;
+#[cfg(feature = "real-system")]
 mod recovery;
 #[cfg(feature = "real-system")]
 mod scenarios;
