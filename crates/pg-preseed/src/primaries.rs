@@ -174,39 +174,29 @@ impl<T> Decided<T> {
     }
 }
 
-/// What a repository held at the decision. A repository whose archive was not read then stands
-/// in for by the newest of those that were.
-fn segment_at_decision(guard: &PrimaryGuard, repo: u32) -> Decided<String> {
-    if let Some(mark) = guard.marks.iter().find(|m| m.repo == repo && m.known) {
-        return Decided::from_known(mark.newest_segment.as_deref().and_then(segment_key));
-    }
-    decided_newest(guard)
+/// The newest segment of the restored cluster `repo` held when the restore was decided.
+/// Unknown for a repository whose archive was not read then (no backups there, or left out of
+/// the decision as unreachable: it may well have held more than the others, out of sight), so
+/// only what it gains while `verify` watches counts for it.
+#[must_use]
+pub fn segment_at_decision(guard: &PrimaryGuard, repo: u32) -> Decided<String> {
+    guard
+        .marks
+        .iter()
+        .find(|m| m.repo == repo && m.known)
+        .map_or(Decided::Unknown, |mark| {
+            Decided::from_known(mark.newest_segment.as_deref().and_then(segment_key))
+        })
 }
 
 fn backup_at_decision(guard: &PrimaryGuard, repo: u32) -> Decided<i64> {
-    if let Some(mark) = guard.marks.iter().find(|m| m.repo == repo && m.known) {
-        return Decided::from_known(mark.newest_backup_stop);
-    }
-    let known: Vec<&ArchiveMark> = guard.marks.iter().filter(|m| m.known).collect();
-    if known.is_empty() {
-        return Decided::Unknown;
-    }
-    Decided::from_known(known.iter().filter_map(|m| m.newest_backup_stop).max())
-}
-
-/// The newest segment of the restored cluster any repository held when the restore was decided.
-#[must_use]
-pub fn decided_newest(guard: &PrimaryGuard) -> Decided<String> {
-    let known: Vec<&ArchiveMark> = guard.marks.iter().filter(|m| m.known).collect();
-    if known.is_empty() {
-        return Decided::Unknown;
-    }
-    Decided::from_known(
-        known
-            .iter()
-            .filter_map(|m| m.newest_segment.as_deref().and_then(segment_key))
-            .max(),
-    )
+    guard
+        .marks
+        .iter()
+        .find(|m| m.repo == repo && m.known)
+        .map_or(Decided::Unknown, |mark| {
+            Decided::from_known(mark.newest_backup_stop)
+        })
 }
 
 /// Whether `later` is a newer segment than `earlier` (`None`: none there).
@@ -461,8 +451,8 @@ pub fn look_interval(watch: Duration) -> Duration {
 // verify's archive-end check
 
 /// The newest segment a repository holds on the timeline replay ended on, as far as it had been
-/// archived when the restore was decided (`decided`, from [`decided_newest`]): one archived
-/// later was written by another server while this one restored, not missed by recovery. A
+/// archived there when the restore was decided (`decided`, from [`segment_at_decision`]): one
+/// archived later was pushed by another server while this one restored, not missed by recovery. A
 /// timeline that appeared after the decision was all written since (and so was everything when
 /// the decision saw no WAL of the cluster); one older than the decision's newest cannot be told
 /// apart, and stays as it is — as does everything when the decision is unknown.
@@ -671,22 +661,28 @@ mod tests {
         assert_eq!(other_writer(None, &[], &grown, Some(2)), None);
     }
 
+    /// A repository whose archive the decision did not read (it held no backup) may have held
+    /// more than the others all along: only what it gains while watched counts.
     #[test]
-    fn a_repository_not_read_at_the_decision_compares_with_the_newest_of_the_others() {
+    fn a_repository_not_read_at_the_decision_counts_only_what_it_gains() {
         let mut unknown = marked(2, None, None);
         unknown.known = false;
         let decided = guard(vec![marked(1, Some(seg(1, 5)), Some(50)), unknown]);
-        let looks = [
-            look(1, 200, Some(seg(1, 5)), &[]),
-            look(2, 200, Some(seg(1, 5)), &[]),
+        let first = [
+            look(1, 100, Some(seg(1, 5)), &[]),
+            look(2, 100, Some(seg(1, 7)), &[]),
         ];
-        assert_eq!(other_writer(Some(&decided), &[], &looks, Some(2)), None);
-        let looks = [
+        assert_eq!(other_writer(Some(&decided), &[], &first, Some(2)), None);
+        let later = [
             look(1, 200, Some(seg(1, 5)), &[]),
-            look(2, 200, Some(seg(1, 6)), &[]),
+            look(2, 200, Some(seg(1, 8)), &[]),
         ];
-        let writer = other_writer(Some(&decided), &[], &looks, Some(2)).expect("a writer");
+        let writer = other_writer(Some(&decided), &first, &later, Some(2)).expect("a writer");
         assert_eq!(writer.repo.number, 2);
+        assert!(!writer.since_decision);
+        assert_eq!(segment_at_decision(&decided, 2), Decided::Unknown);
+        assert_eq!(segment_at_decision(&decided, 3), Decided::Unknown);
+        assert_eq!(segment_at_decision(&decided, 1), Decided::Newest(seg(1, 5)));
     }
 
     #[test]

@@ -22,8 +22,8 @@ use crate::fsutil;
 use crate::pgbackrest::{self, code};
 use crate::pitr;
 use crate::postgres::Connection;
-use crate::primaries::{before_decision, Decided};
-use crate::receipt::{CheckResult, Claim, RecoveryEnd, Source};
+use crate::primaries::{before_decision, segment_at_decision, Decided};
+use crate::receipt::{CheckResult, Claim, PrimaryGuard, RecoveryEnd, Source};
 use crate::recovery::{self, Asked, ReplayEnd, RepoAnswer};
 use crate::wal::{self, Segment};
 
@@ -32,11 +32,10 @@ const REPO_TIMEOUT: Duration = Duration::from_secs(120);
 /// History files are a line per timeline switch.
 const MAX_HISTORY_BYTES: u64 = 1024 * 1024;
 
-/// The check's result, and what the receipt records when it passed. `decided`: with a guard
-/// against a second primary, the newest segment archived when the restore was decided
-/// ([`crate::primaries::decided_newest`]; [`Decided::Unknown`] without) — WAL on the replayed
-/// timeline archived after it was written by another server (the watch reports that), not missed
-/// by recovery.
+/// The check's result, and what the receipt records when it passed. `guard`: a guard against a
+/// second primary (what each repository held when the restore was decided) — WAL on the
+/// replayed timeline archived into a repository after that was pushed by another server (the
+/// watch reports it), not missed by recovery.
 #[must_use]
 pub fn check(
     ctx: &Context,
@@ -45,7 +44,7 @@ pub fn check(
     system_identifier: u64,
     claim: &Claim,
     query_timeout: Duration,
-    decided: &Decided<String>,
+    guard: Option<&PrimaryGuard>,
 ) -> (CheckResult, Option<RecoveryEnd>) {
     let target = claim
         .source
@@ -77,7 +76,10 @@ pub fn check(
                         newest_segment(ctx, &repo, probe, last, segment_size)
                     }
                 });
-                let newest = newest.map(|newest| before_decision(newest, decided, segment_size));
+                let decided = guard.map_or(Decided::Unknown, |guard| {
+                    segment_at_decision(guard, repo.number)
+                });
+                let newest = newest.map(|newest| before_decision(newest, &decided, segment_size));
                 RepoAnswer {
                     repo,
                     left_out,

@@ -14,7 +14,7 @@ use crate::context::Context;
 use crate::facts;
 use crate::fsutil;
 use crate::postgres::Connection;
-use crate::primaries::{self, Decided};
+use crate::primaries;
 use crate::receipt::{self, CheckResult, Claim, ClaimKind, Receipt, RecoveryEnd};
 use crate::recovery_end;
 use crate::report::Report;
@@ -161,11 +161,10 @@ fn check(
     if let Some(claim) = claim.filter(|c| c.kind == ClaimKind::Restore && system_identifier != 0) {
         // With a guard, WAL archived after the decision is the other writer's (the watch tells),
         // not WAL recovery missed.
-        let decided = claim
+        let guard = claim
             .second_primary
             .as_ref()
-            .filter(|_| archive_watch::active(ctx))
-            .map_or(Decided::Unknown, primaries::decided_newest);
+            .filter(|_| archive_watch::active(ctx));
         let (result, end) = recovery_end::check(
             ctx,
             &conn,
@@ -173,7 +172,7 @@ fn check(
             system_identifier,
             claim,
             QUERY_TIMEOUT,
-            &decided,
+            guard,
         );
         checks.push(result);
         recovery = end;
