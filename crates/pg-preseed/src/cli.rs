@@ -66,6 +66,10 @@ pub enum Command {
     /// the archive); 255 one could not be asked (PostgreSQL then stops recovery instead of
     /// ending it early).
     ArchiveGet(ArchiveGetArgs),
+    /// PostgreSQL's archive_command after a restore, until `verify` has made sure no other server
+    /// writes the repository (installed by `run`, released by `verify`): archives nothing and
+    /// exits 1, so PostgreSQL keeps the WAL file and tries again later.
+    ArchiveHold(ArchiveHoldArgs),
 }
 
 impl Command {
@@ -97,6 +101,12 @@ pub struct ArchiveGetArgs {
     pub destination: String,
 }
 
+#[derive(Debug, Args)]
+pub struct ArchiveHoldArgs {
+    /// The WAL file PostgreSQL wants archived (`%f`), for the log line.
+    pub wal: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DatasetsCommand {
     /// Report what differs from the declaration, change nothing (0 / 3 on conflicts).
@@ -123,6 +133,11 @@ pub struct RunArgs {
     /// deployment with a local repository, confirmed by hand. Needs on_no_backup = "initdb".
     #[arg(long)]
     pub allow_fresh: bool,
+    /// Let this restore archive although another server still writes its repository: recorded in
+    /// the claim (also after the restore, while it awaits verification), so `verify` reports the
+    /// other writer as a warning and releases archiving instead of refusing.
+    #[arg(long)]
+    pub allow_second_primary: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -133,6 +148,11 @@ pub struct VerifyArgs {
     /// verify.timeout from the config).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Release archiving although another server still writes the repository (the other writer
+    /// is reported as a warning): the way on after a refusal when this server is to archive
+    /// next to it.
+    #[arg(long)]
+    pub allow_second_primary: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }

@@ -52,6 +52,8 @@ pub struct Config {
     /// is written ([`crate::post_restore`]). `null`: nothing.
     #[serde(default)]
     pub post_restore: Option<PostRestore>,
+    #[serde(default)]
+    pub second_primary: SecondPrimary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -365,6 +367,65 @@ pub struct DatasetDecl {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Never two primaries on one repository: what a restored server does about another server that
+/// still writes the repository it was restored from ([`crate::primaries`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondPrimary {
+    #[serde(default)]
+    pub mode: SecondPrimaryMode,
+    /// How long `verify` keeps watching the repositories after recovery has ended before it lets
+    /// the restored server archive.
+    #[serde(default = "default_second_primary_watch", with = "duration")]
+    pub watch: Duration,
+}
+
+impl Default for SecondPrimary {
+    fn default() -> Self {
+        SecondPrimary {
+            mode: SecondPrimaryMode::default(),
+            watch: default_second_primary_watch(),
+        }
+    }
+}
+
+/// The default watch: longer than one `archive_timeout` of a minute (PostgreSQL's documentation
+/// calls "a minute or so" reasonable; measured in docs/performance.md, "Watching for a second
+/// primary"), so a primary that writes anything at all archives at least once while it is
+/// watched.
+pub const DEFAULT_SECOND_PRIMARY_WATCH: Duration = Duration::from_secs(90);
+
+/// The longest watch accepted: archiving is held while it runs.
+pub const MAX_SECOND_PRIMARY_WATCH: Duration = Duration::from_secs(3600);
+
+fn default_second_primary_watch() -> Duration {
+    DEFAULT_SECOND_PRIMARY_WATCH
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondPrimaryMode {
+    /// Hold archiving after a restore until no other writer was seen; refuse (no receipt,
+    /// archiving stays held) when one was.
+    #[default]
+    Refuse,
+    /// The same watch, but another writer is a warning: archiving is released.
+    Warn,
+    /// No hold, no watch: the restored server archives from its first start.
+    Off,
+}
+
+impl SecondPrimaryMode {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondPrimaryMode::Refuse => "refuse",
+            SecondPrimaryMode::Warn => "warn",
+            SecondPrimaryMode::Off => "off",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
@@ -489,6 +550,7 @@ impl Config {
         self.check_datasets(&mut issues);
         self.check_metrics(&mut issues);
         self.check_post_restore(&mut issues);
+        self.check_second_primary(&mut issues);
         issues.0
     }
 
@@ -749,6 +811,19 @@ impl Config {
             }
         }
     }
+
+    fn check_second_primary(&self, issues: &mut Issues) {
+        if self.second_primary.watch > MAX_SECOND_PRIMARY_WATCH {
+            issues.push(
+                "second_primary.watch",
+                format!(
+                    "{} is longer than {}: the restored server's archiving is held while it runs",
+                    humantime::format_duration(self.second_primary.watch),
+                    humantime::format_duration(MAX_SECOND_PRIMARY_WATCH)
+                ),
+            );
+        }
+    }
 }
 
 impl Config {
@@ -973,6 +1048,31 @@ mod tests {
             config.receipt_path(),
             "/var/lib/postgresql-preseed/16/receipt.json"
         );
+        assert_eq!(config.second_primary.mode, SecondPrimaryMode::Refuse);
+        assert_eq!(config.second_primary.watch, DEFAULT_SECOND_PRIMARY_WATCH);
+    }
+
+    #[test]
+    fn second_primary_modes_and_watch() {
+        let with = |section: &str| {
+            MINIMAL.replace(
+                r#""pgbackrest": {"stanza": "main"}"#,
+                &format!(r#""pgbackrest": {{"stanza": "main"}}, "second_primary": {section}"#),
+            )
+        };
+        let config = Config::parse(&with(r#"{"mode": "warn", "watch": "5s"}"#), "t").unwrap();
+        assert_eq!(config.second_primary.mode, SecondPrimaryMode::Warn);
+        assert_eq!(config.second_primary.watch, Duration::from_secs(5));
+        let config = Config::parse(&with(r#"{"mode": "off"}"#), "t").unwrap();
+        assert_eq!(config.second_primary.mode, SecondPrimaryMode::Off);
+        assert_eq!(config.second_primary.watch, DEFAULT_SECOND_PRIMARY_WATCH);
+        assert_eq!(keys(&with(r#"{"mode": "fail"}"#)), ["second_primary.mode"]);
+        assert_eq!(keys(&with(r#"{"watch": "2h"}"#)), ["second_primary.watch"]);
+        assert_eq!(keys(&with(r#"{"window": 5}"#)), ["second_primary.window"]);
+        // What --json prints parses again.
+        let config = Config::parse(&with(r#"{"mode": "warn", "watch": 75}"#), "t").unwrap();
+        let again = Config::parse(&serde_json::to_string(&config).unwrap(), "t").unwrap();
+        assert_eq!(again.second_primary, config.second_primary);
     }
 
     #[test]

@@ -827,6 +827,7 @@ mod tests {
             phases: crate::receipt::Phases::default(),
             replayed_until: None,
             post_restore: None,
+            second_primary: None,
         }
     }
 

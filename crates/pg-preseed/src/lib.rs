@@ -3,14 +3,16 @@
 //!
 //! Pure core: [`paths`], [`lines`], [`clock`], [`wal`], [`config`], [`mountinfo`], [`pgdata`],
 //! [`receipt`], [`outcome`], [`preflight`], [`datasets`], [`pitr`] (recovery targets),
-//! [`decision`], [`recovery`] (the restore_command, how a recovery ended), [`metrics`],
-//! [`report`]. Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
+//! [`decision`], [`recovery`] (the restore_command, how a recovery ended), [`primaries`] (never
+//! two primaries on one repository), [`metrics`], [`report`]. Tools, each argv beside its parsers: [`exec`] (the one that runs them), [`zfs`],
 //! [`pgbackrest`], [`postgres`]. Edges: [`fsutil`], [`lock`], [`files`], [`context`], [`facts`]
 //! (gathering), [`server`] (checks on a running server), [`recovery_end`] (where recovery
-//! ended, for `verify`), [`restore`], [`scratch`] (the drill's copy and its private server) and
+//! ended, for `verify`), [`archive_watch`] (the archiving hold and the looks for another
+//! writer), [`restore`], [`scratch`] (the drill's copy and its private server) and
 //! [`commands`].
 //! docs/design.md says what each owns and may import.
 
+pub mod archive_watch;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -36,6 +38,7 @@ pub mod pitr;
 pub mod post_restore;
 pub mod postgres;
 pub mod preflight;
+pub mod primaries;
 pub mod receipt;
 pub mod recovery;
 pub mod recovery_end;

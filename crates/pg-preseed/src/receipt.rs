@@ -335,6 +335,64 @@ pub struct Claim {
     /// The post-restore hook's attempts and, once it exited 0, its success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_restore: Option<PostRestoreRun>,
+    /// What the repositories' archives held when the restore was decided, and the archive_command
+    /// that holds the restored server's archiving until `verify` has made sure no other server
+    /// still writes them ([`crate::primaries`]). `None`: `second_primary.mode = "off"` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_primary: Option<PrimaryGuard>,
+}
+
+/// A restore's guard against a second primary (in its claim): what each repository recovery
+/// consults held of the restored cluster when the restore was decided, the archive_command hold,
+/// and whether the operator allowed a second primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryGuard {
+    /// RFC 3339, UTC: when the repositories were asked for the decision.
+    pub decided_at: String,
+    /// The restored cluster's system identifier (a string, as in the receipt): only its archive
+    /// counts.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
+    /// One per repository recovery consults, in order.
+    #[serde(default)]
+    pub marks: Vec<ArchiveMark>,
+    /// Installed in postgresql.auto.conf once pgBackRest has restored; `None` before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<ArchiveHold>,
+    /// RFC 3339: when the operator allowed a second primary (`run --allow-second-primary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_at: Option<String>,
+}
+
+/// What one repository's archive held of the restored cluster when the restore was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveMark {
+    pub repo: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_name: Option<String>,
+    /// Whether its archive was read (a repository without backups is not): otherwise the newest
+    /// of the others stands for it.
+    pub known: bool,
+    /// The newest WAL segment archived (`pgbackrest info`'s archive max: on the newest timeline
+    /// holding any), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_segment: Option<String>,
+    /// The newest backup's label and stop time (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_backup_stop: Option<i64>,
+}
+
+/// The archive_command pg-preseed put into postgresql.auto.conf after the restore
+/// (`pg-preseed archive-hold`, which fails, so PostgreSQL keeps the WAL), and what
+/// postgresql.auto.conf set before (restored with the backup), which releasing it puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveHold {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    pub installed_at: String,
 }
 
 impl Receipt {
@@ -519,6 +577,7 @@ impl Claim {
             phases: Phases::default(),
             replayed_until: None,
             post_restore: None,
+            second_primary: None,
         }
     }
 }

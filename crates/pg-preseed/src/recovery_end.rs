@@ -22,7 +22,8 @@ use crate::fsutil;
 use crate::pgbackrest::{self, code};
 use crate::pitr;
 use crate::postgres::Connection;
-use crate::receipt::{CheckResult, Claim, RecoveryEnd, Source};
+use crate::primaries::{before_decision, segment_at_decision, Decided};
+use crate::receipt::{CheckResult, Claim, PrimaryGuard, RecoveryEnd, Source};
 use crate::recovery::{self, Asked, ReplayEnd, RepoAnswer};
 use crate::wal::{self, Segment};
 
@@ -31,7 +32,10 @@ const REPO_TIMEOUT: Duration = Duration::from_secs(120);
 /// History files are a line per timeline switch.
 const MAX_HISTORY_BYTES: u64 = 1024 * 1024;
 
-/// The check's result, and what the receipt records when it passed.
+/// The check's result, and what the receipt records when it passed. `guard`: a guard against a
+/// second primary (what each repository held when the restore was decided) — WAL on the
+/// replayed timeline archived into a repository after that was pushed by another server (the
+/// watch reports it), not missed by recovery.
 #[must_use]
 pub fn check(
     ctx: &Context,
@@ -40,6 +44,7 @@ pub fn check(
     system_identifier: u64,
     claim: &Claim,
     query_timeout: Duration,
+    guard: Option<&PrimaryGuard>,
 ) -> (CheckResult, Option<RecoveryEnd>) {
     let target = claim
         .source
@@ -71,6 +76,10 @@ pub fn check(
                         newest_segment(ctx, &repo, probe, last, segment_size)
                     }
                 });
+                let decided = guard.map_or(Decided::Unknown, |guard| {
+                    segment_at_decision(guard, repo.number)
+                });
+                let newest = newest.map(|newest| before_decision(newest, &decided, segment_size));
                 RepoAnswer {
                     repo,
                     left_out,
@@ -159,7 +168,7 @@ fn probe_dir(ctx: &Context) -> Result<Utf8PathBuf, String> {
 
 /// Where replay ended (from the history file of the timeline the server is on now) and the WAL
 /// segment size.
-fn replay_end(
+pub(crate) fn replay_end(
     ctx: &Context,
     conn: &Connection,
     pgdata: &Utf8Path,

@@ -445,7 +445,7 @@ const AUTO_CONF_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// file: the units start `/etc/pg-preseed/bin/pg-preseed`, a link that still works after an
 /// update of pg-preseed, while the kernel's answer is the store path it points to today (which a
 /// later garbage collection may remove while PostgreSQL still needs its restore_command).
-fn own_executable() -> anyhow::Result<Utf8PathBuf> {
+pub(crate) fn own_executable() -> anyhow::Result<Utf8PathBuf> {
     let exe = std::env::current_exe().context("failed to find pg-preseed's own executable")?;
     let started_as = std::env::args_os()
         .next()

@@ -472,7 +472,9 @@ impl Pgbackrest {
     }
 }
 
-/// The pg-preseed config for a sandbox, as JSON, ready to be adjusted by a test.
+/// The pg-preseed config for a sandbox, as JSON, ready to be adjusted by a test. Archiving after a
+/// restore is held and released as by default, with a watch of one look
+/// (`second_primary.watch = 0s`).
 #[must_use]
 pub fn preseed_config(
     pgdata: &Utf8Path,
@@ -488,7 +490,10 @@ pub fn preseed_config(
             "config": pgbackrest.config,
             "repos": (1..=pgbackrest.repos.len()).collect::<Vec<_>>(),
         },
-        "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]}
+        "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]},
+        // Nothing else writes a test's repositories: one look after recovery instead of the
+        // default watch (tests of the watch itself set their own).
+        "second_primary": {"watch": "0s"}
     })
 }
 

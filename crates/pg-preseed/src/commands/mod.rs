@@ -5,6 +5,7 @@
 //! policy from the config, and the mapping of escaped errors to exit codes ([`exit_code_for`]).
 
 pub mod archive_get;
+mod archive_hold;
 mod check_config;
 mod datasets;
 mod drill;
@@ -87,6 +88,10 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         // PostgreSQL's restore_command: its own exit statuses (0, 1, 255), not DESIGN.md's.
         Command::ArchiveGet(args) => {
             std::process::exit(i32::from(archive_get::archive_get(cli, args)))
+        }
+        // PostgreSQL's archive_command while archiving is held: always "not archived".
+        Command::ArchiveHold(args) => {
+            std::process::exit(i32::from(archive_hold::archive_hold(args)))
         }
     }
 }

@@ -5,11 +5,14 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use super::{evaluate, Exit, Prepare, Recorded, Session};
+use crate::archive_watch;
 use crate::cli::{Cli, RunArgs};
 use crate::clock;
+use crate::config::SecondPrimaryMode;
 use crate::context::Context;
 use crate::decision::{self, Action, Candidate, Facts};
 use crate::pgdata::PgdataState;
+use crate::primaries;
 use crate::receipt::{Claim, ClaimKind, Receipt};
 use crate::report::Report;
 use crate::restore;
@@ -40,6 +43,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
         Action::Refuse => Exit::Refused,
         Action::Skip => {
             report.summary = Some("nothing to do".to_owned());
+            if args.allow_second_primary {
+                allow_second_primary(ctx, &facts, &mut report)?;
+            }
             Exit::Ok
         }
         Action::Adopt => adopt(ctx, &facts, &mut report)?,
@@ -53,8 +59,9 @@ pub fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<Exit> {
                 Acting {
                     resume,
                     repository_check_seconds,
+                    allow_second_primary: args.allow_second_primary,
+                    lock_fd: opened.lock_fd(),
                 },
-                opened.lock_fd(),
                 &mut report,
                 &mut recorded,
             )
@@ -107,12 +114,36 @@ fn new_claim(ctx: &Context, kind: ClaimKind) -> Claim {
     Claim::new(kind, &ctx.config.pgdata, &ctx.host, &clock::now_rfc3339())
 }
 
+/// `run --allow-second-primary` once the restore is done (PGDATA holds it, verify has not passed
+/// yet): recorded in the claim, so the next `verify` warns and releases archiving.
+fn allow_second_primary(ctx: &Context, facts: &Facts, report: &mut Report) -> anyhow::Result<()> {
+    let claim = facts
+        .claim
+        .as_ref()
+        .filter(|claim| claim.kind == ClaimKind::Restore);
+    let said = match claim {
+        Some(claim) => archive_watch::allow(ctx, claim)?,
+        None => None,
+    };
+    match said {
+        Some(text) => report.summary = Some(text),
+        None => report.warnings.push(
+            "--allow-second-primary changes nothing: no restore with a guard against a second \
+                 primary awaits verification"
+                .to_owned(),
+        ),
+    }
+    Ok(())
+}
+
 /// How `run` came to restore: resuming its own restore or not, after how long a look at the
-/// repositories (the story's first phase).
+/// repositories (the story's first phase), with `--allow-second-primary` or not.
 #[derive(Debug, Clone, Copy)]
 struct Acting {
     resume: bool,
     repository_check_seconds: f64,
+    allow_second_primary: bool,
+    lock_fd: Option<RawFd>,
 }
 
 fn act_restore(
@@ -120,15 +151,16 @@ fn act_restore(
     facts: &Facts,
     candidates: &[Candidate],
     acting: Acting,
-    lock_fd: Option<RawFd>,
     report: &mut Report,
     recorded: &mut Recorded,
 ) -> Exit {
     let Acting {
         resume,
         repository_check_seconds,
+        allow_second_primary,
+        lock_fd,
     } = acting;
-    let result = (|| -> anyhow::Result<restore::Restored> {
+    let result = (|| -> anyhow::Result<(restore::Restored, Option<String>, bool)> {
         for done in restore::prepare_pgdata(ctx)? {
             tracing::info!("{done}");
         }
@@ -147,12 +179,59 @@ fn act_restore(
                 "recovery will not consult {left_out}; `pg-preseed verify` asks it again"
             ));
         }
+        // Never two primaries on one repository: what the repositories hold now, before anything
+        // is restored (a resumed restore keeps its first decision's).
+        if archive_watch::active(ctx) {
+            let guard = claim.second_primary.get_or_insert_with(|| {
+                archive_watch::guard_for_restore(
+                    ctx,
+                    facts.repos.as_deref().unwrap_or_default(),
+                    &recovery.consulted,
+                    candidates.first().and_then(|c| c.backup.system_id),
+                    false,
+                )
+            });
+            if allow_second_primary {
+                guard.allowed_at.get_or_insert_with(clock::now_rfc3339);
+            }
+        }
         let restored = restore::restore(ctx, candidates, &recovery, &mut claim, lock_fd)?;
+        let other_writer = archive_watch::after_restore(ctx, &mut claim)?;
+        let tolerated = ctx.config.second_primary.mode == SecondPrimaryMode::Warn
+            || claim
+                .second_primary
+                .as_ref()
+                .is_some_and(|guard| guard.allowed_at.is_some());
         report.result = serde_json::to_value(&claim)?;
-        Ok(restored)
+        Ok((restored, other_writer, tolerated))
     })();
     match result {
-        Ok(restored) => {
+        Ok((restored, Some(other_writer), false)) => {
+            // Restored, with archiving held: this boot does not start PostgreSQL; `verify`
+            // looks again whenever it does.
+            recorded.restored_bytes = restored.bytes;
+            report.summary = Some(format!(
+                "restored from {} backup {}, but another server still writes the repository",
+                restored.repo,
+                restored.label.as_deref().unwrap_or("?")
+            ));
+            report.error = Some(format!(
+                "{other_writer}; this server's archiving is held (archive_command = pg-preseed \
+                 archive-hold)"
+            ));
+            report.next = Some(primaries::way_on(
+                ctx.config_path.as_str(),
+                ctx.config.pgdata.as_str(),
+            ));
+            Exit::Refused
+        }
+        Ok((restored, other_writer, _)) => {
+            if let Some(other_writer) = other_writer {
+                report.warnings.push(format!(
+                    "{other_writer}; archiving stays held until `pg-preseed verify`, which will \
+                 release it all the same"
+                ));
+            }
             let backup = candidates
                 .iter()
                 .find(|c| c.repo == restored.repo)

@@ -1,12 +1,15 @@
 //! `verify`: once PostgreSQL is up, prove the cluster is the right one and whole
 //! ([`crate::server`]) and, after a restore, that recovery ended at the end of the archive or at
-//! its target ([`crate::recovery_end`]); then, for a claim (a restore or a fresh start), run the
-//! post-restore hook once ([`crate::post_restore`]); then write the receipt (DESIGN.md invariant
-//! 5: never before this) and tell the story ([`crate::story`]).
+//! its target ([`crate::recovery_end`]) and that no other server still writes the repository
+//! ([`crate::archive_watch`]); then, for a claim (a restore or a fresh start), run the
+//! post-restore hook once ([`crate::post_restore`]), release the restored server's archiving,
+//! write the receipt (DESIGN.md invariant 5: never before this) and tell the story
+//! ([`crate::story`]).
 
 use std::time::{Duration, Instant};
 
 use super::{Exit, Prepare, Recorded, Session};
+use crate::archive_watch::{self, Watched};
 use crate::cli::{Cli, VerifyArgs};
 use crate::clock;
 use crate::context::Context;
@@ -14,6 +17,7 @@ use crate::facts;
 use crate::fsutil;
 use crate::post_restore::{self, Hook};
 use crate::postgres::Connection;
+use crate::primaries;
 use crate::receipt::{self, CheckResult, Claim, ClaimKind, Receipt, RecoveryEnd};
 use crate::recovery_end;
 use crate::report::Report;
@@ -42,15 +46,43 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
     let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
 
     let started = Instant::now();
-    let checked = server::connection(ctx, started + timeout)
-        .and_then(|conn| check(ctx, &conn, timeout, claim.as_ref()).map(|c| (conn, c)));
+    let checked = server::connection(ctx, started + timeout).and_then(|conn| {
+        check(
+            ctx,
+            &conn,
+            timeout,
+            claim.as_ref(),
+            args.allow_second_primary,
+        )
+        .map(|c| (conn, c))
+    });
     let exit = match checked {
-        Ok((conn, (system_identifier, checks, recovery))) => {
+        Ok((
+            conn,
+            Checked {
+                system_identifier,
+                checks,
+                recovery,
+                watched,
+            },
+        )) => {
             report.reasons = checks
                 .iter()
                 .map(|c| format!("{}: {}", if c.ok { "ok" } else { "FAILED" }, c.name))
                 .collect();
-            if checks.iter().all(|c| c.ok) {
+            if let Some(watched) = &watched {
+                report.warnings.extend(watched.warnings.iter().cloned());
+            }
+            let refused = watched.as_ref().and_then(|w| w.refused.clone());
+            if let Some(next) =
+                refused.filter(|_| checks.iter().all(|c| c.ok || c.name == primaries::CHECK))
+            {
+                // Only the second-primary check failed: a refusal, not a failure.
+                "refused".clone_into(&mut report.decision);
+                report.error = checks.iter().find(|c| !c.ok).and_then(|c| c.detail.clone());
+                report.next = Some(next);
+                Exit::Refused
+            } else if checks.iter().all(|c| c.ok) {
                 if let Some(recovery) = &recovery {
                     report.warnings.extend(recovery.warnings.iter().cloned());
                 }
@@ -61,6 +93,8 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
                     Some(claim) => observe(ctx, &conn, claim),
                     None => RecoveryFacts::default(),
                 };
+                // The hook runs while archiving is still held: a failed hook leaves the restore
+                // guarded, and the next verify watches again before it retries.
                 if let Some(claim) = &mut claim {
                     match post_restore::run_once(ctx, claim, &conn, system_identifier)? {
                         Hook::Failed { why } => {
@@ -72,32 +106,46 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
                         Hook::NotConfigured => {}
                     }
                 }
-                let receipt = write_receipt(
-                    ctx,
-                    claim.as_ref(),
-                    system_identifier,
-                    checks,
-                    recovery,
-                    (verify_seconds, &observed),
-                    &mut report,
-                )?;
-                "verified".clone_into(&mut report.decision);
-                let mut summary = format!(
-                    "wrote the receipt {} ({}, system identifier {system_identifier})",
-                    ctx.files.receipt,
-                    serde_json::to_value(receipt.action)?
-                        .as_str()
-                        .unwrap_or_default()
-                );
-                if claim.is_some() {
-                    for line in story::receipt_lines(&receipt) {
-                        summary.push_str("\n  ");
-                        summary.push_str(&line);
+                match archive_watch::release(ctx, &conn, &ctx.config.pgdata, claim.as_ref()) {
+                    Err(error) => {
+                        "failed".clone_into(&mut report.decision);
+                        report.error = Some(format!("{error:#}; no receipt was written"));
+                        Exit::Failed
+                    }
+                    Ok(released) => {
+                        if let Some(archive_command) = released {
+                            report.reasons.push(format!(
+                                "archiving released (archive_command: {archive_command})"
+                            ));
+                        }
+                        let receipt = write_receipt(
+                            ctx,
+                            claim.as_ref(),
+                            system_identifier,
+                            checks,
+                            recovery,
+                            (verify_seconds, &observed),
+                            &mut report,
+                        )?;
+                        "verified".clone_into(&mut report.decision);
+                        let mut summary = format!(
+                            "wrote the receipt {} ({}, system identifier {system_identifier})",
+                            ctx.files.receipt,
+                            serde_json::to_value(receipt.action)?
+                                .as_str()
+                                .unwrap_or_default()
+                        );
+                        if claim.is_some() {
+                            for line in story::receipt_lines(&receipt) {
+                                summary.push_str("\n  ");
+                                summary.push_str(&line);
+                            }
+                        }
+                        report.summary = Some(summary);
+                        report.result = serde_json::to_value(&receipt)?;
+                        Exit::Ok
                     }
                 }
-                report.summary = Some(summary);
-                report.result = serde_json::to_value(&receipt)?;
-                Exit::Ok
             } else {
                 "failed".clone_into(&mut report.decision);
                 report.error =
@@ -111,7 +159,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Exit> {
             Exit::Failed
         }
     };
-    if exit == Exit::Failed {
+    if exit == Exit::Failed && report.next.is_none() {
         report.next = Some(
             "the receipt is only written for a cluster that passes; look at PostgreSQL's log, fix \
              the cause, and run `pg-preseed verify` again"
@@ -162,16 +210,27 @@ fn observe(ctx: &Context, conn: &Connection, claim: &mut Claim) -> RecoveryFacts
     observed
 }
 
+/// What [`check`] found.
+struct Checked {
+    system_identifier: u64,
+    checks: Vec<CheckResult>,
+    /// How recovery ended (when that was checked and passed).
+    recovery: Option<RecoveryEnd>,
+    /// The watch for another writer (after a guarded restore).
+    watched: Option<Watched>,
+}
+
 /// Waits for the server on PGDATA to accept connections and leave recovery, checks its
 /// identity, runs the configured checks, and — for a cluster pg-preseed restored — that recovery
-/// ended at the end of the archive or at its target. Returns the system identifier, every
-/// check's result, and how recovery ended (when that was checked and passed).
+/// ended at the end of the archive or at its target, and that no other server writes the
+/// repository (the watch, when the restore recorded a guard). `allow`: `--allow-second-primary`.
 fn check(
     ctx: &Context,
     conn: &Connection,
     timeout: Duration,
     claim: Option<&Claim>,
-) -> anyhow::Result<(u64, Vec<CheckResult>, Option<RecoveryEnd>)> {
+    allow: bool,
+) -> anyhow::Result<Checked> {
     let (system_identifier, mut checks) = server::check(
         ctx,
         conn,
@@ -180,7 +239,14 @@ fn check(
         claim.and_then(|c| c.backup_system_identifier.as_deref()),
     )?;
     let mut recovery = None;
+    let mut watched = None;
     if let Some(claim) = claim.filter(|c| c.kind == ClaimKind::Restore && system_identifier != 0) {
+        // With a guard, WAL archived after the decision is the other writer's (the watch tells),
+        // not WAL recovery missed.
+        let guard = claim
+            .second_primary
+            .as_ref()
+            .filter(|_| archive_watch::active(ctx));
         let (result, end) = recovery_end::check(
             ctx,
             conn,
@@ -188,11 +254,21 @@ fn check(
             system_identifier,
             claim,
             QUERY_TIMEOUT,
+            guard,
         );
         checks.push(result);
         recovery = end;
+        watched = archive_watch::watch(ctx, conn, &ctx.config.pgdata, claim, allow);
+        if let Some(watched) = &watched {
+            checks.push(watched.check.clone());
+        }
     }
-    Ok((system_identifier, checks, recovery))
+    Ok(Checked {
+        system_identifier,
+        checks,
+        recovery,
+        watched,
+    })
 }
 
 fn write_receipt(

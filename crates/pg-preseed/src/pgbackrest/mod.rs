@@ -13,6 +13,7 @@ pub mod argv;
 pub mod info;
 pub mod location;
 pub mod log;
+pub mod ls;
 
 pub use argv::{
     archive_get_argv, info_argv, recovery_options_argv, restore_argv, verify_argv, ArchiveGet,
@@ -28,3 +29,4 @@ pub use log::{
     restore_file, restore_progress, restore_size, restored_backup_set, Level, LogLine,
     RestoredFile,
 };
+pub use ls::{repo_ls_argv, segment_file_time};

@@ -111,17 +111,38 @@ fn status_text(host: &Host<'_>) -> String {
 
 /// After a restore the hook runs once — SQL, then the script with the receipt's facts and
 /// libpq's variables in its environment — before the receipt, which records it; a normal boot
-/// (no claim) and verify run by hand do not run it again.
+/// (no claim) and verify run by hand do not run it again. The hook runs while the restored
+/// server's archiving is still held (issue 14), which verify releases after it.
 #[test]
 fn post_restore_hook_runs_once_after_a_restore_not_on_a_normal_boot() {
     let sandbox = Sandbox::new("hook-once");
     let mut host = Host::new(&sandbox, bin(), 1);
-    let hook = Hook::install(&sandbox, &mut host, &[]);
+    let hook = Hook::install(
+        &sandbox,
+        &mut host,
+        &["CREATE TABLE hook_saw AS SELECT current_setting('archive_command') AS archive_command"],
+    );
     let boot = host.boot();
     boot.expect_verified();
     assert_eq!(boot.decision(), "restore");
     assert_eq!(hook.runs(), 1);
     assert_eq!(sql_runs(&host), "1", "the SQL ran once, before the script");
+    let during = host
+        .cluster
+        .try_psql("SELECT archive_command FROM hook_saw")
+        .expect("the hook's table");
+    assert!(
+        during.contains("archive-hold"),
+        "the hook ran with archiving held: {during}"
+    );
+    let after = host
+        .cluster
+        .try_psql("SHOW archive_command")
+        .expect("SHOW archive_command");
+    assert!(
+        !after.contains("archive-hold") && after.contains("archive-push"),
+        "verify released archiving after the hook: {after}"
+    );
 
     let golden = testbed::Golden::get();
     let env = hook.env(1);

@@ -22,6 +22,8 @@ mod hardening;
 #[cfg(feature = "real-system")]
 mod operator;
 #[cfg(feature = "real-system")]
+mod primaries;
+#[cfg(feature = "real-system")]
 mod recovery;
 #[cfg(feature = "real-system")]
 mod scenarios;

@@ -50,6 +50,35 @@ fn drill_restores_a_backup_privately_and_cleans_up() {
         "the drilled copy archived nothing"
     );
     assert!(!host.marker.exists(), "a drill writes no receipt");
+
+    // Kept for inspection: the copy promoted (a new timeline's history file in its pg_wal) and
+    // never archived it — pgBackRest's `--archive-mode=off`, not a hold verify would release.
+    let kept = host.preseed(&["drill", "--scratch", scratch.as_str(), "--keep"]);
+    kept.expect_code(0);
+    let copy = camino::Utf8PathBuf::from(
+        kept.json()["result"]["scratch"]
+            .as_str()
+            .expect("the kept copy"),
+    )
+    .join("pgdata");
+    let auto = fs::read_to_string(copy.join("postgresql.auto.conf")).expect("auto.conf");
+    assert!(auto.contains("archive_mode = 'off'"), "{auto}");
+    assert!(!auto.contains("archive-hold"), "{auto}");
+    let wal = testbed::tree(&copy.join("pg_wal"));
+    assert!(
+        wal.iter().any(|f| f.ends_with(".history")),
+        "the copy promoted: {wal:?}"
+    );
+    assert!(
+        !wal.iter()
+            .any(|f| camino::Utf8Path::new(f).extension() == Some("ready")),
+        "nothing waits to be archived: {wal:?}"
+    );
+    assert_eq!(
+        testbed::tree(&archive),
+        archive_before,
+        "the kept copy archived nothing either"
+    );
 }
 
 /// A backup that cannot be restored fails the drill (exit 4), and the scratch copy is gone.
