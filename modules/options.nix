@@ -395,7 +395,7 @@ in {
       description = ''
         ZFS datasets this host declares, by full name. At boot, before ZFS mounts anything,
         postgresql-preseed-datasets.service creates missing ones (unmounted), sets their
-        properties, sets `overlay=off` on dataDir's dataset, and refuses — keeping PostgreSQL
+        properties, sets `overlay=off` and `snapdir=hidden` on dataDir's dataset, and refuses — keeping PostgreSQL
         down — when a dataset not declared here claims one of these mountpoints.
       '';
     };
