@@ -759,6 +759,10 @@ fn archiving(minutes: u64) {
         cluster.psql("CREATE TABLE t (i int)");
         // Everything written so far archived: the measurement starts from a quiet archive.
         switch_and_wait(&cluster);
+        // A long-running primary, as the one a restore competes with: PostgreSQL 15's
+        // checkpointer starts before recovery has ended and its first sleep ignores
+        // archive_timeout (up to checkpoint_timeout); a checkpoint wakes it, as time would.
+        cluster.psql("CHECKPOINT");
         primaries.push((
             Archiver {
                 name,
