@@ -54,6 +54,15 @@ pub struct Config {
     pub post_restore: Option<PostRestore>,
     #[serde(default)]
     pub second_primary: SecondPrimary,
+    /// Where `datasets ensure|check` records its last run: it runs before the filesystems are
+    /// mounted, when the receipt's directory may not be there yet (or be the directory a mount
+    /// is about to cover), so its record lives on the runtime filesystem instead.
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: Utf8PathBuf,
+}
+
+fn default_runtime_dir() -> Utf8PathBuf {
+    Utf8PathBuf::from(crate::files::DEFAULT_RUNTIME_DIR)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -551,6 +560,10 @@ impl Config {
         self.check_metrics(&mut issues);
         self.check_post_restore(&mut issues);
         self.check_second_primary(&mut issues);
+        issues.absolute("runtime_dir", &mut self.runtime_dir);
+        if is_within(&self.runtime_dir, &self.pgdata) {
+            issues.push("runtime_dir", "must be outside pgdata".to_owned());
+        }
         issues.0
     }
 
