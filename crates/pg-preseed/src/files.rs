@@ -66,7 +66,9 @@ impl Files {
             claim: with("pending"),
             last_run: with("last-run"),
             lock: with("lock"),
-            datasets_last_run: Utf8PathBuf::from(format!("{DEFAULT_RUNTIME_DIR}/{DATASETS_LAST_RUN}")),
+            datasets_last_run: Utf8PathBuf::from(format!(
+                "{DEFAULT_RUNTIME_DIR}/{DATASETS_LAST_RUN}"
+            )),
             trusted: vec![nix::unistd::Uid::effective().as_raw()],
         }
     }
