@@ -70,6 +70,11 @@ pub enum Command {
     /// writes the repository (installed by `run`, released by `verify`): archives nothing and
     /// exits 1, so PostgreSQL keeps the WAL file and tries again later.
     ArchiveHold(ArchiveHoldArgs),
+    /// The names the documentation must cover, as JSON (for `scripts/check-docs`): the
+    /// subcommands `--help` lists, every finding kind, metric and config key. Hidden: not for
+    /// operators.
+    #[command(hide = true)]
+    Names,
 }
 
 impl Command {

@@ -93,7 +93,40 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         Command::ArchiveHold(args) => {
             std::process::exit(i32::from(archive_hold::archive_hold(args)))
         }
+        Command::Names => names(),
     }
+}
+
+/// `pg-preseed names`: what `scripts/check-docs` checks the documentation against, from the
+/// lists the code itself keeps (each proven complete by a unit test).
+fn names() -> anyhow::Result<Exit> {
+    use clap::CommandFactory as _;
+    let cli = Cli::command();
+    let visible = |command: &clap::Command| {
+        command
+            .get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            .map(|sub| sub.get_name().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut subcommands = Vec::new();
+    for command in cli.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        subcommands.push(command.get_name().to_owned());
+        subcommands.extend(
+            visible(command)
+                .into_iter()
+                .filter(|sub| sub != "help")
+                .map(|sub| format!("{} {sub}", command.get_name())),
+        );
+    }
+    let names = serde_json::json!({
+        "subcommands": subcommands,
+        "finding_kinds": crate::preflight::Kind::ALL.map(crate::preflight::Kind::name),
+        "metrics": crate::metrics::NAMES,
+        "config_keys": crate::config::KEYS,
+    });
+    println!("{}", serde_json::to_string_pretty(&names)?);
+    Ok(Exit::Ok)
 }
 
 /// One run of a command: its context, loaded once, its name (in reports, the lock and the
