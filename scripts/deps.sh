@@ -18,11 +18,13 @@ install_packages() {
   fi
 }
 
-# Test tools from the crate registry: cargo-nextest (the test runner) and s3s-fs (the S3 server
-# of the repo-fallback scenario; 0.14.1 is the newest release that builds with Rust 1.95).
+# Test tools from the crate registry, built once (minutes): cargo-nextest (the test runner) and
+# s3s-fs (the S3 server of the repo-fallback scenario). Pinned, so that a new release cannot raise
+# the Rust the tests need (README): cargo-nextest 0.9.143 needs Rust 1.91, s3s-fs 0.14.1 needs
+# 1.92 (their manifests' rust-version); pg-preseed itself builds with 1.85.
 install_test_tools() {
   if ! cargo nextest --version >/dev/null 2>&1; then
-    cargo install --locked cargo-nextest
+    cargo install --locked cargo-nextest --version 0.9.143
   fi
   if ! command -v s3s-fs >/dev/null && [[ ! -x ${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs ]]; then
     echo "installing s3s-fs (a few minutes, once)" >&2

@@ -70,16 +70,24 @@ pub enum Command {
     /// writes the repository (installed by `run`, released by `verify`): archives nothing and
     /// exits 1, so PostgreSQL keeps the WAL file and tries again later.
     ArchiveHold(ArchiveHoldArgs),
+    /// The names the documentation must cover, as JSON (for `scripts/check-docs`): the
+    /// subcommands `--help` lists, every finding kind, metric and config key. Hidden: not for
+    /// operators.
+    #[command(hide = true)]
+    Names,
 }
 
 impl Command {
-    /// The commands that act on the system (`run`, `verify`, `drill`): they log at info by
-    /// default and report an outcome.
+    /// The commands that act on the system (`run`, `verify`, `drill`, `datasets ensure`): they
+    /// log at info by default and report an outcome.
     #[must_use]
     pub fn acts(&self) -> bool {
         matches!(
             self,
-            Command::Run(_) | Command::Verify(_) | Command::Drill(_)
+            Command::Run(_)
+                | Command::Verify(_)
+                | Command::Drill(_)
+                | Command::Datasets(DatasetsCommand::Ensure)
         )
     }
 }
@@ -184,6 +192,8 @@ pub enum MarkerCommand {
     /// Remove the receipt. Without it, an empty PGDATA with empty repositories may be
     /// initialised afresh (with on_no_backup = "initdb"): asks for --yes.
     Clear {
+        /// Really remove it: without --yes nothing is removed (exit 2). The receipt is what stops
+        /// an empty initdb when PGDATA is emptied and no repository holds a backup.
         #[arg(long)]
         yes: bool,
         #[command(flatten)]

@@ -24,6 +24,63 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// every deadline (now + duration) and age comparison far from overflowing.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86400);
 
+/// Every key the config accepts, as a dotted path (the keys of a list's items after the list's
+/// own, e.g. `datasets.name`): docs/design.md's config reference documents each one
+/// (`scripts/check-docs` reads them from `pg-preseed names`), and a test proves the list is
+/// serde's own, struct by struct.
+pub const KEYS: &[&str] = &[
+    "pgdata",
+    "marker",
+    "postgres",
+    "postgres.bin_dir",
+    "postgres.major",
+    "postgres.user",
+    "postgres.port",
+    "postgres.socket_dir",
+    "mode",
+    "require_mount",
+    "require_mount.dataset",
+    "require_mount.fstype",
+    "require_mount.mountpoint",
+    "on_layering",
+    "on_no_backup",
+    "pgbackrest",
+    "pgbackrest.stanza",
+    "pgbackrest.repos",
+    "pgbackrest.repos.number",
+    "pgbackrest.repos.name",
+    "pgbackrest.set",
+    "pgbackrest.target",
+    "pgbackrest.target.type",
+    "pgbackrest.target.value",
+    "pgbackrest.process_max",
+    "pgbackrest.config",
+    "pgbackrest.bin",
+    "pgbackrest.max_backup_age",
+    "pgbackrest.repo_wait",
+    "verify",
+    "verify.sql",
+    "verify.sql.name",
+    "verify.sql.sql",
+    "verify.sql.expect",
+    "verify.database",
+    "verify.timeout",
+    "datasets",
+    "datasets.name",
+    "datasets.mountpoint",
+    "datasets.properties",
+    "metrics",
+    "metrics.textfile",
+    "post_restore",
+    "post_restore.script",
+    "post_restore.sql",
+    "post_restore.timeout",
+    "second_primary",
+    "second_primary.mode",
+    "second_primary.watch",
+    "runtime_dir",
+];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -54,6 +111,15 @@ pub struct Config {
     pub post_restore: Option<PostRestore>,
     #[serde(default)]
     pub second_primary: SecondPrimary,
+    /// Where `datasets ensure|check` records its last run: it runs before the filesystems are
+    /// mounted, when the receipt's directory may not be there yet (or be the directory a mount
+    /// is about to cover), so its record lives on the runtime filesystem instead.
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: Utf8PathBuf,
+}
+
+fn default_runtime_dir() -> Utf8PathBuf {
+    Utf8PathBuf::from(crate::files::DEFAULT_RUNTIME_DIR)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -551,6 +617,10 @@ impl Config {
         self.check_metrics(&mut issues);
         self.check_post_restore(&mut issues);
         self.check_second_primary(&mut issues);
+        issues.absolute("runtime_dir", &mut self.runtime_dir);
+        if is_within(&self.runtime_dir, &self.pgdata) {
+            issues.push("runtime_dir", "must be outside pgdata".to_owned());
+        }
         issues.0
     }
 
@@ -1027,6 +1097,118 @@ mod tests {
 
     fn keys(text: &str) -> Vec<String> {
         issues(text).into_iter().map(|i| i.key).collect()
+    }
+
+    /// `KEYS` is what the parser accepts (issue 16.8). For each object of a config that has them
+    /// all, an unknown key makes serde list the object's fields ("expected one of `a`, `b`"):
+    /// those must be exactly the listed keys under that path. The items of `pgbackrest.repos` and
+    /// `verify.sql` also take a plain number or string, so serde's error does not list their
+    /// fields: there every listed key must be accepted, and an unknown one refused.
+    #[test]
+    fn keys_are_what_the_parser_accepts() {
+        let full = serde_json::json!({
+            "pgdata": "/var/lib/postgresql/16",
+            "postgres": {"major": 16},
+            "require_mount": {"dataset": "tank/pg"},
+            "pgbackrest": {"stanza": "main", "target": {"type": "default"}},
+            "verify": {},
+            "datasets": [{"name": "tank/pg", "mountpoint": "/var/lib/postgresql/16"}],
+            "metrics": {},
+            "post_restore": {"sql": ["ANALYZE"]},
+            "second_primary": {},
+        });
+        Config::parse(&full.to_string(), "t").expect("the base config is valid");
+        let objects: [(&str, &[&str]); 10] = [
+            ("", &[]),
+            ("postgres", &["postgres"]),
+            ("require_mount", &["require_mount"]),
+            ("pgbackrest", &["pgbackrest"]),
+            ("pgbackrest.target", &["pgbackrest", "target"]),
+            ("verify", &["verify"]),
+            ("datasets", &["datasets", "0"]),
+            ("metrics", &["metrics"]),
+            ("post_restore", &["post_restore"]),
+            ("second_primary", &["second_primary"]),
+        ];
+        let under = |prefix: &str| -> Vec<String> {
+            KEYS.iter()
+                .filter_map(|key| {
+                    let rest = if prefix.is_empty() {
+                        *key
+                    } else {
+                        key.strip_prefix(prefix)?.strip_prefix('.')?
+                    };
+                    (!rest.contains('.')).then(|| rest.to_owned())
+                })
+                .collect()
+        };
+        let mut covered = 0;
+        for (prefix, pointer) in objects {
+            let mut config = full.clone();
+            let mut object = &mut config;
+            for step in pointer {
+                object = match step.parse::<usize>() {
+                    Ok(index) => &mut object[index],
+                    Err(_) => &mut object[*step],
+                };
+            }
+            object["zzz_unknown"] = serde_json::json!(1);
+            let message = issues(&config.to_string())[0].message.clone();
+            // "unknown field `zzz_unknown`, expected one of `a`, `b`": the names after the first.
+            let mut fields: Vec<String> = message
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .skip(1)
+                .map(str::to_owned)
+                .collect();
+            fields.sort();
+            let mut listed = under(prefix);
+            listed.sort();
+            assert_eq!(listed, fields, "keys under {prefix:?} ({message})");
+            covered += listed.len();
+        }
+        for (prefix, item, without) in [
+            (
+                "pgbackrest.repos",
+                serde_json::json!({"number": 2, "name": "s3"}),
+                "name",
+            ),
+            (
+                "verify.sql",
+                serde_json::json!({"name": "n", "sql": "SELECT true", "expect": "t"}),
+                "expect",
+            ),
+        ] {
+            let listed = under(prefix);
+            assert_eq!(
+                listed.len(),
+                item.as_object().map_or(0, serde_json::Map::len),
+                "{prefix}: {listed:?}"
+            );
+            covered += listed.len();
+            let (parent, list) = prefix.split_once('.').expect("a nested list");
+            let with = |item: serde_json::Value| {
+                let mut config = full.clone();
+                config[parent][list] = serde_json::json!([item]);
+                Config::parse(&config.to_string(), "t")
+            };
+            for key in &listed {
+                assert!(
+                    item.get(key).is_some(),
+                    "{prefix}.{key} is not in the test item"
+                );
+            }
+            with(item.clone()).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+            let mut unknown = item.clone();
+            unknown["zzz_unknown"] = serde_json::json!(1);
+            assert!(with(unknown).is_err(), "{prefix} refuses an unknown key");
+            let mut fewer = item.clone();
+            fewer.as_object_mut().expect("an object").remove(without);
+            with(fewer).unwrap_or_else(|e| panic!("{prefix} without {without}: {e}"));
+        }
+        // Every listed key is a field of one of the objects above: nothing else is listed.
+        assert_eq!(covered, KEYS.len());
     }
 
     #[test]

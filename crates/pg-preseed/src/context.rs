@@ -44,7 +44,9 @@ impl Context {
     pub fn new(config: Config, config_path: Utf8PathBuf) -> anyhow::Result<Context> {
         let pg_user = Identity::lookup(&config.postgres.user)?;
         let children = Identity::for_children(&config.postgres.user)?;
-        let files = Files::new(config.receipt_path()).trusting(pg_user.uid.as_raw());
+        let files = Files::new(config.receipt_path())
+            .trusting(pg_user.uid.as_raw())
+            .with_runtime_dir(&config.runtime_dir);
         let tools = Tools::locate(config.postgres.bin_dir.as_deref(), config.postgres.major);
         let stanza = Stanza {
             name: config.pgbackrest.stanza.clone(),

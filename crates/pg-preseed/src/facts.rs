@@ -350,11 +350,14 @@ fn exec_reason(error: &ExecError) -> String {
     let (ExecError::Exited { output, .. } | ExecError::Signaled { output, .. }) = error else {
         return error.to_string();
     };
+    // The first line of the error ("pgbackrest exited with status 55:", its output following
+    // on the next lines), without the colon that introduced the output: one is added below.
     let head = error
         .to_string()
         .lines()
         .next()
         .unwrap_or_default()
+        .trim_end_matches(':')
         .to_owned();
     let meaningful = || {
         output
@@ -375,6 +378,27 @@ fn exec_reason(error: &ExecError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16.7: an unreachable repository's reason read "status 55:: ERROR" (the colon that
+    /// introduces the output in the error's text, then ours).
+    #[test]
+    fn unreachable_reason_has_one_colon_before_pgbackrest_error() {
+        let error = ExecError::Exited {
+            program: "pgbackrest".to_owned(),
+            code: 55,
+            output: "DEBUG: something\nERROR: [055]: unable to load info file '/repo/backup/main/backup.info'\nHINT: is the stanza created?\n".to_owned(),
+        };
+        assert_eq!(
+            exec_reason(&error),
+            "pgbackrest exited with status 55: ERROR: [055]: unable to load info file '/repo/backup/main/backup.info'"
+        );
+        let silent = ExecError::Exited {
+            program: "pgbackrest".to_owned(),
+            code: 55,
+            output: String::new(),
+        };
+        assert_eq!(exec_reason(&silent), "pgbackrest exited with status 55");
+    }
 
     #[test]
     fn fdinfo() {

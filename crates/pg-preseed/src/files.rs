@@ -7,6 +7,11 @@
 //!   `verify` what to record once PostgreSQL is up.
 //! - `<marker>.last-run`: the outcome of the last run of each command, for `status` and metrics.
 //! - `<marker>.lock`: the lock file ([`crate::lock`]).
+//! - `<runtime_dir>/datasets.last-run`: the last run of `datasets check|ensure`, which runs
+//!   before the filesystems are mounted, so its record lives on the runtime filesystem (`/run`),
+//!   not beside the receipt: writing there first could put a file on the directory a dataset is
+//!   about to be mounted over (ZFS refuses that with `overlay=off`), or fail for a directory not
+//!   mounted yet. `status` and the metrics show it with the others.
 //!
 //! All live outside PGDATA (config validation and preflight enforce it), are written with
 //! [`crate::fsutil::atomic_write`] and are never read through a symlink. What they hold is typed
@@ -22,8 +27,14 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, Owner};
-use crate::outcome::LastRuns;
+use crate::outcome::{LastRun, LastRuns};
 use crate::receipt::{parse_receipt, Claim, Receipt, ReceiptState};
+
+/// The default `runtime_dir` (the config's).
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/pg-preseed";
+
+/// The datasets command's record, in `runtime_dir`.
+const DATASETS_LAST_RUN: &str = "datasets.last-run";
 
 /// Receipts are small; anything bigger at the marker path is not ours.
 const MAX_BYTES: u64 = 256 * 1024;
@@ -38,6 +49,8 @@ pub struct Files {
     pub claim: Utf8PathBuf,
     pub last_run: Utf8PathBuf,
     pub lock: Utf8PathBuf,
+    /// The datasets command's last run (see the module comment).
+    pub datasets_last_run: Utf8PathBuf,
     /// Besides root, who may own the files for them to be believed (the PostgreSQL user, and
     /// the user the engine runs as).
     trusted: Vec<u32>,
@@ -53,8 +66,18 @@ impl Files {
             claim: with("pending"),
             last_run: with("last-run"),
             lock: with("lock"),
+            datasets_last_run: Utf8PathBuf::from(format!(
+                "{DEFAULT_RUNTIME_DIR}/{DATASETS_LAST_RUN}"
+            )),
             trusted: vec![nix::unistd::Uid::effective().as_raw()],
         }
+    }
+
+    /// Keeps the datasets command's record in `dir` (the config's `runtime_dir`).
+    #[must_use]
+    pub fn with_runtime_dir(mut self, dir: &Utf8Path) -> Files {
+        self.datasets_last_run = dir.join(DATASETS_LAST_RUN);
+        self
     }
 
     /// Also believes files owned by `uid` (the PostgreSQL user).
@@ -106,6 +129,41 @@ impl Files {
     /// When the file exists but cannot be read or parsed.
     pub fn last_runs(&self) -> anyhow::Result<LastRuns> {
         Ok(self.read_json(&self.last_run)?.unwrap_or_default())
+    }
+
+    /// The last runs of every command: those beside the receipt, and the datasets command's.
+    ///
+    /// # Errors
+    /// When one of the two records exists but cannot be read or parsed.
+    pub fn all_last_runs(&self) -> anyhow::Result<LastRuns> {
+        let mut runs = self.last_runs()?;
+        runs.extend(self.datasets_last_runs()?);
+        Ok(runs)
+    }
+
+    /// The datasets command's last runs (`datasets check`, `datasets ensure`).
+    ///
+    /// # Errors
+    /// When the record exists but cannot be read or parsed.
+    pub fn datasets_last_runs(&self) -> anyhow::Result<LastRuns> {
+        Ok(self.read_json(&self.datasets_last_run)?.unwrap_or_default())
+    }
+
+    /// Records the last run of a datasets command, creating the runtime directory when needed
+    /// (the datasets unit's `RuntimeDirectory=` does at boot). Owned by whoever runs it (root in
+    /// the unit); readable by all: it names datasets and what was done to them, nothing more.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or the atomic write fails.
+    pub fn write_datasets_last_run(&self, run: LastRun) -> anyhow::Result<()> {
+        let mut runs = self.datasets_last_runs().unwrap_or_default();
+        runs.insert(run.command.clone(), run);
+        if let Some(dir) = self.datasets_last_run.parent() {
+            fsutil::create_dirs(dir, 0o755, None)?;
+        }
+        let mut bytes = serde_json::to_vec_pretty(&runs)?;
+        bytes.push(b'\n');
+        fsutil::atomic_write(&self.datasets_last_run, &bytes, 0o644, None)
     }
 
     fn read_json<T: for<'de> Deserialize<'de>>(

@@ -7,11 +7,38 @@ use std::fmt::Write as _;
 use crate::outcome::LastRuns;
 use crate::receipt::ReceiptState;
 
+/// Every metric [`render`] can write: docs/operations.md documents each one
+/// (`scripts/check-docs` reads this list from `pg-preseed names`), and the tests prove that
+/// `render` writes no other and each of these in some state.
+pub const NAMES: &[&str] = &[
+    "pg_preseed_last_run_timestamp_seconds",
+    "pg_preseed_last_decision",
+    "pg_preseed_last_outcome",
+    "pg_preseed_last_exit_code",
+    "pg_preseed_duration_seconds",
+    "pg_preseed_findings",
+    "pg_preseed_restored_bytes",
+    "pg_preseed_backup_age_seconds",
+    "pg_preseed_receipt_present",
+    "pg_preseed_receipt_verified_timestamp_seconds",
+    "pg_preseed_receipt_recovery_target_reached",
+    "pg_preseed_receipt_recovery_reached_archive_end",
+    "pg_preseed_receipt_recovery_warnings",
+    "pg_preseed_receipt_phase_seconds",
+    "pg_preseed_receipt_data_end_timestamp_seconds",
+    "pg_preseed_receipt_max_data_loss_seconds",
+    "pg_preseed_metrics_timestamp_seconds",
+];
+
 /// Renders the metrics text.
 #[must_use]
 pub fn render(last_runs: &LastRuns, marker: &ReceiptState, now: i64) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
+        debug_assert!(
+            NAMES.contains(&name),
+            "{name} is missing from metrics::NAMES"
+        );
         if samples.is_empty() {
             return;
         }
@@ -357,6 +384,63 @@ mod tests {
             !text.contains("phase_seconds") && !text.contains("data_loss"),
             "{text}"
         );
+    }
+
+    /// `NAMES` is exactly what `render` can write (issue 16.8): a family missing from it fails
+    /// the `debug_assert!` in `render`; one listed but never rendered fails here.
+    #[test]
+    fn names_are_every_metric_render_writes() {
+        let run = LastRun {
+            command: "run".to_owned(),
+            decision: "restore".to_owned(),
+            outcome: "ok".to_owned(),
+            exit_code: 0,
+            at: "2026-11-27T09:00:00Z".to_owned(),
+            duration_seconds: 1.0,
+            reasons: vec![],
+            findings: 0,
+            error: None,
+            restored_bytes: Some(1),
+            backup_age_seconds: Some(1),
+        };
+        let runs = LastRuns::from([("run".to_owned(), run)]);
+        let history = "1\t0/50449B8\tat restore point \"before b\"\n";
+        let end = crate::recovery::ReplayEnd::from_history(2, history).unwrap();
+        let target = crate::config::Target {
+            kind: crate::config::TargetType::Name,
+            value: Some("before b".to_owned()),
+        };
+        let judged = crate::recovery::judge_target(&end, 16 << 20, &target);
+        let restored = |with_target: bool| {
+            let mut receipt =
+                crate::receipt::Receipt::adopted(camino::Utf8Path::new("/pg"), 16, 1, "db");
+            receipt.action = crate::receipt::Origin::Restored;
+            receipt.verified_at = Some("2026-11-27T12:00:00Z".to_owned());
+            let mut recovery = judged.end.clone();
+            if !with_target {
+                recovery.target = None;
+            }
+            receipt.recovery = Some(recovery);
+            receipt.phases.decided_at = Some("2026-11-27T12:00:00Z".to_owned());
+            receipt.phases.restore_seconds = Some(1.0);
+            receipt.replayed_until = Some("2026-11-27T11:59:00Z".to_owned());
+            ReceiptState::Valid {
+                receipt: Box::new(receipt),
+            }
+        };
+        let text: String = [restored(true), restored(false), ReceiptState::Absent]
+            .iter()
+            .map(|marker| render(&runs, marker, 1_800_000_000))
+            .collect();
+        let rendered: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split(' ').next())
+            .collect();
+        for name in NAMES {
+            assert!(rendered.contains(name), "{name} is never rendered:\n{text}");
+        }
+        assert_eq!(rendered.len(), NAMES.len(), "{rendered:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{OnLayering, RequireMount};
 use crate::mountinfo::{self, MountEntry};
@@ -15,7 +15,7 @@ use crate::zfs::{self, Dataset};
 pub const REFUSED_NEXT: &str =
     "fix what the findings above name (each says how), then start again; nothing was changed";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// More than one mount at one mount point: the lower ones are hidden.
@@ -41,6 +41,32 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind of finding (preflight's and `datasets check|ensure`'s): docs/operations.md
+    /// documents each one (`scripts/check-docs` reads them from `pg-preseed names`).
+    pub const ALL: [Kind; 12] = [
+        Kind::StackedMount,
+        Kind::SharedMountpoint,
+        Kind::DatasetNotMounted,
+        Kind::MountMissing,
+        Kind::MountMismatch,
+        Kind::MarkerInsidePgdata,
+        Kind::MarkerOnPgdataFilesystem,
+        Kind::MarkerSymlink,
+        Kind::MarkerDirUnwritable,
+        Kind::MarkerDirInsecure,
+        Kind::PgdataOwner,
+        Kind::CheckFailed,
+    ];
+
+    /// The name in reports (`findings[].kind`), as serialized.
+    #[must_use]
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Layering findings are the ones `on_layering = "warn"` may downgrade; mount identity,
     /// placement and ownership always refuse.
     #[must_use]
@@ -620,6 +646,28 @@ fn ownership(report: &mut Preflight, layout: &Layout) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Kind::ALL` holds every kind once (issue 16.8), checked against serde's own list of the
+    /// variants (the one its "unknown variant" error gives), which a new variant joins by itself.
+    #[test]
+    fn all_kinds_are_listed() {
+        let error = serde_json::from_str::<Kind>("\"no such kind\"")
+            .expect_err("not a kind")
+            .to_string();
+        let expected = error
+            .split("expected one of ")
+            .nth(1)
+            .and_then(|list| list.split(" at line").next())
+            .unwrap_or_else(|| panic!("serde's message changed: {error}"));
+        let variants: Vec<&str> = expected
+            .split(", ")
+            .map(|name| name.trim_matches('`'))
+            .collect();
+        let listed: Vec<String> = Kind::ALL.into_iter().map(Kind::name).collect();
+        assert_eq!(listed, variants);
+        assert_eq!(Kind::StackedMount.name(), "stacked_mount");
+        assert_eq!(Kind::MarkerDirInsecure.name(), "marker_dir_insecure");
+    }
 
     const INCIDENT_MOUNTS: &str = include_str!("../tests/fixtures/mountinfo-incident-zfs-fuse.txt");
     const INCIDENT_ZFS: &str = include_str!("../tests/fixtures/zfs-list-incident-zfs-fuse.txt");

@@ -493,7 +493,9 @@ pub fn preseed_config(
         "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]},
         // Nothing else writes a test's repositories: one look after recovery instead of the
         // default watch (tests of the watch itself set their own).
-        "second_primary": {"watch": "0s"}
+        "second_primary": {"watch": "0s"},
+        // The datasets command's record stays with the test, not in the machine's /run.
+        "runtime_dir": marker.parent().and_then(Utf8Path::parent).map(|dir| dir.join("run"))
     })
 }
 

@@ -1,12 +1,13 @@
 //! `datasets check` / `datasets ensure`: reconcile the declared ZFS datasets (the datasets unit
-//! runs `ensure` as root before the pools' datasets are mounted).
+//! runs `ensure` as root before the pools' datasets are mounted). Every ending is recorded for
+//! `status` and the metrics, in the runtime directory ([`crate::files`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use super::{Exit, Session};
+use super::{exit_code_for, Exit, Recorded, Session};
 use crate::cli::{Cli, DatasetsCommand};
 use crate::datasets::{self, Change};
 use crate::report::Report;
@@ -22,6 +23,22 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
             DatasetsCommand::Ensure => "datasets ensure",
         },
     )?;
+    match reconcile(&session, command) {
+        Ok((report, exit)) => Ok(session.finish(report, exit, Recorded::default())),
+        Err(error) => {
+            // Recorded as failed (with the error) before it is printed once by main.
+            let exit = exit_code_for(&error);
+            let mut report = Report::new(session.name, "error");
+            report.error = Some(format!("{error:#}"));
+            session.record(&report, exit, Recorded::default());
+            Err(error)
+        }
+    }
+}
+
+/// Compares (and for `ensure` reconciles) the declaration with what ZFS holds: the report and
+/// the exit code, or an error when ZFS cannot be asked or a change fails.
+fn reconcile(session: &Session<'_>, command: &DatasetsCommand) -> anyhow::Result<(Report, Exit)> {
     let (ctx, name) = (&session.ctx, session.name);
     let declared = &ctx.config.datasets;
     let mut report = Report::new(name, "clean");
@@ -29,8 +46,7 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         report
             .reasons
             .push("no datasets are declared in the config".to_owned());
-        report.print(cli.json);
-        return Ok(Exit::Ok);
+        return Ok((report, Exit::Ok));
     }
     let zfs =
         Zfs::find(ZFS_TIMEOUT).context("no `zfs` command found, but datasets are declared")?;
@@ -99,12 +115,10 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
             .reasons
             .extend(plan.findings.iter().map(|f| f.detail.clone()));
         report.next = Some(crate::preflight::REFUSED_NEXT.to_owned());
-        report.print(cli.json);
-        return Ok(Exit::Refused);
+        return Ok((report, Exit::Refused));
     }
     if plan.changes.is_empty() {
-        report.print(cli.json);
-        return Ok(Exit::Ok);
+        return Ok((report, Exit::Ok));
     }
     match command {
         DatasetsCommand::Check => {
@@ -126,8 +140,7 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         }
     }
     report.result = serde_json::to_value(&plan.changes)?;
-    report.print(cli.json);
-    Ok(Exit::Ok)
+    Ok((report, Exit::Ok))
 }
 
 fn apply(zfs: &Zfs, change: &Change) -> anyhow::Result<()> {

@@ -93,7 +93,40 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         Command::ArchiveHold(args) => {
             std::process::exit(i32::from(archive_hold::archive_hold(args)))
         }
+        Command::Names => names(),
     }
+}
+
+/// `pg-preseed names`: what `scripts/check-docs` checks the documentation against, from the
+/// lists the code itself keeps (each proven complete by a unit test).
+fn names() -> anyhow::Result<Exit> {
+    use clap::CommandFactory as _;
+    let cli = Cli::command();
+    let visible = |command: &clap::Command| {
+        command
+            .get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            .map(|sub| sub.get_name().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut subcommands = Vec::new();
+    for command in cli.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        subcommands.push(command.get_name().to_owned());
+        subcommands.extend(
+            visible(command)
+                .into_iter()
+                .filter(|sub| sub != "help")
+                .map(|sub| format!("{} {sub}", command.get_name())),
+        );
+    }
+    let names = serde_json::json!({
+        "subcommands": subcommands,
+        "finding_kinds": crate::preflight::Kind::ALL.map(crate::preflight::Kind::name),
+        "metrics": crate::metrics::NAMES,
+        "config_keys": crate::config::KEYS,
+    });
+    println!("{}", serde_json::to_string_pretty(&names)?);
+    Ok(Exit::Ok)
 }
 
 /// One run of a command: its context, loaded once, its name (in reports, the lock and the
@@ -236,39 +269,53 @@ impl<'a> Session<'a> {
     }
 
     /// Records the outcome for `status` and writes metrics when configured. Best effort: a
-    /// failure is logged, never changes the exit code.
+    /// failure is logged, never changes the exit code. The datasets command keeps its record in
+    /// the runtime directory ([`crate::files`] says why) and writes the metrics only where its
+    /// sandbox lets it (the datasets unit runs before the filesystems are mounted): the next
+    /// command that writes them includes its record.
     fn record(&self, report: &Report, exit: Exit, extra: Recorded) {
         let ctx = &self.ctx;
+        let datasets = matches!(self.cli.command, Command::Datasets(_));
         let dir_exists = ctx.files.receipt.parent().is_some_and(Utf8Path::exists);
         let result = (|| -> anyhow::Result<()> {
+            let run = LastRun {
+                command: report.command.clone(),
+                decision: report.decision.clone(),
+                outcome: exit.outcome().to_owned(),
+                exit_code: i32::from(exit.code()),
+                at: clock::now_rfc3339(),
+                duration_seconds: self.started.elapsed().as_secs_f64(),
+                reasons: report.reasons.clone(),
+                findings: report.findings.len(),
+                error: report.error.clone(),
+                restored_bytes: extra.restored_bytes,
+                backup_age_seconds: extra.backup_age_seconds,
+            };
             let mut runs = ctx.files.last_runs().unwrap_or_default();
-            runs.insert(
-                report.command.clone(),
-                LastRun {
-                    command: report.command.clone(),
-                    decision: report.decision.clone(),
-                    outcome: exit.outcome().to_owned(),
-                    exit_code: i32::from(exit.code()),
-                    at: clock::now_rfc3339(),
-                    duration_seconds: self.started.elapsed().as_secs_f64(),
-                    reasons: report.reasons.clone(),
-                    findings: report.findings.len(),
-                    error: report.error.clone(),
-                    restored_bytes: extra.restored_bytes,
-                    backup_age_seconds: extra.backup_age_seconds,
-                },
-            );
-            if dir_exists {
-                ctx.files.write_last_runs(&runs, ctx.owner())?;
+            if datasets {
+                ctx.files.write_datasets_last_run(run.clone())?;
+            } else {
+                runs.insert(run.command.clone(), run.clone());
+                if dir_exists {
+                    ctx.files.write_last_runs(&runs, ctx.owner())?;
+                }
             }
+            // What the metrics show: every command's record, this run included.
+            let mut shown = runs;
+            shown.extend(ctx.files.datasets_last_runs().unwrap_or_default());
+            shown.insert(run.command.clone(), run);
             if let Some(textfile) = ctx
                 .config
                 .metrics
                 .as_ref()
                 .and_then(|m| m.textfile.as_ref())
             {
+                if datasets && !writable_dir_of(textfile) {
+                    tracing::debug!(%textfile, "metrics left to the next command: their directory is not writable here");
+                    return Ok(());
+                }
                 let text =
-                    crate::metrics::render(&runs, &ctx.files.receipt_state(), clock::unix_now());
+                    crate::metrics::render(&shown, &ctx.files.receipt_state(), clock::unix_now());
                 fsutil::atomic_write(textfile, text.as_bytes(), 0o644, None)
                     .with_context(|| format!("failed to write metrics to {textfile}"))?;
             }
@@ -278,6 +325,14 @@ impl<'a> Session<'a> {
             tracing::warn!(error = %format!("{error:#}"), "could not record the outcome");
         }
     }
+}
+
+/// Whether `file`'s directory exists and may be written by this process (not read-only by a
+/// sandbox or mount).
+fn writable_dir_of(file: &Utf8Path) -> bool {
+    file.parent().is_some_and(|dir| {
+        nix::unistd::access(dir.as_std_path(), nix::unistd::AccessFlags::W_OK).is_ok()
+    })
 }
 
 /// What the operator allowed on the command line (`run --allow-restore`, `--allow-fresh`).

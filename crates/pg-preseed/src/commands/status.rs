@@ -18,7 +18,7 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
     let ctx = &session.ctx;
     let facts = facts::gather(ctx, facts::preflight(ctx));
     let mut warnings = facts.preflight.warnings.clone();
-    let last_runs = ctx.files.last_runs().unwrap_or_else(|error| {
+    let last_runs = ctx.files.all_last_runs().unwrap_or_else(|error| {
         warnings.push(format!("cannot read the last outcomes: {error:#}"));
         LastRuns::new()
     });

@@ -38,6 +38,7 @@ fn config(sandbox: &Sandbox, pgdata: &Utf8Path, declared: &Value) -> camino::Utf
             "postgres": {"major": 16},
             "pgbackrest": {"stanza": "main"},
             "datasets": declared,
+            "runtime_dir": sandbox.path("run"),
         }),
     )
 }
@@ -130,4 +131,109 @@ fn zfs_datasets_ensure_sets_drifted_properties() {
     assert_eq!(datasets(&config, "ensure").code, 0);
     assert_eq!(zfs_get(&name, "atime"), "off");
     assert_eq!(zfs_get(&name, "snapdir"), "hidden");
+}
+
+fn pg_preseed(config: &Utf8Path, args: &[&str]) -> Outcome {
+    let output = Command::new(env!("CARGO_BIN_EXE_pg-preseed"))
+        .args(["--config", config.as_str(), "--json"])
+        .args(args)
+        .output()
+        .expect("run pg-preseed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        }),
+    }
+}
+
+/// Issue 16.4: the datasets unit's outcome — a change, then the incident's refusal — reaches
+/// `status` and the metrics like every acting command's, recorded in the runtime directory: at
+/// boot it runs before the filesystems are mounted, so nothing is written beside the receipt
+/// (whose directory does not exist here, as before the mounts).
+#[test]
+fn zfs_datasets_ensure_records_its_outcome_for_status_and_metrics() {
+    let sandbox = Sandbox::new("dsrecord");
+    let pool = Pool::create(&sandbox, "dsr");
+    let pgdata = sandbox.path("var/lib/postgresql/16");
+    let name = pool.dataset("services/postgresql");
+    let runtime = sandbox.path("run/pg-preseed");
+    let textfile = sandbox.path("metrics/pg-preseed.prom");
+    std::fs::create_dir_all(textfile.parent().expect("a directory")).expect("metrics dir");
+    let receipt_dir = sandbox.path("state");
+    let config = testbed::write_config(
+        &sandbox,
+        "datasets.json",
+        &json!({
+            "pgdata": pgdata,
+            "marker": receipt_dir.join("receipt.json"),
+            "postgres": {"major": 16},
+            "pgbackrest": {"stanza": "main"},
+            "datasets": [{"name": name, "mountpoint": pgdata}],
+            "metrics": {"textfile": textfile},
+            "runtime_dir": runtime,
+        }),
+    );
+    let metrics = || std::fs::read_to_string(&textfile).expect("the metrics file was written");
+
+    let ensure = datasets(&config, "ensure");
+    assert_eq!(ensure.code, 0, "{}", ensure.json);
+    assert_eq!(ensure.json["decision"], "changed");
+    assert_eq!(
+        ensure.json["outcome"], "ok",
+        "an acting command reports its outcome"
+    );
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(runtime.join("datasets.last-run")).expect("the record"),
+    )
+    .expect("JSON");
+    assert_eq!(record["datasets ensure"]["decision"], "changed");
+    assert!(
+        !receipt_dir.exists(),
+        "nothing is written beside the receipt before the mounts"
+    );
+    let text = metrics();
+    for line in [
+        "pg_preseed_last_decision{command=\"datasets ensure\",decision=\"changed\"} 1",
+        "pg_preseed_last_outcome{command=\"datasets ensure\",outcome=\"ok\"} 1",
+        "pg_preseed_last_exit_code{command=\"datasets ensure\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    let status = pg_preseed(&config, &["status"]);
+    assert_eq!(status.code, 0, "{}", status.json);
+    assert_eq!(
+        status.json["last_runs"]["datasets ensure"]["decision"], "changed",
+        "{}",
+        status.json
+    );
+
+    // The incident's leftover dataset on the declared mountpoint: refused, and recorded so.
+    let stray = pool.create_dataset("services/postgres", Some(&pgdata));
+    let refused = datasets(&config, "ensure");
+    assert_eq!(refused.code, 3, "{}", refused.json);
+    let text = metrics();
+    for line in [
+        "pg_preseed_last_outcome{command=\"datasets ensure\",outcome=\"refused\"} 1",
+        "pg_preseed_last_exit_code{command=\"datasets ensure\"} 3",
+        "pg_preseed_findings{command=\"datasets ensure\"} ",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("outcome=\"ok\"} 1"),
+        "the old outcome is replaced:\n{text}"
+    );
+    let status = pg_preseed(&config, &["status"]);
+    let last = &status.json["last_runs"]["datasets ensure"];
+    assert_eq!(last["outcome"], "refused", "{}", status.json);
+    assert!(
+        last["reasons"].to_string().contains(&stray),
+        "the record names the stray dataset: {last}"
+    );
+    assert!(!receipt_dir.exists());
 }
