@@ -126,6 +126,13 @@ in {
             CapabilityBoundingSet = ["CAP_SYS_ADMIN"];
             SystemCallFilter = ["@system-service" "~@resources"];
             PrivateNetwork = true;
+            # Its outcome for `status` and the metrics (datasets.last-run): the receipt's
+            # directory may not be mounted yet. /run is there before any unit starts; the implicit
+            # RequiresMountsFor=/run/pg-preseed orders it after no filesystem of ZFS's (tier 4
+            # boots it: no ordering cycle). Kept when the unit stops, so status can read it.
+            RuntimeDirectory = "pg-preseed";
+            RuntimeDirectoryMode = "0755";
+            RuntimeDirectoryPreserve = true;
             ExecStart = command ["datasets" "ensure"];
           };
       };

@@ -289,12 +289,24 @@ in
           "StateDirectory"
           "CacheDirectory"
           "LogsDirectory"
-          "RuntimeDirectory"
           "ConfigurationDirectory"
           "LogNamespace"
           "RequiresMountsFor"
         ];
       expected = [];
+    };
+
+    # Issue 16.4: the datasets unit records its outcome for status and the metrics under /run
+    # (the receipt's directory may not be mounted yet). RuntimeDirectory= implies
+    # RequiresMountsFor=/run/pg-preseed (systemd src/core/unit.c): only /run's own mount, which
+    # is there before any unit starts (the ordering model below includes it; tier 4 boots it).
+    testTheDatasetsUnitKeepsItsRecordUnderRun = {
+      expr = lib.genAttrs ["RuntimeDirectory" "RuntimeDirectoryMode" "RuntimeDirectoryPreserve"] (values fullHost "postgresql-preseed-datasets.service");
+      expected = {
+        RuntimeDirectory = ["pg-preseed"];
+        RuntimeDirectoryMode = ["0755"];
+        RuntimeDirectoryPreserve = ["true"];
+      };
     };
 
     # Issue 10.1, as systemd sees the whole boot: no ordering cycle among the rendered units,

@@ -14,6 +14,14 @@
       defaults = false;
       after = ["local-fs-pre.target"];
     };
+    # /run's mount, as systemd gives a mount unit from /proc/self/mountinfo its default
+    # dependencies (src/core/mount.c excludes only /, /usr and below /run/initramfs, /proc, /sys,
+    # /dev): after local-fs-pre.target, before local-fs.target. RuntimeDirectory= requires it.
+    "run.mount" = {
+      defaults = false;
+      after = ["local-fs-pre.target"];
+      before = ["local-fs.target"];
+    };
     "systemd-remount-fs.service" = {
       defaults = false;
       before = ["local-fs-pre.target" "local-fs.target"];
@@ -113,6 +121,8 @@
       ++ lib.optional (has text "PrivateTmp=true" || has text "PrivateTmp=yes") "systemd-tmpfiles-setup.service"
       # Implicit: StateDirectory=, CacheDirectory=, LogsDirectory= order after remount-fs.
       ++ lib.optional (builtins.any (k: keyValues text k != []) ["StateDirectory" "CacheDirectory" "LogsDirectory"]) "systemd-remount-fs.service"
+      # Implicit: RuntimeDirectory= is RequiresMountsFor=/run/<dir>: after /run's mount.
+      ++ lib.optional (keyValues text "RuntimeDirectory" != []) "run.mount"
       # Default dependencies of services and timers: after basic.target (and sysinit.target).
       ++ lib.optionals (defaults && elem (kind unit) ["service" "timer" "path" "socket"]) ["sysinit.target" "basic.target"]
       # Default dependencies of targets: after what they want or require, unless ordered.
