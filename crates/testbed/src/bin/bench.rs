@@ -160,6 +160,11 @@ struct Dataset {
     /// equals it once replay reached the end) and the WAL they wrote.
     passes: u64,
     wal_bytes: u64,
+    /// WAL-heavy case: every archived segment, fetched and decompressed once into a local
+    /// directory (the replay floor's restore_command copies from it), and how long fetching them
+    /// one after the other with `pgbackrest archive-get` took.
+    plain_wal: Option<Utf8PathBuf>,
+    serial_fetch: f64,
 }
 
 /// The harness's pgBackRest config for `cluster` and `repo`, with pgBackRest's default
@@ -235,6 +240,8 @@ fn build(sandbox: &Sandbox, size_mib: u64, compress: Option<&str>) -> Dataset {
         branches: scale,
         passes: 0,
         wal_bytes: 0,
+        plain_wal: None,
+        serial_fetch: 0.0,
     }
 }
 
@@ -300,6 +307,32 @@ fn build_wal(sandbox: &Sandbox, size_mib: u64, wal_mib: u64) -> Dataset {
         started.elapsed().as_secs_f64()
     );
     source.stop();
+    // Every archived segment, fetched one after the other as pgBackRest's restore_command does
+    // (the fetch part of A's replay), into a directory the replay floor copies from.
+    let plain = sandbox.shared_dir("wal-plain");
+    let mut segments: Vec<String> = testbed::tree(&repo.join("archive"))
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.rsplit('/').next()?.to_owned();
+            (name.len() > 24 && name.as_bytes()[24] == b'-').then(|| name[..24].to_owned())
+        })
+        .collect();
+    segments.sort();
+    drop_caches();
+    let fetching = Instant::now();
+    for segment in &segments {
+        pgbackrest.run(&[
+            "--no-archive-async",
+            "archive-get",
+            segment,
+            plain.join(segment).as_str(),
+        ]);
+    }
+    let serial_fetch = fetching.elapsed().as_secs_f64();
+    eprintln!(
+        "  fetched {} segments one after the other with pgbackrest archive-get in {serial_fetch:.2}s",
+        segments.len()
+    );
     let pgdata = sandbox.pg_dir("restored");
     let cluster = sandbox.cluster(&pgdata);
     let restore_conf = pgbackrest_config(sandbox, &cluster, &repo, None);
@@ -315,6 +348,36 @@ fn build_wal(sandbox: &Sandbox, size_mib: u64, wal_mib: u64) -> Dataset {
         branches: scale,
         passes,
         wal_bytes,
+        plain_wal: Some(plain),
+        serial_fetch,
+    }
+}
+
+/// F: the replay floor — A's restore, then a restore_command that copies each segment from a
+/// local directory where it lies decompressed already: what replay costs PostgreSQL itself when
+/// fetching costs (almost) nothing.
+fn run_floor(data: &Dataset) -> Phases {
+    let plain = data.plain_wal.as_ref().expect("the WAL-heavy case");
+    let started = Instant::now();
+    run_ok(as_postgres("pgbackrest").args([
+        &format!("--config={}", data.repo_conf),
+        "--stanza=main",
+        &format!("--pg1-path={}", data.pgdata),
+        &format!("--recovery-option=restore_command=cp {plain}/%f \"%p\""),
+        "restore",
+    ]));
+    let restore = started.elapsed().as_secs_f64();
+    data.cluster.start();
+    let start = started.elapsed().as_secs_f64() - restore;
+    wait_ready(data);
+    let total = started.elapsed().as_secs_f64();
+    Phases {
+        total,
+        restore,
+        engine: 0.0,
+        start,
+        ready: total - restore - start,
+        verified: 0.0,
     }
 }
 
@@ -355,6 +418,7 @@ fn rto_wal(bin: &Utf8Path, options: &Rto, wal_mib: u64, queue_max: Option<&str>)
         ("A", None),
         ("B", Some(config_for("B", true))),
         ("Bs", Some(config_for("Bs", false))),
+        ("F", None),
     ];
     if let Some(keep) = options.variants.as_deref() {
         variants.retain(|(name, _)| keep.split(',').any(|k| k == *name));
@@ -367,9 +431,10 @@ fn rto_wal(bin: &Utf8Path, options: &Rto, wal_mib: u64, queue_max: Option<&str>)
             testbed::empty_dir(&data.pgdata);
             reset_repo(&data);
             drop_caches();
-            let phases = match config {
-                None => run_a(&data),
-                Some(config) => run_b(bin, config, &data),
+            let phases = match (*name, config) {
+                ("F", _) => run_floor(&data),
+                (_, None) => run_a(&data),
+                (_, Some(config)) => run_b(bin, config, &data),
             };
             // Replay reached the last write: every account updated by every pass.
             let balance = data
@@ -420,8 +485,9 @@ fn rto_wal(bin: &Utf8Path, options: &Rto, wal_mib: u64, queue_max: Option<&str>)
                 "B: pg-preseed run + start + verify (archive_get async, queue_max {}, process_max {cpus})",
                 queue_max.unwrap_or("256MiB")
             ),
-            _ => "Bs: B with archive_get.async = false (one synchronous archive-get per segment)"
+            "Bs" => "Bs: B with archive_get.async = false (one synchronous archive-get per segment)"
                 .to_owned(),
+            _ => "F: the replay floor: A's restore, restore_command `cp` from decompressed local WAL".to_owned(),
         };
         #[allow(clippy::cast_precision_loss)]
         let replay_rate = (data.wal_bytes >> 20) as f64 / m.ready;
@@ -452,6 +518,16 @@ A/B = {:.2}× (B's defaults vs the runbook, empty PGDATA to ready); replay alone
             "Bs/B = {:.2}× (the prefetch queue vs one synchronous archive-get per segment); replay alone {:.2}×.",
             bs.total / b.total,
             bs.ready / b.ready
+        );
+    }
+    if let (Some(a), Some(f)) = (medians.get("A"), medians.get("F")) {
+        let _ = writeln!(
+            table,
+            "Replay floor: with fetching (almost) free, replay takes {:.2} s (A: {:.2} s); fetching every segment one after the other with `pgbackrest archive-get` alone took {:.2} s. No restore_command does better than A/F = {:.2}× overall here.",
+            f.ready,
+            a.ready,
+            data.serial_fetch,
+            a.total / f.total
         );
     }
     println!("{table}");
