@@ -130,6 +130,18 @@ fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> 
     Ok(directories.len())
 }
 
+/// The mark `pg-preseed archive-get` leaves beside the queue (not in it: pgBackRest removes what
+/// it does not expect there) once the archive grew behind the queue during a recovery — another
+/// server still archiving — after which that recovery asks the repositories directly.
+#[must_use]
+pub fn queue_behind_marker(config: &crate::config::Config) -> camino::Utf8PathBuf {
+    config
+        .pgbackrest
+        .archive_get
+        .spool_path
+        .join(format!("pg-preseed-{}.direct", config.pgbackrest.stanza))
+}
+
 /// Empties the prefetch queue of `pg-preseed archive-get` (`pgbackrest.archive_get`'s spool,
 /// `archive/<stanza>/in`) before a restore. pgBackRest's asynchronous archive-get hands over a
 /// segment it finds there by name alone; one left by an earlier recovery is the same file as
@@ -140,6 +152,16 @@ pub fn clear_queue(ctx: &Context) {
     let settings = &ctx.config.pgbackrest.archive_get;
     if !settings.asynchronous {
         return;
+    }
+    let behind = queue_behind_marker(&ctx.config);
+    match std::fs::remove_file(&behind) {
+        Ok(()) => {
+            tracing::info!(path = %behind, "removed the mark of an earlier recovery that outran the archive-get queue");
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(
+            "failed to remove {behind}: {error}; this recovery will not use the archive-get queue"
+        ),
     }
     let queue = settings
         .spool_path

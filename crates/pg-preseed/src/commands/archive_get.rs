@@ -78,10 +78,10 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
     let settings = &ctx.config.pgbackrest.archive_get;
     // The fast path: the first repository's prefetch queue. Only "fetched" is believed from it;
     // anything else is asked again below, exactly as without it (see `archive_get_async_argv`).
-    if let Some(first) = repos
-        .first()
-        .filter(|_| settings.asynchronous && is_segment(wal))
-    {
+    let behind = crate::restore::queue_behind_marker(&ctx.config);
+    let mut queue_said_not_there = false;
+    let use_queue = settings.asynchronous && is_segment(wal) && !behind.exists();
+    if let Some(first) = repos.first().filter(|_| use_queue) {
         let queue = pgbackrest::Queue {
             spool_path: &settings.spool_path,
             queue_max: settings.queue_max,
@@ -90,7 +90,7 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
         match ask(&ctx, pgbackrest::archive_get_async_argv(&one(first), &queue)) {
             Asked::Fetched => return recovery::FETCHED,
             // The end of the archive, or pgBackRest's wait for its queue timed out: asked again.
-            Asked::NotThere => {}
+            Asked::NotThere => queue_said_not_there = true,
             Asked::Failed(why) => eprintln!(
                 "pg-preseed archive-get {wal}: the prefetch queue in {} did not deliver it from {first} ({why}); asking the repositories directly",
                 settings.spool_path
@@ -113,6 +113,20 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
                     "pg-preseed archive-get {wal}: fetched from {repo}; could not ask {}",
                     failed.join("; ")
                 );
+            }
+            if queue_said_not_there {
+                // The archive grows while recovery reads it (a server still archiving): at its
+                // head each segment would cost a round of the queue's process before the direct
+                // ask, slower than the writer, and recovery would never catch up. Directly from
+                // now on, for this recovery (`run` and `drill` remove the mark).
+                match std::fs::write(&behind, format!("{wal}\n")) {
+                    Ok(()) => eprintln!(
+                        "pg-preseed archive-get {wal}: the archive grew after the prefetch queue looked; asking the repositories directly from now on"
+                    ),
+                    Err(error) => eprintln!(
+                        "pg-preseed archive-get {wal}: the archive grew after the prefetch queue looked, and {behind} cannot be written ({error})"
+                    ),
+                }
             }
             return recovery::FETCHED;
         }
