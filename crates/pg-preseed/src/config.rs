@@ -212,6 +212,63 @@ pub struct Pgbackrest {
     /// How long to wait for a repository that is not reachable yet (NFS late at boot).
     #[serde(default, with = "duration")]
     pub repo_wait: Duration,
+    /// How recovery fetches WAL (`pg-preseed archive-get`).
+    #[serde(default)]
+    pub archive_get: ArchiveGet,
+}
+
+/// How `pg-preseed archive-get` fetches WAL during recovery: by default through pgBackRest's
+/// asynchronous archive-get, which keeps a queue of the next segments in a spool directory
+/// (fetched by `process_max` processes while PostgreSQL replays), from the first repository
+/// recovery consults. Whatever it answers other than "fetched" is asked again synchronously,
+/// repository by repository, so "not there" and "cannot ask" are told apart exactly as without
+/// it (docs/design.md, "Recovery is proven complete").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveGet {
+    /// Prefetch with pgBackRest's asynchronous archive-get.
+    #[serde(default = "default_true", rename = "async")]
+    pub asynchronous: bool,
+    /// The most WAL the queue holds ahead of replay (bytes; `archive-get-queue-max`).
+    #[serde(default = "default_queue_max", with = "size")]
+    pub queue_max: u64,
+    /// Processes fetching into the queue; default: the number of CPUs.
+    #[serde(default)]
+    pub process_max: Option<u32>,
+    /// pgBackRest's spool directory for the queue (`spool-path`; the queue is
+    /// `archive/<stanza>/in` below it); PostgreSQL's user must be able to write it.
+    #[serde(default = "default_spool_path")]
+    pub spool_path: Utf8PathBuf,
+}
+
+impl Default for ArchiveGet {
+    fn default() -> Self {
+        ArchiveGet {
+            asynchronous: true,
+            queue_max: default_queue_max(),
+            process_max: None,
+            spool_path: default_spool_path(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// 16 segments of 16 MiB: measured in docs/performance.md ("Replay").
+pub const DEFAULT_ARCHIVE_GET_QUEUE_MAX: u64 = 256 << 20;
+
+/// One WAL segment of PostgreSQL's default size.
+pub const MIN_ARCHIVE_GET_QUEUE_MAX: u64 = 16 << 20;
+
+fn default_queue_max() -> u64 {
+    DEFAULT_ARCHIVE_GET_QUEUE_MAX
+}
+
+/// pgBackRest's own default spool path.
+fn default_spool_path() -> Utf8PathBuf {
+    Utf8PathBuf::from("/var/spool/pgbackrest")
 }
 
 fn default_repos() -> Vec<RepoRef> {
@@ -818,6 +875,42 @@ impl Config {
                 "must be longer than zero (or null for no limit)".to_owned(),
             );
         }
+        let archive_get = &mut pgbackrest.archive_get;
+        if let Some(process_max) = archive_get.process_max {
+            if !(1..=999).contains(&process_max) {
+                issues.push(
+                    "pgbackrest.archive_get.process_max",
+                    format!("{process_max} is outside 1..=999 (pgBackRest's range)"),
+                );
+            }
+        }
+        if archive_get.queue_max < MIN_ARCHIVE_GET_QUEUE_MAX {
+            issues.push(
+                "pgbackrest.archive_get.queue_max",
+                format!(
+                    "{} bytes is less than one WAL segment (16MiB): the queue would never hold one",
+                    archive_get.queue_max
+                ),
+            );
+        }
+        issues.absolute(
+            "pgbackrest.archive_get.spool_path",
+            &mut archive_get.spool_path,
+        );
+        if archive_get.spool_path == "/" {
+            issues.push(
+                "pgbackrest.archive_get.spool_path",
+                "must not be the root directory".to_owned(),
+            );
+        } else if is_within(&archive_get.spool_path, &self.pgdata) {
+            issues.push(
+                "pgbackrest.archive_get.spool_path",
+                format!(
+                    "{} is inside pgdata {}: the queue must not be part of the cluster",
+                    archive_get.spool_path, self.pgdata
+                ),
+            );
+        }
     }
 
     fn check_verify(&self, issues: &mut Issues) {
@@ -1016,6 +1109,54 @@ pub fn bounded(duration: Duration) -> Result<Duration, String> {
         ))
     } else {
         Ok(duration)
+    }
+}
+
+/// Sizes in bytes (`268435456`) or text with a binary unit (`"256MiB"`, `"1GiB"`), written back
+/// as bytes.
+mod size {
+    use super::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub(super) fn parse(text: &str) -> Result<u64, String> {
+        let text = text.trim();
+        let digits = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(digits);
+        let shift = match unit.trim() {
+            "" | "B" => 0,
+            "KiB" => 10,
+            "MiB" => 20,
+            "GiB" => 30,
+            "TiB" => 40,
+            _ => return Err(format!("\"{text}\" is not a size: write bytes or e.g. \"256MiB\", \"1GiB\" (units B, KiB, MiB, GiB, TiB)")),
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1u64 << shift))
+            .ok_or_else(|| format!("\"{text}\" is not a size: write bytes or e.g. \"256MiB\", \"1GiB\" (units B, KiB, MiB, GiB, TiB)"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        match Raw::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom("expected a size: bytes (268435456) or text (\"256MiB\")")
+        })? {
+            Raw::Bytes(bytes) => Ok(bytes),
+            Raw::Text(text) => parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `with` signature
+    pub fn serialize<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(*bytes)
     }
 }
 
@@ -1625,6 +1766,98 @@ mod tests {
                 "pgbackrest.process_max"
             ]
         );
+    }
+
+    #[test]
+    fn archive_get_defaults_and_checks() {
+        let config = Config::parse(MINIMAL, "t").unwrap();
+        assert_eq!(config.pgbackrest.archive_get, ArchiveGet::default());
+        assert!(config.pgbackrest.archive_get.asynchronous);
+        assert_eq!(config.pgbackrest.archive_get.queue_max, 256 << 20);
+        assert_eq!(
+            config.pgbackrest.archive_get.spool_path,
+            "/var/spool/pgbackrest"
+        );
+        let with = |section: &str| {
+            MINIMAL.replace(
+                r#""pgbackrest": {"stanza": "main"}"#,
+                &format!(r#""pgbackrest": {{"stanza": "main", "archive_get": {section}}}"#),
+            )
+        };
+        let config = Config::parse(
+            &with(r#"{"async": false, "queue_max": "1GiB", "process_max": 3, "spool_path": "/var/spool/pg//q/"}"#),
+            "t",
+        )
+        .unwrap();
+        let archive_get = config.pgbackrest.archive_get;
+        assert!(!archive_get.asynchronous);
+        assert_eq!(archive_get.queue_max, 1 << 30);
+        assert_eq!(archive_get.process_max, Some(3));
+        assert_eq!(archive_get.spool_path, "/var/spool/pg/q");
+        assert_eq!(
+            Config::parse(&with(r#"{"queue_max": 33554432}"#), "t")
+                .unwrap()
+                .pgbackrest
+                .archive_get
+                .queue_max,
+            32 << 20
+        );
+        for (section, key, needle) in [
+            (
+                r#"{"queue_max": "1MiB"}"#,
+                "pgbackrest.archive_get.queue_max",
+                "less than one WAL segment",
+            ),
+            (
+                r#"{"queue_max": "1GB"}"#,
+                "pgbackrest.archive_get.queue_max",
+                "is not a size",
+            ),
+            (
+                r#"{"queue_max": -1}"#,
+                "pgbackrest.archive_get.queue_max",
+                "expected a size",
+            ),
+            (
+                r#"{"process_max": 0}"#,
+                "pgbackrest.archive_get.process_max",
+                "outside 1..=999",
+            ),
+            (
+                r#"{"spool_path": "spool"}"#,
+                "pgbackrest.archive_get.spool_path",
+                "absolute",
+            ),
+            (
+                r#"{"spool_path": "/var/lib/postgresql/16/spool"}"#,
+                "pgbackrest.archive_get.spool_path",
+                "inside pgdata",
+            ),
+            (
+                r#"{"spool_path": "/"}"#,
+                "pgbackrest.archive_get.spool_path",
+                "root directory",
+            ),
+            (
+                r#"{"async": "yes"}"#,
+                "pgbackrest.archive_get.async",
+                "expected a boolean",
+            ),
+            (
+                r#"{"asynch": true}"#,
+                "pgbackrest.archive_get.asynch",
+                "unknown field",
+            ),
+        ] {
+            let found = issues(&with(section));
+            assert_eq!(found.len(), 1, "{section}: {found:?}");
+            assert_eq!(found[0].key, key, "{section}");
+            assert!(
+                found[0].message.contains(needle),
+                "{section}: {}",
+                found[0].message
+            );
+        }
     }
 
     #[test]

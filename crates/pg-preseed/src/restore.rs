@@ -130,6 +130,72 @@ fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> 
     Ok(directories.len())
 }
 
+/// The mark `pg-preseed archive-get` leaves beside the queue (not in it: pgBackRest removes what
+/// it does not expect there) once the archive grew behind the queue during a recovery — another
+/// server still archiving — after which that recovery asks the repositories directly.
+#[must_use]
+pub fn queue_behind_marker(config: &crate::config::Config) -> camino::Utf8PathBuf {
+    config
+        .pgbackrest
+        .archive_get
+        .spool_path
+        .join(format!("pg-preseed-{}.direct", config.pgbackrest.stanza))
+}
+
+/// Empties the prefetch queue of `pg-preseed archive-get` (`pgbackrest.archive_get`'s spool,
+/// `archive/<stanza>/in`) before a restore. pgBackRest's asynchronous archive-get hands over a
+/// segment it finds there by name alone; one left by an earlier recovery is the same file as
+/// long as the archive only grew, but not after the stanza was re-created or the archive
+/// rewritten. A queue that cannot be emptied is a warning, not a failed restore: recovery does
+/// not depend on it (PostgreSQL asks again for anything it cannot use).
+pub fn clear_queue(ctx: &Context) {
+    let settings = &ctx.config.pgbackrest.archive_get;
+    if !settings.asynchronous {
+        return;
+    }
+    let behind = queue_behind_marker(&ctx.config);
+    match std::fs::remove_file(&behind) {
+        Ok(()) => {
+            tracing::info!(path = %behind, "removed the mark of an earlier recovery that outran the archive-get queue");
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(
+            "failed to remove {behind}: {error}; this recovery will not use the archive-get queue"
+        ),
+    }
+    let queue = settings
+        .spool_path
+        .join("archive")
+        .join(&ctx.config.pgbackrest.stanza)
+        .join("in");
+    let entries = match std::fs::read_dir(&queue) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+        Err(error) => {
+            tracing::warn!(queue = %queue, "failed to read the archive-get queue {queue}: {error}; a segment left there by an earlier recovery may be used");
+            return;
+        }
+    };
+    let mut removed = 0_usize;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+        if is_dir {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(error) => tracing::warn!(
+                "failed to remove {} from the archive-get queue: {error}; it may be used by this recovery",
+                path.display()
+            ),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(queue = %queue, removed, "emptied the archive-get queue left by an earlier recovery");
+    }
+}
+
 /// Tries each candidate in order, installing the restore_command that consults `recovery`'s
 /// repositories. The claim is updated (and written) before and after every attempt, so a crash
 /// at any point leaves a true record; on success its source records the repositories recovery
@@ -146,6 +212,7 @@ pub fn restore(
     lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
     let install = Install::new(ctx, &ctx.config.pgdata, &recovery.numbers())?;
+    clear_queue(ctx);
     let mut failures = Vec::new();
     for candidate in candidates {
         // Re-read PGDATA every time: a failed attempt may have left pgBackRest's manifest.

@@ -489,6 +489,9 @@ pub fn preseed_config(
             "stanza": "main",
             "config": pgbackrest.config,
             "repos": (1..=pgbackrest.repos.len()).collect::<Vec<_>>(),
+            // The prefetch queue in the sandbox's spool (pgbackrest.conf's spool-path), never
+            // the machine's.
+            "archive_get": {"spool_path": pgbackrest.config.with_file_name("spool")},
         },
         "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]},
         // Nothing else writes a test's repositories: one look after recovery instead of the

@@ -68,26 +68,38 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
         Ok(repos) => repos,
         Err(message) => return stop(&message),
     };
+    let one = |repo: &RepoRef| pgbackrest::ArchiveGet {
+        stanza: &ctx.stanza,
+        repo: repo.number,
+        pgdata,
+        wal,
+        destination: &destination,
+    };
+    let settings = &ctx.config.pgbackrest.archive_get;
+    // The fast path: the first repository's prefetch queue. Only "fetched" is believed from it;
+    // anything else is asked again below, exactly as without it (see `archive_get_async_argv`).
+    let behind = crate::restore::queue_behind_marker(&ctx.config);
+    let mut queue_said_not_there = false;
+    let use_queue = settings.asynchronous && is_segment(wal) && !behind.exists();
+    if let Some(first) = repos.first().filter(|_| use_queue) {
+        let queue = pgbackrest::Queue {
+            spool_path: &settings.spool_path,
+            queue_max: settings.queue_max,
+            process_max: queue_processes(settings.process_max),
+        };
+        match ask(&ctx, pgbackrest::archive_get_async_argv(&one(first), &queue)) {
+            Asked::Fetched => return recovery::FETCHED,
+            // The end of the archive, or pgBackRest's wait for its queue timed out: asked again.
+            Asked::NotThere => queue_said_not_there = true,
+            Asked::Failed(why) => eprintln!(
+                "pg-preseed archive-get {wal}: the prefetch queue in {} did not deliver it from {first} ({why}); asking the repositories directly",
+                settings.spool_path
+            ),
+        }
+    }
     let mut answers = Vec::new();
     for repo in repos {
-        let get = pgbackrest::archive_get_argv(&pgbackrest::ArchiveGet {
-            stanza: &ctx.stanza,
-            repo: repo.number,
-            pgdata,
-            wal,
-            destination: &destination,
-        });
-        let asked = match ctx.pgbackrest(get).output_any_status(Some(TIMEOUT)) {
-            Ok(output) => {
-                use std::os::unix::process::ExitStatusExt as _;
-                recovery::classify_archive_get(
-                    output.status.code(),
-                    output.status.signal(),
-                    &String::from_utf8_lossy(&output.stderr),
-                )
-            }
-            Err(error) => Asked::Failed(recovery::one_line(&error.to_string(), "")),
-        };
+        let asked = ask(&ctx, pgbackrest::archive_get_argv(&one(&repo)));
         if asked == Asked::Fetched {
             let failed: Vec<String> = answers
                 .iter()
@@ -102,6 +114,20 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
                     failed.join("; ")
                 );
             }
+            if queue_said_not_there {
+                // The archive grows while recovery reads it (a server still archiving): at its
+                // head each segment would cost a round of the queue's process before the direct
+                // ask, slower than the writer, and recovery would never catch up. Directly from
+                // now on, for this recovery (`run` and `drill` remove the mark).
+                match std::fs::write(&behind, format!("{wal}\n")) {
+                    Ok(()) => eprintln!(
+                        "pg-preseed archive-get {wal}: the archive grew after the prefetch queue looked; asking the repositories directly from now on"
+                    ),
+                    Err(error) => eprintln!(
+                        "pg-preseed archive-get {wal}: the archive grew after the prefetch queue looked, and {behind} cannot be written ({error})"
+                    ),
+                }
+            }
             return recovery::FETCHED;
         }
         answers.push((repo, asked));
@@ -113,6 +139,40 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
             CANNOT_ASK
         }
     }
+}
+
+/// Runs one pgBackRest `archive-get` and says what its answer means.
+fn ask(ctx: &Context, argv: Vec<String>) -> Asked {
+    match ctx.pgbackrest(argv).output_any_status(Some(TIMEOUT)) {
+        Ok(output) => {
+            use std::os::unix::process::ExitStatusExt as _;
+            recovery::classify_archive_get(
+                output.status.code(),
+                output.status.signal(),
+                &String::from_utf8_lossy(&output.stderr),
+            )
+        }
+        Err(error) => Asked::Failed(recovery::one_line(&error.to_string(), "")),
+    }
+}
+
+/// A WAL segment's name (timeline, log, segment: 24 hexadecimal digits). pgBackRest queues only
+/// these; history files, `.partial` and `.backup` files are fetched directly.
+fn is_segment(name: &str) -> bool {
+    name.len() == 24
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+}
+
+/// The processes that fill the queue: the configured number, else one per CPU (as for the
+/// restore: they decompress, which is CPU work).
+fn queue_processes(configured: Option<u32>) -> u32 {
+    configured.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+            .min(64)
+    })
 }
 
 /// The repositories to ask, in order: those of `--repos` (what the restore decided recovery
@@ -169,6 +229,16 @@ mod tests {
             number,
             name: name.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn only_wal_segments_go_through_the_queue() {
+        assert!(is_segment("000000010000000A000000FF"));
+        assert!(!is_segment("00000002.history"));
+        assert!(!is_segment("000000010000000A000000FF.partial"));
+        assert!(!is_segment("000000010000000A000000FF.00000028.backup"));
+        assert!(!is_segment("000000010000000a000000ff"));
+        assert!(!is_segment("RECOVERYHISTORY"));
     }
 
     #[test]

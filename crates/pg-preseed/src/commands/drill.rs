@@ -167,6 +167,7 @@ fn drill_once(
     // The same restore_command as a real restore, for the scratch copy: segments that cannot be
     // fetched stop the drill's server instead of letting it promote and pass.
     let install = restore::Install::new(ctx, &scratch.pgdata, &recovery.numbers())?;
+    restore::clear_queue(ctx);
     let restore_args = pgbackrest::restore_argv(&pgbackrest::Restore {
         stanza: &ctx.stanza,
         repo: candidate.repo.number,

@@ -162,6 +162,46 @@ pub fn archive_get_argv(get: &ArchiveGet<'_>) -> Vec<String> {
     argv
 }
 
+/// The prefetch queue of [`archive_get_async_argv`].
+#[derive(Debug, Clone, Copy)]
+pub struct Queue<'a> {
+    /// pgBackRest's spool path; the queue is `archive/<stanza>/in` below it.
+    pub spool_path: &'a Utf8Path,
+    /// `archive-get-queue-max`, bytes.
+    pub queue_max: u64,
+    /// Processes the asynchronous process fetches with.
+    pub process_max: u32,
+}
+
+/// `archive-get` of one WAL segment from one repository through pgBackRest's asynchronous
+/// queue: the first call forks pgBackRest's `archive-get:async` process, which fetches this
+/// segment and the ones after it into the spool with `process_max` processes; later calls move
+/// them from there. Its exit status 1 is ambiguous in pgBackRest 2.45 — the segment is not in
+/// the archive (the asynchronous process wrote `<segment>.ok`), or `archive-timeout` passed with
+/// no answer from it — and a failure it recorded (`<segment>.error`, `global.error`) comes out
+/// as an error code below 126, so the caller trusts only exit 0 from it and asks again with
+/// [`archive_get_argv`] otherwise. The lock path is private to the queue (`<spool>/lock`): the
+/// asynchronous process takes pgBackRest's archive lock of the stanza, the same one an
+/// asynchronous `archive-push` on the host holds, and without the lock it is never started.
+#[must_use]
+pub fn archive_get_async_argv(get: &ArchiveGet<'_>, queue: &Queue<'_>) -> Vec<String> {
+    let mut argv = Vec::new();
+    get.stanza.push(&mut argv);
+    argv.push(format!("--repo={}", get.repo));
+    argv.push(format!("--pg1-path={}", get.pgdata));
+    argv.push("--archive-async".to_owned());
+    argv.push(format!("--spool-path={}", queue.spool_path));
+    argv.push(format!("--lock-path={}", queue.spool_path.join("lock")));
+    argv.push(format!("--archive-get-queue-max={}", queue.queue_max));
+    argv.push(format!("--process-max={}", queue.process_max));
+    argv.push("--log-level-console=off".to_owned());
+    argv.push("--log-level-stderr=warn".to_owned());
+    argv.push("archive-get".to_owned());
+    argv.push(get.wal.to_owned());
+    argv.push(get.destination.to_string());
+    argv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +323,46 @@ mod tests {
                 "--repo=2",
                 "--pg1-path=/var/lib/postgresql/16",
                 "--no-archive-async",
+                "--log-level-console=off",
+                "--log-level-stderr=warn",
+                "archive-get",
+                "000000010000000000000003",
+                "/var/lib/postgresql/16/pg_wal/RECOVERYXLOG"
+            ]
+        );
+    }
+
+    #[test]
+    fn archive_get_async_argv_asks_one_repository_through_a_private_queue() {
+        let stanza = Stanza {
+            name: "main".to_owned(),
+            config: None,
+        };
+        let argv = archive_get_async_argv(
+            &ArchiveGet {
+                stanza: &stanza,
+                repo: 1,
+                pgdata: Utf8Path::new("/var/lib/postgresql/16"),
+                wal: "000000010000000000000003",
+                destination: Utf8Path::new("/var/lib/postgresql/16/pg_wal/RECOVERYXLOG"),
+            },
+            &Queue {
+                spool_path: Utf8Path::new("/var/spool/pgbackrest"),
+                queue_max: 256 << 20,
+                process_max: 2,
+            },
+        );
+        assert_eq!(
+            argv,
+            [
+                "--stanza=main",
+                "--repo=1",
+                "--pg1-path=/var/lib/postgresql/16",
+                "--archive-async",
+                "--spool-path=/var/spool/pgbackrest",
+                "--lock-path=/var/spool/pgbackrest/lock",
+                "--archive-get-queue-max=268435456",
+                "--process-max=2",
                 "--log-level-console=off",
                 "--log-level-stderr=warn",
                 "archive-get",

@@ -16,8 +16,8 @@ pub mod log;
 pub mod ls;
 
 pub use argv::{
-    archive_get_argv, info_argv, recovery_options_argv, restore_argv, verify_argv, ArchiveGet,
-    Restore, Stanza,
+    archive_get_argv, archive_get_async_argv, info_argv, recovery_options_argv, restore_argv,
+    verify_argv, ArchiveGet, Queue, Restore, Stanza,
 };
 pub use info::{
     code, major_of, parse_info, repo_view, ArchiveInfo, Backup, BackupDatabase, BackupInfo, DbInfo,

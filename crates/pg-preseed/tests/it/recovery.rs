@@ -156,6 +156,26 @@ fn server_log(host: &Host<'_>) -> String {
     fs::read_to_string(&host.cluster.log).unwrap_or_default()
 }
 
+/// The prefetch queue's spool path (`pgbackrest.archive_get.spool_path`).
+fn spool(host: &Host<'_>) -> Utf8PathBuf {
+    Utf8PathBuf::from(
+        host.config["pgbackrest"]["archive_get"]["spool_path"]
+            .as_str()
+            .expect("the harness sets the spool path"),
+    )
+}
+
+/// Sets pgBackRest's file log level in the harness's pgbackrest.conf (it is off by default).
+fn pgbackrest_file_log(host: &Host<'_>, level: &str) -> Utf8PathBuf {
+    let conf = fs::read_to_string(&host.pgbackrest.config).expect("read pgbackrest.conf");
+    fs::write(
+        &host.pgbackrest.config,
+        conf.replace("log-level-file=off", &format!("log-level-file={level}")),
+    )
+    .expect("write pgbackrest.conf");
+    host.pgbackrest.config.with_file_name("log")
+}
+
 fn history_files(pgdata: &Utf8Path) -> Vec<String> {
     testbed::tree(&pgdata.join("pg_wal"))
         .into_iter()
@@ -197,6 +217,14 @@ fn unreadable_segments_mid_recovery_stop_recovery_instead_of_losing_rows() {
     );
     assert!(
         log.contains(&format!("FATAL:  could not restore file \"{first}\" from archive: child process exited with exit code 255")),
+        "{log}"
+    );
+    // The prefetch queue (on by default) hit the error first; it was not taken for the end.
+    assert!(
+        log.contains(&format!(
+            "pg-preseed archive-get {first}: the prefetch queue in {} did not deliver it from repo1",
+            spool(&host)
+        )),
         "{log}"
     );
     assert!(history_files(&host.pgdata).is_empty(), "no new timeline");
@@ -440,8 +468,18 @@ fn archive_get_tells_not_there_from_cannot_ask() {
     );
     let (code, stderr) = archive_get(&absent, &host.pgdata, relative);
     assert_eq!(code, 255, "{stderr}");
+    // The prefetch queue (on by default) failed first and said so; then repo1, asked directly.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
-        stderr.starts_with(&format!("pg-preseed archive-get {absent}: repo1 could not be asked (pgBackRest exited with status 103")),
+        lines[0].starts_with(&format!(
+            "pg-preseed archive-get {absent}: the prefetch queue in {} did not deliver it from repo1 (pgBackRest exited with status 103",
+            spool(&host)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("pg-preseed archive-get {absent}: repo1 could not be asked (pgBackRest exited with status 103")),
         "{stderr}"
     );
     assert!(
@@ -451,7 +489,7 @@ fn archive_get_tells_not_there_from_cannot_ask() {
     let (code, stderr) = archive_get(&present, &host.pgdata, relative);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.starts_with(&format!("pg-preseed archive-get {present}: fetched from repo2; could not ask repo1: pgBackRest exited with status 103")),
+        stderr.lines().nth(1).is_some_and(|line| line.starts_with(&format!("pg-preseed archive-get {present}: fetched from repo2; could not ask repo1: pgBackRest exited with status 103"))),
         "{stderr}"
     );
     // Recovery that consults repo2 only (repo1 was unreachable when the restore was decided)
@@ -864,4 +902,120 @@ fn unreachable_targets_are_refused_before_anything_is_written() {
                 .unwrap_or_default()
         );
     }
+}
+
+/// The fast path (issue 13, replay speed): with `pgbackrest.archive_get` at its defaults the
+/// segments come from pgBackRest's asynchronous queue, and recovery still reaches the end of the
+/// archive — the first segment past it is "not there" only after a direct ask.
+#[test]
+fn the_prefetch_queue_delivers_and_recovery_reaches_the_end_of_the_archive() {
+    let sandbox = Sandbox::new("rec-queue");
+    let (host, points) = disaster(&sandbox, true, false);
+    let log_dir = pgbackrest_file_log(&host, "detail");
+    host.preseed(&["run"]).expect_code(0);
+    host.cluster.start();
+    host.cluster.wait_promoted();
+    assert_eq!(rows(&host.cluster), (BATCH, BATCH));
+    host.preseed(&["verify"]).expect_code(0);
+    let receipt = host.receipt();
+    assert_eq!(
+        receipt["recovery"]["end_segment"],
+        points.batch_b_segments[1].as_str(),
+        "{receipt}"
+    );
+    // The queue's process (pgBackRest's `archive-get:async`) fetched them.
+    let queued = fs::read_to_string(log_dir.join("main-archive-get-async.log"))
+        .unwrap_or_else(|e| format!("{e}: {:?}", testbed::tree(&log_dir)));
+    for segment in &points.batch_b_segments {
+        assert!(
+            queued.contains(&format!("found {segment} in the repo1")),
+            "{segment} did not come from the queue:\n{queued}"
+        );
+    }
+    let log = server_log(&host);
+    assert!(!log.contains("did not deliver"), "{log}");
+    assert!(
+        spool(&host).join("archive/main/in").is_dir(),
+        "the queue lives in the configured spool path"
+    );
+}
+
+/// A spool the PostgreSQL user cannot write (or that cannot be created): the queue never
+/// delivers, each segment is asked for directly (one line each in PostgreSQL's log), and recovery
+/// still reaches the end of the archive — the queue is an accelerator, never the judge of "not
+/// there". A repository that then cannot be asked still stops recovery.
+#[test]
+fn an_unwritable_spool_falls_back_to_asking_directly() {
+    let sandbox = Sandbox::new("rec-spool");
+    let (mut host, points) = disaster(&sandbox, true, false);
+    let spool_dir = sandbox.path("root-spool");
+    fs::create_dir_all(&spool_dir).expect("mkdir");
+    fs::set_permissions(&spool_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Owned by root, 0755: the PostgreSQL user cannot create the queue in it.
+    host.set("/pgbackrest/archive_get/spool_path", json!(spool_dir));
+    host.preseed(&["run"]).expect_code(0);
+
+    // First a repository that cannot be asked: recovery stops.
+    let repo = host.pgbackrest.repos[0].clone();
+    let hidden: Vec<Utf8PathBuf> = archived(&repo, &points.batch_b_segments[1]);
+    for file in &hidden {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o000)).expect("chmod 000");
+    }
+    let promoted = host.cluster.start_settled();
+    let log = server_log(&host);
+    assert!(
+        !promoted,
+        "promoted with {:?} rows:\n{log}",
+        rows(&host.cluster)
+    );
+    let second = &points.batch_b_segments[1];
+    assert!(
+        log.contains(&format!(
+            "FATAL:  could not restore file \"{second}\" from archive: child process exited with exit code 255"
+        )),
+        "{log}"
+    );
+    for file in &hidden {
+        fs::set_permissions(file, fs::Permissions::from_mode(0o640)).expect("chmod back");
+    }
+    host.cluster.start();
+    host.cluster.wait_promoted();
+    assert_eq!(rows(&host.cluster), (BATCH, BATCH));
+    let log = server_log(&host);
+    assert!(
+        log.contains(&format!(
+            "pg-preseed archive-get {}: the prefetch queue in {spool_dir} did not deliver it from repo1",
+            points.batch_b_segments[0]
+        )),
+        "{log}"
+    );
+    host.preseed(&["verify"]).expect_code(0);
+    assert_eq!(host.receipt()["recovery"]["end_segment"], second.as_str());
+    assert!(
+        !spool_dir.join("archive").exists(),
+        "nothing was written into the unwritable spool"
+    );
+}
+
+/// A segment left in the queue by an earlier recovery is handed over by pgBackRest by name
+/// alone. One that is not the archive's file (the stanza re-created, the archive rewritten)
+/// would end recovery early with rows missing; `run` empties the queue before it restores.
+#[test]
+fn a_segment_left_in_the_queue_by_an_earlier_recovery_is_not_used() {
+    let sandbox = Sandbox::new("rec-stale");
+    let (host, points) = disaster(&sandbox, true, false);
+    let queue = spool(&host).join("archive/main/in");
+    fs::create_dir_all(&queue).expect("mkdir queue");
+    for dir in ["archive", "archive/main", "archive/main/in"] {
+        testbed::chown_postgres(&spool(&host).join(dir));
+    }
+    let stale = queue.join(&points.batch_b_segments[0]);
+    fs::write(&stale, vec![0x5a_u8; 16 << 20]).expect("write a stale segment");
+    testbed::chown_postgres(&stale);
+    host.preseed(&["run"]).expect_code(0);
+    assert!(!stale.exists(), "run emptied the queue");
+    host.cluster.start();
+    host.cluster.wait_promoted();
+    assert_eq!(rows(&host.cluster), (BATCH, BATCH));
+    host.preseed(&["verify"]).expect_code(0);
 }

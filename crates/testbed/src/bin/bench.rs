@@ -2,6 +2,7 @@
 //!
 //!   bench rto  [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--sweep 3,4] [--compress lz4]
 //!              [--watch 2s] [--variants A,B,B0,B1] [--bin PATH]
+//!   bench rto --wal 1G [--sizes 256M] [--reps 3] [--queue-max 256MiB]
 //!   bench boot [--datasets 1,50,500] [--runs 40] [--bin PATH]
 //!   bench archiving [--minutes 6]
 //!
@@ -17,6 +18,12 @@
 //! the repositories for `--watch` after the server is ready). `--sweep` adds B at other
 //! process_max values at the compare size; `--compress` backs up with that `compress-type`
 //! instead of pgBackRest's default (gz); `--variants` keeps only the named ones.
+//! `--wal 1G` is the WAL-heavy case: after the full backup the database is written to (every
+//! row of `pgbench_accounts` updated, pass after pass) until that much WAL was archived by
+//! pgBackRest, so recovery replays it all: A, B (`pgbackrest.archive_get` at its defaults:
+//! pgBackRest's asynchronous archive-get with a prefetch queue) and Bs (B with
+//! `archive_get.async = false`: one synchronous `pgbackrest archive-get` per segment, pg-preseed
+//! before the queue), with a check after each run that replay reached the last write.
 //! `archiving` measures how often a primary archives — idle or written to every 10 s, with
 //! `archive_timeout` off (PostgreSQL's and nixpkgs' default) or at 60 s — what one look at a
 //! repository costs (`pgbackrest info`), and how long a finished segment takes to reach the
@@ -74,6 +81,8 @@ fn main() {
                 compress: option("--compress"),
                 watch: option("--watch").unwrap_or_else(|| "2s".to_owned()),
                 variants: option("--variants"),
+                wal: option("--wal"),
+                queue_max: option("--queue-max"),
             },
         ),
         "archiving" => archiving(
@@ -147,6 +156,15 @@ struct Dataset {
     cluster: Cluster,
     bytes: u64,
     branches: u64,
+    /// WAL-heavy case: the passes of updates after the backup (every account's `abalance`
+    /// equals it once replay reached the end) and the WAL they wrote.
+    passes: u64,
+    wal_bytes: u64,
+    /// WAL-heavy case: every archived segment, fetched and decompressed once into a local
+    /// directory (the replay floor's restore_command copies from it), and how long fetching them
+    /// one after the other with `pgbackrest archive-get` took.
+    plain_wal: Option<Utf8PathBuf>,
+    serial_fetch: f64,
 }
 
 /// The harness's pgBackRest config for `cluster` and `repo`, with pgBackRest's default
@@ -220,7 +238,300 @@ fn build(sandbox: &Sandbox, size_mib: u64, compress: Option<&str>) -> Dataset {
         cluster,
         bytes,
         branches: scale,
+        passes: 0,
+        wal_bytes: 0,
+        plain_wal: None,
+        serial_fetch: 0.0,
     }
+}
+
+/// The WAL-heavy case's data: a pgbench database of about `size_mib`, a full backup, then
+/// passes of `UPDATE pgbench_accounts SET abalance = abalance + 1` until `wal_mib` of WAL was
+/// written after the backup, every segment archived by pgBackRest (the cluster's
+/// `archive_command`) before the source stops.
+fn build_wal(sandbox: &Sandbox, size_mib: u64, wal_mib: u64) -> Dataset {
+    let source = sandbox.cluster(&sandbox.pg_dir("source"));
+    source.initdb();
+    let repo = sandbox.shared_dir("repo");
+    let pgbackrest = pgbackrest_config(sandbox, &source, &repo, None);
+    let mut source = source;
+    source.pgbackrest_config = Some(pgbackrest.config.clone());
+    source.start();
+    pgbackrest.run(&["stanza-create"]);
+    let scale = (size_mib / 15).max(1);
+    run_ok(as_postgres(pg_bin_dir().join("pgbench")).args([
+        "-q",
+        "-i",
+        "-s",
+        &scale.to_string(),
+        "-h",
+        source.socket_dir.as_str(),
+        "-p",
+        &PORT.to_string(),
+        "-U",
+        PG_USER,
+        "postgres",
+    ]));
+    let bytes: u64 = source
+        .psql("SELECT pg_database_size('postgres')")
+        .parse()
+        .expect("size");
+    pgbackrest.run(&["--type=full", "backup"]);
+    let from = source.psql("SELECT pg_current_wal_lsn()");
+    let started = Instant::now();
+    let mut passes = 0;
+    let written = |source: &Cluster| -> u64 {
+        source
+            .psql(&format!(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{from}')::bigint"
+            ))
+            .parse()
+            .expect("lsn diff")
+    };
+    while written(&source) < wal_mib << 20 {
+        source.psql("UPDATE pgbench_accounts SET abalance = abalance + 1");
+        passes += 1;
+    }
+    let wal_bytes = written(&source);
+    let last = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    source.psql("SELECT pg_switch_wal()");
+    testbed::wait_for(
+        "the last segment to be archived",
+        Duration::from_secs(1800),
+        || last_archived_wal(&source) >= last,
+    );
+    eprintln!(
+        "  built scale {scale} ({} MiB), {passes} passes of updates: {} MiB of WAL written and archived in {:.0}s",
+        bytes >> 20,
+        wal_bytes >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    source.stop();
+    // Every archived segment, fetched one after the other as pgBackRest's restore_command does
+    // (the fetch part of A's replay), into a directory the replay floor copies from.
+    let plain = sandbox.shared_dir("wal-plain");
+    let mut segments: Vec<String> = testbed::tree(&repo.join("archive"))
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.rsplit('/').next()?.to_owned();
+            (name.len() > 24 && name.as_bytes()[24] == b'-').then(|| name[..24].to_owned())
+        })
+        .collect();
+    segments.sort();
+    drop_caches();
+    let fetching = Instant::now();
+    for segment in &segments {
+        pgbackrest.run(&[
+            "--no-archive-async",
+            "archive-get",
+            segment,
+            plain.join(segment).as_str(),
+        ]);
+    }
+    let serial_fetch = fetching.elapsed().as_secs_f64();
+    eprintln!(
+        "  fetched {} segments one after the other with pgbackrest archive-get in {serial_fetch:.2}s",
+        segments.len()
+    );
+    let pgdata = sandbox.pg_dir("restored");
+    let cluster = sandbox.cluster(&pgdata);
+    let restore_conf = pgbackrest_config(sandbox, &cluster, &repo, None);
+    let mut cluster = cluster;
+    cluster.pgbackrest_config = Some(restore_conf.config.clone());
+    Dataset {
+        repo_files: testbed::tree(&repo).into_iter().collect(),
+        repo,
+        repo_conf: restore_conf.config,
+        pgdata,
+        cluster,
+        bytes,
+        branches: scale,
+        passes,
+        wal_bytes,
+        plain_wal: Some(plain),
+        serial_fetch,
+    }
+}
+
+/// F: the replay floor — A's restore, then a restore_command that copies each segment from a
+/// local directory where it lies decompressed already: what replay costs PostgreSQL itself when
+/// fetching costs (almost) nothing.
+fn run_floor(data: &Dataset) -> Phases {
+    let plain = data.plain_wal.as_ref().expect("the WAL-heavy case");
+    let started = Instant::now();
+    run_ok(as_postgres("pgbackrest").args([
+        &format!("--config={}", data.repo_conf),
+        "--stanza=main",
+        &format!("--pg1-path={}", data.pgdata),
+        &format!("--recovery-option=restore_command=cp {plain}/%f \"%p\""),
+        "restore",
+    ]));
+    let restore = started.elapsed().as_secs_f64();
+    data.cluster.start();
+    let start = started.elapsed().as_secs_f64() - restore;
+    wait_ready(data);
+    let total = started.elapsed().as_secs_f64();
+    Phases {
+        total,
+        restore,
+        engine: 0.0,
+        start,
+        ready: total - restore - start,
+        verified: 0.0,
+    }
+}
+
+/// `bench rto --wal`: A, B and Bs on [`build_wal`]'s data, alternating, each checked to have
+/// replayed every pass of updates.
+#[allow(clippy::too_many_lines)]
+fn rto_wal(bin: &Utf8Path, options: &Rto, wal_mib: u64, queue_max: Option<&str>) {
+    let size = options
+        .sizes
+        .split(',')
+        .next()
+        .filter(|_| options.sizes != "256M,1G,2G")
+        .unwrap_or("256M")
+        .to_owned();
+    let reps = options.reps;
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    eprintln!("== WAL-heavy: {size} database, {wal_mib} MiB of WAL");
+    let sandbox = Sandbox::new("bench-wal");
+    let data = build_wal(&sandbox, mib(&size), wal_mib);
+    let marker = sandbox.shared_dir("state").join("receipt.json");
+    let spool = sandbox.shared_dir("spool-get");
+    let config_for = |name: &str, asynchronous: bool| {
+        let mut archive_get = json!({"async": asynchronous, "spool_path": spool});
+        if let Some(queue_max) = queue_max {
+            archive_get["queue_max"] = queue_max.into();
+        }
+        let config = json!({
+            "pgdata": data.pgdata,
+            "marker": marker,
+            "postgres": {"bin_dir": pg_bin_dir(), "major": testbed::pg_major()},
+            "pgbackrest": {"stanza": "main", "config": data.repo_conf, "archive_get": archive_get},
+            "verify": {"sql": [format!("SELECT count(*) = {} FROM pgbench_branches", data.branches)]},
+            "second_primary": {"watch": options.watch}
+        });
+        testbed::write_config(&sandbox, &format!("bench-wal-{name}.json"), &config)
+    };
+    let mut variants: Vec<(&str, Option<Utf8PathBuf>)> = vec![
+        ("A", None),
+        ("B", Some(config_for("B", true))),
+        ("Bs", Some(config_for("Bs", false))),
+        ("F", None),
+    ];
+    if let Some(keep) = options.variants.as_deref() {
+        variants.retain(|(name, _)| keep.split(',').any(|k| k == *name));
+    }
+    let mut results: Vec<Vec<Phases>> = vec![Vec::new(); variants.len()];
+    let mut raw = Vec::new();
+    for rep in 0..reps {
+        for i in (0..variants.len()).map(|k| (k + rep) % variants.len()) {
+            let (name, config) = &variants[i];
+            testbed::empty_dir(&data.pgdata);
+            reset_repo(&data);
+            drop_caches();
+            let phases = match (*name, config) {
+                ("F", _) => run_floor(&data),
+                (_, None) => run_a(&data),
+                (_, Some(config)) => run_b(bin, config, &data),
+            };
+            // Replay reached the last write: every account updated by every pass.
+            let balance = data
+                .cluster
+                .psql("SELECT min(abalance) || ' ' || max(abalance) FROM pgbench_accounts");
+            assert_eq!(
+                balance,
+                format!("{0} {0}", data.passes),
+                "{name}: recovery ended before the last pass of updates"
+            );
+            stop(&data);
+            eprintln!(
+                "  rep {rep} {name}: total {:.2}s = engine {:.2} + restore {:.2} + start {:.2} + ready (replay) {:.2}",
+                phases.total, phases.engine, phases.restore, phases.start, phases.ready
+            );
+            raw.push(json!({"variant": name, "rep": rep, "total": phases.total,
+                "restore": phases.restore, "engine": phases.engine, "start": phases.start, "ready": phases.ready,
+                "verified": phases.verified}));
+            results[i].push(phases);
+        }
+    }
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "WAL-heavy: a {} MiB pgbench database (scale {}), full backup, then {} MiB of WAL ({} passes of updates) archived by pgBackRest (gz); {cpus} CPUs.
+",
+        data.bytes >> 20,
+        data.branches,
+        data.wal_bytes >> 20,
+        data.passes
+    );
+    let _ = writeln!(table, "| variant | runs | total (s) | restore (s) | engine (s) | start (s) | ready: replay (s) | replay MiB/s |");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
+    let mut medians = std::collections::BTreeMap::new();
+    for ((name, _), runs) in variants.iter().zip(&results) {
+        let med = |f: fn(&Phases) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        let m = Phases {
+            total: med(|p| p.total),
+            restore: med(|p| p.restore),
+            engine: med(|p| p.engine),
+            start: med(|p| p.start),
+            ready: med(|p| p.ready),
+            verified: med(|p| p.verified),
+        };
+        let label = match *name {
+            "A" => "A: pgbackrest restore (defaults) + pg_ctl start (pgBackRest's restore_command)".to_owned(),
+            "B" => format!(
+                "B: pg-preseed run + start + verify (archive_get async, queue_max {}, process_max {cpus})",
+                queue_max.unwrap_or("256MiB")
+            ),
+            "Bs" => "Bs: B with archive_get.async = false (one synchronous archive-get per segment)"
+                .to_owned(),
+            _ => "F: the replay floor: A's restore, restore_command `cp` from decompressed local WAL".to_owned(),
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let replay_rate = (data.wal_bytes >> 20) as f64 / m.ready;
+        let _ = writeln!(
+            table,
+            "| {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {replay_rate:.0} |",
+            runs.len(),
+            m.total,
+            m.restore,
+            m.engine,
+            m.start,
+            m.ready
+        );
+        medians.insert((*name).to_owned(), m);
+    }
+    if let (Some(a), Some(b)) = (medians.get("A"), medians.get("B")) {
+        let _ = writeln!(
+            table,
+            "
+A/B = {:.2}× (B's defaults vs the runbook, empty PGDATA to ready); replay alone A/B = {:.2}×.",
+            a.total / b.total,
+            a.ready / b.ready
+        );
+    }
+    if let (Some(b), Some(bs)) = (medians.get("B"), medians.get("Bs")) {
+        let _ = writeln!(
+            table,
+            "Bs/B = {:.2}× (the prefetch queue vs one synchronous archive-get per segment); replay alone {:.2}×.",
+            bs.total / b.total,
+            bs.ready / b.ready
+        );
+    }
+    if let (Some(a), Some(f)) = (medians.get("A"), medians.get("F")) {
+        let _ = writeln!(
+            table,
+            "Replay floor: with fetching (almost) free, replay takes {:.2} s (A: {:.2} s); fetching every segment one after the other with `pgbackrest archive-get` alone took {:.2} s. No restore_command does better than A/F = {:.2}× overall here.",
+            f.ready,
+            a.ready,
+            data.serial_fetch,
+            a.total / f.total
+        );
+    }
+    println!("{table}");
+    println!("raw: {}", serde_json::to_string(&raw).expect("json"));
 }
 
 /// Puts the repository back as the backup left it. A restored server that promotes archives a
@@ -400,6 +711,10 @@ struct Rto {
     compress: Option<String>,
     watch: String,
     variants: Option<String>,
+    /// The WAL-heavy case: this much WAL archived after the backup.
+    wal: Option<String>,
+    /// `archive_get.queue_max` for B in the WAL-heavy case (default: pg-preseed's).
+    queue_max: Option<String>,
 }
 
 #[allow(clippy::too_many_lines)]
@@ -412,7 +727,12 @@ fn rto(bin: &Utf8Path, options: &Rto) {
         compress,
         watch,
         variants: keep,
+        wal,
+        queue_max,
     } = options;
+    if let Some(wal) = wal {
+        return rto_wal(bin, options, mib(wal), queue_max.as_deref());
+    }
     let (reps, compress, keep) = (*reps, compress.as_deref(), keep.as_deref());
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut table = String::new();
