@@ -22,6 +22,7 @@ in rec {
   markerFile = helpers.normalizePath cfg.markerFile;
   markerDir = dirOf markerFile;
   scratchDir = helpers.normalizePath cfg.drill.scratchDir;
+  spoolDir = helpers.normalizePath cfg.pgbackrest.archiveGet.spoolPath;
 
   # services.pgbackrest's repository names (it numbers them repo1, repo2, … in this, alphabetical,
   # order), or null when that module is not enabled.

@@ -263,6 +263,39 @@ in {
         default = "1min";
         description = "How long to wait at boot for a repository that is not reachable yet (an NFS share mounting late).";
       };
+
+      archiveGet = {
+        async = mkOption {
+          type = types.bool;
+          default = true;
+          description = ''
+            Replay after a restore fetches WAL through pgBackRest's asynchronous archive-get
+            queue, which prefetches the next segments while PostgreSQL replays. Only "fetched"
+            is believed from the queue: anything else is asked of every repository directly,
+            so a repository that cannot be asked still stops recovery instead of ending it
+            early. `false`: every segment is asked directly.
+          '';
+        };
+        queueMax = mkOption {
+          type = types.str;
+          default = "256MiB";
+          description = "How much WAL the queue may hold ahead of replay (at least 16MiB).";
+        };
+        processMax = mkOption {
+          type = types.nullOr (types.ints.between 1 999);
+          default = null;
+          description = "Processes fetching for the queue; null: one per CPU.";
+        };
+        spoolPath = mkOption {
+          type = absolutePath;
+          default = "/var/spool/pgbackrest";
+          description = ''
+            The queue's directory (pgBackRest's spool path), made for postgres and writable by
+            postgresql.service (where the restore_command runs), the restore unit and the drill.
+            Not inside dataDir.
+          '';
+        };
+      };
     };
 
     verify = {

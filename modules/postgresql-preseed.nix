@@ -9,7 +9,7 @@
   ...
 }: let
   d = import ./derived.nix {inherit config lib options;};
-  inherit (d) cfg pg helpers dataDir markerFile scratchDir;
+  inherit (d) cfg pg helpers dataDir markerFile scratchDir spoolDir;
 
   requireMount =
     if cfg.requireMount == null
@@ -53,6 +53,12 @@
       bin = lib.getExe cfg.pgbackrest.package;
       max_backup_age = cfg.pgbackrest.maxBackupAge;
       repo_wait = cfg.pgbackrest.repoWait;
+      archive_get = {
+        async = cfg.pgbackrest.archiveGet.async;
+        queue_max = cfg.pgbackrest.archiveGet.queueMax;
+        process_max = cfg.pgbackrest.archiveGet.processMax;
+        spool_path = spoolDir;
+      };
     };
     verify = {
       sql =
@@ -145,6 +151,10 @@
       {
         assertion = cfg.datasets == {} || d.zfsEnabled;
         message = "services.postgresql-preseed.datasets declares ZFS datasets (${lib.concatStringsSep ", " (builtins.attrNames cfg.datasets)}), but ZFS is not enabled on this host: add boot.supportedFilesystems = [ \"zfs\" ]; (and set networking.hostId), or remove the datasets.";
+      }
+      {
+        assertion = !(helpers.isAtOrBelow dataDir spoolDir || helpers.isAtOrBelow spoolDir dataDir);
+        message = "services.postgresql-preseed.pgbackrest.archiveGet.spoolPath (${spoolDir}) must be outside dataDir (${dataDir}).";
       }
       {
         assertion = !cfg.drill.enable || !(helpers.isAtOrBelow dataDir scratchDir || helpers.isAtOrBelow scratchDir dataDir);

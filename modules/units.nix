@@ -7,7 +7,7 @@
   ...
 }: let
   d = import ./derived.nix {inherit config lib options;};
-  inherit (d) cfg pg helpers dataDir markerDir scratchDir command;
+  inherit (d) cfg pg helpers dataDir markerDir scratchDir spoolDir command;
 
   hasDatasets = cfg.datasets != {};
   unitPath = lib.optional d.zfsEnabled config.boot.zfs.package;
@@ -100,7 +100,9 @@ in {
         # freshly created dataset's root is root's. Mode untouched ("-"): pgBackRest and initdb set
         # it. (nixpkgs' StateDirectory does this too, but only when postgresql.service starts.)
         "d ${dataDir} - postgres postgres - -"
-      ];
+      ]
+      # The archive-get queue (pgBackRest's spool): /var/spool is root's.
+      ++ lib.optional cfg.pgbackrest.archiveGet.async "d ${spoolDir} 0750 postgres postgres - -";
 
     systemd.services = {
       postgresql-preseed-datasets = lib.mkIf hasDatasets {
@@ -193,7 +195,7 @@ in {
             # it is created again first, as the boot's tmpfiles rule does, with full
             # privileges ("+") and before the sandbox of the main command is set up.
             ExecStartPre = "+${config.systemd.package}/bin/systemd-tmpfiles --create --prefix=${dataDir}";
-            ReadWritePaths = writablePaths ++ ["-${dataDir}" "-/var/log/pgbackrest" "-/var/spool/pgbackrest"];
+            ReadWritePaths = writablePaths ++ ["-${dataDir}" "-/var/log/pgbackrest" "-${spoolDir}"];
             EnvironmentFile = environmentFiles;
             # A restore takes as long as it takes; progress is in the journal.
             TimeoutStartSec = "infinity";
@@ -231,7 +233,7 @@ in {
           asPostgres
           // {
             Type = "oneshot";
-            ReadWritePaths = writablePaths ++ [scratchDir];
+            ReadWritePaths = writablePaths ++ [scratchDir "-${spoolDir}"];
             EnvironmentFile = environmentFiles;
             # The drill runs a PostgreSQL server; its JIT (LLVM) writes executable memory.
             MemoryDenyWriteExecute = !(pg.enableJIT or false);
@@ -246,7 +248,8 @@ in {
         # nixpkgs' postgresql.service is ProtectSystem=strict and its pgbackrest module adds no
         # writable path: archive_command could not push to a repository on a local path (a
         # disk, an NFS share). Those paths become writable for it ("-": absent is fine).
-        serviceConfig.ReadWritePaths = map (path: "-${path}") localRepoPaths;
+        # The archive-get queue is filled by pgBackRest started from the restore_command.
+        serviceConfig.ReadWritePaths = map (path: "-${path}") (localRepoPaths ++ lib.optional cfg.pgbackrest.archiveGet.async spoolDir);
         # After a restore, PostgreSQL's restore_command is `pg-preseed archive-get`, which runs
         # pgBackRest: the repository credentials must reach it too.
         serviceConfig.EnvironmentFile = environmentFiles;

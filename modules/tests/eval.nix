@@ -434,6 +434,7 @@ in
       expected = [
         "d /var/lib/postgresql-preseed/17 0755 postgres postgres - -"
         "d /var/lib/postgresql/17 - postgres postgres - -"
+        "d /var/spool/pgbackrest 0750 postgres postgres - -"
       ];
     };
 
@@ -465,7 +466,7 @@ in
         wanted = true;
         user = ["postgres"];
         exec = ["/etc/pg-preseed/bin/pg-preseed --config /etc/pg-preseed/config.json drill --scratch /var/lib/postgresql-preseed/drill"];
-        writable = ["/var/lib/postgresql-preseed/17" "/var/lib/postgresql-preseed/drill"];
+        writable = ["/var/lib/postgresql-preseed/17" "/var/lib/postgresql-preseed/drill" "-/var/spool/pgbackrest"];
         after = ["network-online.target" "postgresql-preseed-verify.service"];
         scratch = true;
         noWXWithoutJit = ["true"];
@@ -516,7 +517,7 @@ in
       expr = {
         inherit (settings) pgdata marker mode on_layering on_no_backup require_mount metrics post_restore second_primary;
         inherit (settings) postgres;
-        inherit (settings.pgbackrest) stanza repos bin config process_max set max_backup_age repo_wait target;
+        inherit (settings.pgbackrest) stanza repos bin config process_max set max_backup_age repo_wait target archive_get;
         roundTrips = builtins.fromJSON (builtins.toJSON settings) == settings;
       };
       expected = {
@@ -556,6 +557,12 @@ in
         target = {
           type = "default";
           value = null;
+        };
+        archive_get = {
+          async = true;
+          queue_max = "256MiB";
+          process_max = null;
+          spool_path = "/var/spool/pgbackrest";
         };
         roundTrips = true;
       };
@@ -597,6 +604,34 @@ in
           sql = ["ANALYZE"];
           timeout = "30min";
         };
+      };
+    };
+
+    # Issue 13 (replay speed): the archive-get queue's settings reach the JSON, and its spool is
+    # made for postgres and writable where pgBackRest fills it — only while the queue is on.
+    testArchiveGetQueue = {
+      expr = let
+        off = eval [{services.postgresql-preseed.pgbackrest.archiveGet.async = false;}];
+        moved = eval [{services.postgresql-preseed.pgbackrest.archiveGet.spoolPath = "/srv/spool/";}];
+      in {
+        queueMax = (setting ["pgbackrest" "archiveGet" "queueMax"] "1GiB").pgbackrest.archive_get.queue_max;
+        processMax = (setting ["pgbackrest" "archiveGet" "processMax"] 4).pgbackrest.archive_get.process_max;
+        async = off.services.postgresql-preseed.settings.pgbackrest.archive_get.async;
+        offTmpfiles = builtins.any (lib.hasInfix "spool") off.systemd.tmpfiles.rules;
+        offPostgresql = values off "postgresql.service" "ReadWritePaths";
+        movedSpool = moved.services.postgresql-preseed.settings.pgbackrest.archive_get.spool_path;
+        movedRestoreUnit = builtins.elem "-/srv/spool" (values moved "postgresql-preseed.service" "ReadWritePaths");
+        insideDataDir = firesWith "archiveGet.spoolPath" (eval [{services.postgresql-preseed.pgbackrest.archiveGet.spoolPath = "/var/lib/postgresql/17/spool";}]);
+      };
+      expected = {
+        queueMax = "1GiB";
+        processMax = 4;
+        async = false;
+        offTmpfiles = false;
+        offPostgresql = [];
+        movedSpool = "/srv/spool";
+        movedRestoreUnit = true;
+        insideDataDir = true;
       };
     };
 
@@ -848,7 +883,8 @@ in
     # (ProtectSystem=strict): archive_command could not push to a local or NFS repository.
     testPostgresqlCanArchiveToALocalRepository = {
       expr = values (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas"];}) "postgresql.service" "ReadWritePaths";
-      expected = ["-/mnt/nas/pgbackrest"];
+      # The archive-get queue's spool too (its restore_command fills it after a restore).
+      expected = ["-/mnt/nas/pgbackrest" "-/var/spool/pgbackrest"];
     };
 
     testNoStanzaFires = {

@@ -58,6 +58,11 @@ pub const KEYS: &[&str] = &[
     "pgbackrest.bin",
     "pgbackrest.max_backup_age",
     "pgbackrest.repo_wait",
+    "pgbackrest.archive_get",
+    "pgbackrest.archive_get.async",
+    "pgbackrest.archive_get.queue_max",
+    "pgbackrest.archive_get.process_max",
+    "pgbackrest.archive_get.spool_path",
     "verify",
     "verify.sql",
     "verify.sql.name",
@@ -1259,12 +1264,13 @@ mod tests {
             "second_primary": {},
         });
         Config::parse(&full.to_string(), "t").expect("the base config is valid");
-        let objects: [(&str, &[&str]); 10] = [
+        let objects: [(&str, &[&str]); 11] = [
             ("", &[]),
             ("postgres", &["postgres"]),
             ("require_mount", &["require_mount"]),
             ("pgbackrest", &["pgbackrest"]),
             ("pgbackrest.target", &["pgbackrest", "target"]),
+            ("pgbackrest.archive_get", &["pgbackrest", "archive_get"]),
             ("verify", &["verify"]),
             ("datasets", &["datasets", "0"]),
             ("metrics", &["metrics"]),
