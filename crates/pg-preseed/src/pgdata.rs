@@ -14,6 +14,9 @@ use serde::Serialize;
 pub const PG_VERSION: &str = "PG_VERSION";
 pub const PG_CONTROL: &str = "global/pg_control";
 pub const BACKUP_MANIFEST: &str = "backup.manifest";
+/// The manifest pgBackRest is writing, before it renames it to [`BACKUP_MANIFEST`]: a restore
+/// killed in that moment leaves it beside the cluster's empty directories.
+pub const BACKUP_MANIFEST_TMP: &str = "backup.manifest.pgbackrest.tmp";
 pub const POSTMASTER_PID: &str = "postmaster.pid";
 /// ZFS's control directory at a dataset's root: listed when the dataset has `snapdir=visible`.
 pub const ZFS_CONTROL_DIR: &str = ".zfs";
@@ -298,6 +301,10 @@ fn only_empty_directories(dir: &Utf8Path, device: u64, skip_zfs_control_dir: boo
             let Ok(metadata) = entry.metadata() else {
                 return false;
             };
+            // pgBackRest's manifest being written when it was killed: part of its skeleton.
+            if top && entry.file_name() == BACKUP_MANIFEST_TMP && metadata.is_file() {
+                continue;
+            }
             if seen > LIMIT || !metadata.is_dir() || metadata.dev() != device {
                 return false;
             }
@@ -447,6 +454,24 @@ mod tests {
             panic!("expected partial");
         };
         assert_eq!(entries, ["base"]);
+    }
+
+    /// pgBackRest killed while writing its manifest leaves the skeleton and its temporary
+    /// manifest (found by `faults::kill9_at_random_points…`): still the skeleton; another file
+    /// beside it, or the temporary name below the top, is not.
+    #[test]
+    fn the_manifest_being_written_is_part_of_the_skeleton() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("base/1")).unwrap();
+        std::fs::create_dir(root.join("global")).unwrap();
+        std::fs::write(root.join(BACKUP_MANIFEST_TMP), "[backrest]\n").unwrap();
+        assert!(observe(root).only_directories);
+        std::fs::write(root.join("base/1").join(BACKUP_MANIFEST_TMP), "").unwrap();
+        assert!(!observe(root).only_directories);
+        std::fs::remove_file(root.join("base/1").join(BACKUP_MANIFEST_TMP)).unwrap();
+        std::fs::write(root.join("PG_VERSION.tmp"), "").unwrap();
+        assert!(!observe(root).only_directories);
     }
 
     /// A `.zfs` someone made in an ordinary directory keeps its inode number: observed as data.

@@ -111,6 +111,12 @@ pub fn prepare_pgdata(ctx: &Context) -> anyhow::Result<Vec<String>> {
 /// a directory that is not empty is never removed (the call fails, and the restore with it),
 /// so nothing but empty directories can go. Returns how many were removed.
 fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> {
+    // The manifest pgBackRest had not finished writing (a regular file: classify checked it).
+    let tmp_manifest = pgdata.join(pgdata::BACKUP_MANIFEST_TMP);
+    if std::fs::symlink_metadata(&tmp_manifest).is_ok_and(|m| m.is_file()) {
+        std::fs::remove_file(&tmp_manifest)
+            .with_context(|| format!("failed to remove {tmp_manifest}"))?;
+    }
     let mut directories = Vec::new();
     let mut pending = vec![pgdata.to_owned()];
     while let Some(dir) = pending.pop() {
