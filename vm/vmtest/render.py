@@ -64,23 +64,6 @@ IMAGE_FSTAB = "/dev/vda / ext4 rw 0 0\n"
 S3S_FS_VERSION = "0.14.1"
 
 
-EXPERIMENT_IMPORT = '''set -e
-poolReady() {
-  state="$(zpool import -d /dev/disk/by-uuid 2>/dev/null | awk "/pool: $1/ { found = 1 }; /state:/ { if (found == 1) { print \\$2; exit } }; END { if (found == 0) { print \\"MISSING\\" } }")"
-  if [[ "$state" = "ONLINE" ]]; then return 0; else echo "Pool $1 in state $state, waiting"; return 1; fi
-}
-poolImported() { zpool list "$1" >/dev/null 2>/dev/null; }
-poolImport() { zpool import -d /dev/disk/by-uuid -N "$1"; }
-if ! poolImported @POOL@; then
-  for trial in $(seq 1 60); do
-    poolReady @POOL@ && poolImport @POOL@ && break
-    sleep 1
-  done
-  poolImported @POOL@ || poolImport @POOL@
-fi
-'''  # T4B-EXPERIMENT
-
-
 class RenderError(Exception):
     pass
 
@@ -276,8 +259,6 @@ class NodeTree:
     def etc(self) -> None:
         for target, entry in sorted(self.node["etc"].items()):
             source = entry["source"]
-            if os.environ.get("T4B_EXPERIMENT_COPY_CONFIG") and target == "pg-preseed/config.json":  # T4B-EXPERIMENT
-                entry = dict(entry, mode="0444", user="+0", group="+0")  # T4B-EXPERIMENT
             if "mode" not in entry:
                 self.link(f"/etc/{target}", source)
                 continue
@@ -430,11 +411,6 @@ class ScenarioRender:
                 shutil.copytree(out, dest, symlinks=True)
             else:
                 shutil.copy2(out, dest)
-        elif os.environ.get("T4B_EXPERIMENT_ZFS_IMPORT") and entry["name"].startswith("unit-script-zfs-import-"):  # T4B-EXPERIMENT
-            pool = entry["name"][len("unit-script-zfs-import-"):-len("-start")]  # T4B-EXPERIMENT
-            (inner, spec), = files.items()  # T4B-EXPERIMENT
-            text = spec["text"].split("\n")[0] + "\n" + EXPERIMENT_IMPORT.replace("@POOL@", pool)  # T4B-EXPERIMENT
-            (dest / inner).parent.mkdir(parents=True); (dest / inner).write_text(text); (dest / inner).chmod(0o755)  # T4B-EXPERIMENT
         elif "" in files:
             dest.write_text(files[""]["text"])
             if files[""].get("executable"):
