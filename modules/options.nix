@@ -216,8 +216,8 @@ in {
         value = mkOption {
           type = types.nullOr types.str;
           default = null;
-          example = "2024-01-02 03:04:05+00";
-          description = "Recovery target value (for time, lsn, name and xid).";
+          example = "2026-01-02 03:04:05+00";
+          description = "Recovery target value (for time, lsn, name and xid). A time carries its UTC offset, as pgBackRest wants it: `YYYY-MM-DD HH:MM:SS+HH`.";
         };
       };
 

@@ -237,6 +237,9 @@ in {
         # writable path: archive_command could not push to a repository on a local path (a
         # disk, an NFS share). Those paths become writable for it ("-": absent is fine).
         serviceConfig.ReadWritePaths = map (path: "-${path}") localRepoPaths;
+        # After a restore, PostgreSQL's restore_command is `pg-preseed archive-get`, which runs
+        # pgBackRest: the repository credentials must reach it too.
+        serviceConfig.EnvironmentFile = environmentFiles;
         after = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
         # Before nixpkgs' preStart (which runs initdb when PG_VERSION is missing), on every start
         # including Restart=: refuse an empty PGDATA that pg-preseed did not clear. Through the

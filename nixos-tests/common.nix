@@ -100,7 +100,6 @@ in rec {
         // extraRepos;
       settings.start-fast = true;
     };
-    systemd.services.postgresql.serviceConfig.EnvironmentFile = lib.optional (environmentFile != null) environmentFile;
     environment.etc = lib.optionalAttrs (environmentFileText != null) {
       ${lib.removePrefix "/etc/" environmentFile} = {
         text = environmentFileText;

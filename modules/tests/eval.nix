@@ -359,12 +359,13 @@ in
       expr = let
         c = eval [{services.postgresql-preseed.pgbackrest.environmentFile = "/run/secrets/pgbackrest.env";}];
       in {
-        envFiles = map (u: values c (service u) "EnvironmentFile") ["postgresql-preseed" "postgresql-preseed-verify"];
+        envFiles = map (u: values c (service u) "EnvironmentFile") ["postgresql-preseed" "postgresql-preseed-verify" "postgresql"];
         inConfig = lib.hasInfix "pgbackrest.env" (builtins.toJSON c.services.postgresql-preseed.settings);
         inArgv = lib.hasInfix "pgbackrest.env" (toString (values c "postgresql-preseed.service" "ExecStart"));
       };
       expected = {
-        envFiles = [["/run/secrets/pgbackrest.env"] ["/run/secrets/pgbackrest.env"]];
+        # postgresql.service too: its restore_command (pg-preseed archive-get) runs pgBackRest.
+        envFiles = [["/run/secrets/pgbackrest.env"] ["/run/secrets/pgbackrest.env"] ["/run/secrets/pgbackrest.env"]];
         inConfig = false;
         inArgv = false;
       };

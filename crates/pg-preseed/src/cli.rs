@@ -61,6 +61,15 @@ pub enum Command {
     /// Compare (check) or reconcile (ensure) the declared ZFS datasets; refuse conflicts.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// PostgreSQL's restore_command, installed by `run` and `drill`: fetch one WAL file, asking
+    /// the repositories recovery consults in order. Exit 0 fetched; 1 none holds it (the end of
+    /// the archive); 255 one could not be asked (PostgreSQL then stops recovery instead of
+    /// ending it early).
+    ArchiveGet(ArchiveGetArgs),
+    /// PostgreSQL's archive_command after a restore, until `verify` has made sure no other server
+    /// writes the repository (installed by `run`, released by `verify`): archives nothing and
+    /// exits 1, so PostgreSQL keeps the WAL file and tries again later.
+    ArchiveHold(ArchiveHoldArgs),
 }
 
 impl Command {
@@ -73,6 +82,29 @@ impl Command {
             Command::Run(_) | Command::Verify(_) | Command::Drill(_)
         )
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveGetArgs {
+    /// The PGDATA being recovered (default: pgdata from the config); the drill's scratch copy
+    /// passes its own.
+    #[arg(long)]
+    pub pgdata: Option<Utf8PathBuf>,
+    /// The repositories to ask, in order (e.g. "2" or "1,2"): those that answered with the
+    /// stanza when the restore was decided. Default: every one in pgbackrest.repos. One no
+    /// longer in pgbackrest.repos is not asked.
+    #[arg(long, value_delimiter = ',')]
+    pub repos: Option<Vec<u32>>,
+    /// The WAL file PostgreSQL asks for (`%f`).
+    pub wal: String,
+    /// Where to put it (`%p`, relative to PGDATA).
+    pub destination: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ArchiveHoldArgs {
+    /// The WAL file PostgreSQL wants archived (`%f`), for the log line.
+    pub wal: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +133,11 @@ pub struct RunArgs {
     /// deployment with a local repository, confirmed by hand. Needs on_no_backup = "initdb".
     #[arg(long)]
     pub allow_fresh: bool,
+    /// Let this restore archive although another server still writes its repository: recorded in
+    /// the claim (also after the restore, while it awaits verification), so `verify` reports the
+    /// other writer as a warning and releases archiving instead of refusing.
+    #[arg(long)]
+    pub allow_second_primary: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -111,6 +148,11 @@ pub struct VerifyArgs {
     /// verify.timeout from the config).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Release archiving although another server still writes the repository (the other writer
+    /// is reported as a warning): the way on after a refusal when this server is to archive
+    /// next to it.
+    #[arg(long)]
+    pub allow_second_primary: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -125,7 +167,7 @@ pub struct DrillArgs {
     pub set: Option<String>,
     /// Where to restore; it needs room for the whole cluster. A directory named after this
     /// drill is created inside it and removed afterwards.
-    #[arg(long, default_value = "/var/tmp/pg-preseed-drill")]
+    #[arg(long, default_value = "/var/tmp/pg-preseed-drill", value_parser = parse_path)]
     pub scratch: Utf8PathBuf,
     /// Keep the restored copy (and stop its server) for inspection.
     #[arg(long)]
@@ -149,9 +191,38 @@ pub enum MarkerCommand {
     },
 }
 
+/// Seconds or text, at most [`crate::config::MAX_DURATION`] (like every duration in the config).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("{e} (write e.g. 30, \"30s\", \"10min\")"))?,
+    };
+    crate::config::bounded(duration)
+}
+
+/// A path that reaches other programs (the drill's scratch copy goes into restore_command):
+/// what [`crate::paths::misreadable`] refuses is refused here, before anything runs.
+fn parse_path(text: &str) -> Result<Utf8PathBuf, String> {
+    match crate::paths::misreadable(text) {
+        Some(why) => Err(why),
+        None => Ok(Utf8PathBuf::from(text)),
     }
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30, \"30s\", \"10min\")"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15.5: a duration on the command line is bounded like one in the config (a huge
+    /// `--timeout` overflowed the deadline arithmetic: a panic).
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10min"), Ok(Duration::from_secs(600)));
+        for huge in ["18446744073709551615", "600000000years", "400days"] {
+            let error = parse_duration(huge).unwrap_err();
+            assert!(error.contains("at most"), "{huge}: {error}");
+        }
+    }
 }

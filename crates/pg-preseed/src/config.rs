@@ -9,7 +9,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::paths::{is_within, normalize_absolute};
+use crate::paths::{is_within, misreadable, normalize_absolute};
 
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pg-preseed/config.json";
@@ -17,6 +17,12 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/pg-preseed/config.json";
 /// Upper bound on the config file size: the module writes a few kilobytes; anything near this is
 /// not a config.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The longest any duration may be, in the config (`verify.timeout`, `pgbackrest.repo_wait`,
+/// `pgbackrest.max_backup_age`) and on the command line (`--timeout`, `--lock-wait`): 366 days.
+/// Nothing here waits longer, a maximum backup age beyond a year is `null`, and the bound keeps
+/// every deadline (now + duration) and age comparison far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86400);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +48,12 @@ pub struct Config {
     pub datasets: Vec<DatasetDecl>,
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// What runs once after a restore (or a fresh initdb) has been verified, before the receipt
+    /// is written ([`crate::post_restore`]). `null`: nothing.
+    #[serde(default)]
+    pub post_restore: Option<PostRestore>,
+    #[serde(default)]
+    pub second_primary: SecondPrimary,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,6 +255,30 @@ pub struct Target {
     pub value: Option<String>,
 }
 
+impl Target {
+    /// `time "2026-01-02 03:04:05+00"`, `immediate`, … for messages, `status` and the logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match &self.value {
+            Some(value) => format!("{} \"{value}\"", self.kind.as_str()),
+            None => self.kind.as_str().to_owned(),
+        }
+    }
+
+    /// Checks a time or LSN value in the form pg-preseed checks against the backups before it
+    /// restores (the decision); other kinds cannot be looked up in a repository.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong with the value.
+    pub fn check_value(&self) -> Result<(), String> {
+        match (self.kind, self.value.as_deref()) {
+            (TargetType::Time, Some(value)) => crate::clock::parse_timestamptz(value).map(|_| ()),
+            (TargetType::Lsn, Some(value)) => crate::wal::Lsn::parse(value).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
@@ -331,6 +367,65 @@ pub struct DatasetDecl {
     pub properties: BTreeMap<String, String>,
 }
 
+/// Never two primaries on one repository: what a restored server does about another server that
+/// still writes the repository it was restored from ([`crate::primaries`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondPrimary {
+    #[serde(default)]
+    pub mode: SecondPrimaryMode,
+    /// How long `verify` keeps watching the repositories after recovery has ended before it lets
+    /// the restored server archive.
+    #[serde(default = "default_second_primary_watch", with = "duration")]
+    pub watch: Duration,
+}
+
+impl Default for SecondPrimary {
+    fn default() -> Self {
+        SecondPrimary {
+            mode: SecondPrimaryMode::default(),
+            watch: default_second_primary_watch(),
+        }
+    }
+}
+
+/// The default watch: longer than one `archive_timeout` of a minute (PostgreSQL's documentation
+/// calls "a minute or so" reasonable; measured in docs/performance.md, "Watching for a second
+/// primary"), so a primary that writes anything at all archives at least once while it is
+/// watched.
+pub const DEFAULT_SECOND_PRIMARY_WATCH: Duration = Duration::from_secs(90);
+
+/// The longest watch accepted: archiving is held while it runs.
+pub const MAX_SECOND_PRIMARY_WATCH: Duration = Duration::from_secs(3600);
+
+fn default_second_primary_watch() -> Duration {
+    DEFAULT_SECOND_PRIMARY_WATCH
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondPrimaryMode {
+    /// Hold archiving after a restore until no other writer was seen; refuse (no receipt,
+    /// archiving stays held) when one was.
+    #[default]
+    Refuse,
+    /// The same watch, but another writer is a warning: archiving is released.
+    Warn,
+    /// No hold, no watch: the restored server archives from its first start.
+    Off,
+}
+
+impl SecondPrimaryMode {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondPrimaryMode::Refuse => "refuse",
+            SecondPrimaryMode::Warn => "warn",
+            SecondPrimaryMode::Off => "off",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
@@ -338,6 +433,30 @@ pub struct Metrics {
     #[serde(default)]
     pub textfile: Option<Utf8PathBuf>,
 }
+
+/// The post-restore hook: SQL statements, then a script, run once per verified restore or fresh
+/// start ([`crate::post_restore`] says when, how and with what environment).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PostRestore {
+    /// An executable, run as the PostgreSQL user with the receipt's facts in its environment.
+    #[serde(default)]
+    pub script: Option<Utf8PathBuf>,
+    /// Statements psql runs first, in one session on `verify.database`, each in its own
+    /// transaction (autocommit), stopping at the first error.
+    #[serde(default)]
+    pub sql: Vec<String>,
+    /// How long the statements and the script may take together.
+    #[serde(default = "default_post_restore_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_post_restore_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+/// The longest `post_restore.timeout`: the bound every duration of the config has (366 days).
+const MAX_POST_RESTORE_TIMEOUT: Duration = Duration::from_secs(366 * 86400);
 
 /// One problem in a config, tied to the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -430,6 +549,8 @@ impl Config {
         self.check_verify(&mut issues);
         self.check_datasets(&mut issues);
         self.check_metrics(&mut issues);
+        self.check_post_restore(&mut issues);
+        self.check_second_primary(&mut issues);
         issues.0
     }
 
@@ -592,6 +713,12 @@ impl Config {
             (Some(value), true) if value.trim().is_empty() => {
                 issues.push("pgbackrest.target.value", "must not be empty".to_owned());
             }
+            (Some(_), true) => {
+                // Time and LSN targets are checked against the backups before restoring.
+                if let Err(message) = pgbackrest.target.check_value() {
+                    issues.push("pgbackrest.target.value", message);
+                }
+            }
             _ => {}
         }
         if let Some(process_max) = pgbackrest.process_max {
@@ -607,6 +734,13 @@ impl Config {
         }
         if let Some(bin) = &mut pgbackrest.bin {
             issues.absolute("pgbackrest.bin", bin);
+            // pgBackRest writes its own path into restore_command unquoted.
+            if bin.as_str().contains(' ') {
+                issues.push(
+                    "pgbackrest.bin",
+                    format!("\"{bin}\" holds a space: pgBackRest writes its path into restore_command unquoted"),
+                );
+            }
         }
         if pgbackrest.max_backup_age == Some(Duration::ZERO) {
             issues.push(
@@ -677,6 +811,62 @@ impl Config {
             }
         }
     }
+
+    fn check_second_primary(&self, issues: &mut Issues) {
+        if self.second_primary.watch > MAX_SECOND_PRIMARY_WATCH {
+            issues.push(
+                "second_primary.watch",
+                format!(
+                    "{} is longer than {}: the restored server's archiving is held while it runs",
+                    humantime::format_duration(self.second_primary.watch),
+                    humantime::format_duration(MAX_SECOND_PRIMARY_WATCH)
+                ),
+            );
+        }
+    }
+}
+
+impl Config {
+    fn check_post_restore(&mut self, issues: &mut Issues) {
+        let Some(hook) = &mut self.post_restore else {
+            return;
+        };
+        if hook.script.is_none() && hook.sql.is_empty() {
+            issues.push(
+                "post_restore",
+                "give \"script\" or \"sql\" (or set post_restore to null)".to_owned(),
+            );
+        }
+        if let Some(script) = &mut hook.script {
+            issues.absolute("post_restore.script", script);
+            if script.file_name().is_none() {
+                issues.push("post_restore.script", "must name a file".to_owned());
+            }
+        }
+        for (index, statement) in hook.sql.iter().enumerate() {
+            if statement.trim().is_empty() {
+                issues.push(
+                    &format!("post_restore.sql[{index}]"),
+                    "empty SQL".to_owned(),
+                );
+            }
+        }
+        if hook.timeout.is_zero() {
+            issues.push(
+                "post_restore.timeout",
+                "must be longer than zero".to_owned(),
+            );
+        } else if hook.timeout > MAX_POST_RESTORE_TIMEOUT {
+            issues.push(
+                "post_restore.timeout",
+                format!(
+                    "is longer than allowed: at most {} ({} seconds)",
+                    humantime::format_duration(MAX_POST_RESTORE_TIMEOUT),
+                    MAX_POST_RESTORE_TIMEOUT.as_secs()
+                ),
+            );
+        }
+    }
 }
 
 /// The problems found so far, in the order they were found.
@@ -691,8 +881,13 @@ impl Issues {
         });
     }
 
-    /// Normalises `path` in place, or records that it is not absolute.
+    /// Normalises `path` in place, or records that it is not absolute or holds a character
+    /// that could be misread on its way to a program ([`crate::paths::misreadable`]).
     fn absolute(&mut self, key: &str, path: &mut Utf8PathBuf) {
+        if let Some(why) = misreadable(path.as_str()) {
+            self.push(key, format!("{:?} {why}", path.as_str()));
+            return;
+        }
         match normalize_absolute(path) {
             Some(normal) => *path = normal,
             None => self.push(
@@ -738,6 +933,22 @@ pub fn valid_dataset_name(name: &str) -> bool {
             .is_some_and(|pool| pool.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
+/// `duration`, when it is at most [`MAX_DURATION`]; else why not (to follow the value).
+///
+/// # Errors
+/// When it is longer.
+pub fn bounded(duration: Duration) -> Result<Duration, String> {
+    if duration > MAX_DURATION {
+        Err(format!(
+            "is longer than allowed: at most {} ({} seconds)",
+            humantime::format_duration(MAX_DURATION),
+            MAX_DURATION.as_secs()
+        ))
+    } else {
+        Ok(duration)
+    }
+}
+
 mod duration {
     use super::{Deserialize, Deserializer, Duration, Serializer};
 
@@ -749,12 +960,16 @@ mod duration {
     }
 
     pub(super) fn from_raw(raw: Raw) -> Result<Duration, String> {
-        match raw {
-            Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        let duration = match &raw {
+            Raw::Seconds(seconds) => Duration::from_secs(*seconds),
             Raw::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
                 format!("\"{text}\" is not a duration ({e}); write seconds or e.g. \"90s\", \"2min\", \"7days\"")
-            }),
-        }
+            })?,
+        };
+        super::bounded(duration).map_err(|why| match raw {
+            Raw::Seconds(seconds) => format!("{seconds} seconds {why}"),
+            Raw::Text(text) => format!("\"{text}\" {why}"),
+        })
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -833,6 +1048,31 @@ mod tests {
             config.receipt_path(),
             "/var/lib/postgresql-preseed/16/receipt.json"
         );
+        assert_eq!(config.second_primary.mode, SecondPrimaryMode::Refuse);
+        assert_eq!(config.second_primary.watch, DEFAULT_SECOND_PRIMARY_WATCH);
+    }
+
+    #[test]
+    fn second_primary_modes_and_watch() {
+        let with = |section: &str| {
+            MINIMAL.replace(
+                r#""pgbackrest": {"stanza": "main"}"#,
+                &format!(r#""pgbackrest": {{"stanza": "main"}}, "second_primary": {section}"#),
+            )
+        };
+        let config = Config::parse(&with(r#"{"mode": "warn", "watch": "5s"}"#), "t").unwrap();
+        assert_eq!(config.second_primary.mode, SecondPrimaryMode::Warn);
+        assert_eq!(config.second_primary.watch, Duration::from_secs(5));
+        let config = Config::parse(&with(r#"{"mode": "off"}"#), "t").unwrap();
+        assert_eq!(config.second_primary.mode, SecondPrimaryMode::Off);
+        assert_eq!(config.second_primary.watch, DEFAULT_SECOND_PRIMARY_WATCH);
+        assert_eq!(keys(&with(r#"{"mode": "fail"}"#)), ["second_primary.mode"]);
+        assert_eq!(keys(&with(r#"{"watch": "2h"}"#)), ["second_primary.watch"]);
+        assert_eq!(keys(&with(r#"{"window": 5}"#)), ["second_primary.window"]);
+        // What --json prints parses again.
+        let config = Config::parse(&with(r#"{"mode": "warn", "watch": 75}"#), "t").unwrap();
+        let again = Config::parse(&serde_json::to_string(&config).unwrap(), "t").unwrap();
+        assert_eq!(again.second_primary, config.second_primary);
     }
 
     #[test]
@@ -952,6 +1192,39 @@ mod tests {
             r#""stanza": "main", "target": {"type": "sometime"}"#,
         );
         assert_eq!(keys(&text), ["pgbackrest.target.type"]);
+        // A time without its UTC offset, an LSN that is not one.
+        for target in [
+            r#"{"type": "time", "value": "2026-01-02 03:04:05"}"#,
+            r#"{"type": "lsn", "value": "16B3748"}"#,
+        ] {
+            let text = MINIMAL.replace(
+                r#""stanza": "main""#,
+                &format!(r#""stanza": "main", "target": {target}"#),
+            );
+            assert_eq!(keys(&text), ["pgbackrest.target.value"], "{target}");
+        }
+    }
+
+    #[test]
+    fn target_values_checked_before_restoring() {
+        let target = |kind: TargetType, value: &str| Target {
+            kind,
+            value: Some(value.to_owned()),
+        };
+        assert!(target(TargetType::Time, "2026-01-02 03:04:05+00")
+            .check_value()
+            .is_ok());
+        assert!(target(TargetType::Time, "2026-01-02 03:04:05")
+            .check_value()
+            .is_err());
+        assert!(target(TargetType::Lsn, "0/16B3748").check_value().is_ok());
+        assert!(target(TargetType::Lsn, "16B3748").check_value().is_err());
+        assert!(target(TargetType::Name, "anything").check_value().is_ok());
+        assert_eq!(
+            target(TargetType::Name, "before b").describe(),
+            "name \"before b\""
+        );
+        assert_eq!(Target::default().describe(), "default");
     }
 
     #[test]
@@ -992,6 +1265,123 @@ mod tests {
             r#""stanza": "main", "repo_wait": "soon""#,
         );
         assert_eq!(keys(&text), ["pgbackrest.repo_wait"]);
+    }
+
+    /// Issue 15.5: `verify.timeout = 18446744073709551615` passed and then panicked in verify
+    /// (now + timeout overflowed). Every duration is bounded by [`MAX_DURATION`], named by key.
+    #[test]
+    fn durations_are_bounded() {
+        for (key, raw) in [
+            ("verify", r#"{"timeout": 18446744073709551615}"#),
+            ("verify", r#"{"timeout": "367days"}"#),
+        ] {
+            let text = MINIMAL.replace(
+                r#""pgbackrest""#,
+                &format!(r#""{key}": {raw}, "pgbackrest""#),
+            );
+            let found = issues(&text);
+            assert_eq!(found[0].key, "verify.timeout", "{found:?}");
+            assert!(found[0].message.contains("at most"), "{found:?}");
+        }
+        for (field, raw) in [
+            ("repo_wait", "9223372036854775807"),
+            ("max_backup_age", "\"400days\""),
+        ] {
+            let text = MINIMAL.replace(
+                r#""stanza": "main""#,
+                &format!(r#""stanza": "main", "{field}": {raw}"#),
+            );
+            assert_eq!(keys(&text), [format!("pgbackrest.{field}")]);
+        }
+        let text = MINIMAL.replace(
+            r#""pgbackrest""#,
+            r#""verify": {"timeout": "366days"}, "pgbackrest""#,
+        );
+        assert_eq!(
+            Config::parse(&text, "t").unwrap().verify.timeout,
+            MAX_DURATION
+        );
+    }
+
+    /// Issue 15.3: a path a shell or PostgreSQL could misread is refused, by key.
+    #[test]
+    fn misreadable_paths_are_rejected_by_key() {
+        let text = MINIMAL.replace("/var/lib/postgresql/16", "/srv/pg$(touch /tmp/x)");
+        assert_eq!(keys(&text), ["pgdata"]);
+        let text = MINIMAL.replace(
+            r#""stanza": "main""#,
+            r#""stanza": "main", "bin": "/opt/my tools/pgbackrest", "config": "/etc/pgbackrest/it's.conf""#,
+        );
+        assert_eq!(keys(&text), ["pgbackrest.config", "pgbackrest.bin"]);
+        let text = MINIMAL.replace("/var/lib/postgresql/16", "/var/lib/my postgresql/16");
+        assert!(Config::parse(&text, "t").is_ok(), "a space is fine");
+    }
+
+    /// Issue 13: the post-restore hook's contract (the module's `postRestore` writes it).
+    #[test]
+    fn post_restore_hook() {
+        let with = |hook: &str| {
+            MINIMAL.replace(
+                r#""pgbackrest""#,
+                &format!(r#""post_restore": {hook}, "pgbackrest""#),
+            )
+        };
+        assert_eq!(Config::parse(MINIMAL, "t").unwrap().post_restore, None);
+        assert_eq!(
+            Config::parse(&with("null"), "t").unwrap().post_restore,
+            None
+        );
+        let hook = Config::parse(&with(r#"{"script": "/etc/pg-preseed/after-restore"}"#), "t")
+            .unwrap()
+            .post_restore
+            .unwrap();
+        assert_eq!(
+            hook.script.as_deref(),
+            Some(Utf8Path::new("/etc/pg-preseed/after-restore"))
+        );
+        assert!(hook.sql.is_empty());
+        assert_eq!(hook.timeout, Duration::from_secs(30 * 60));
+        let hook = Config::parse(
+            &with(r#"{"script": null, "sql": ["GRANT SELECT ON t TO r", "ANALYZE"], "timeout": "5min"}"#),
+            "t",
+        )
+        .unwrap()
+        .post_restore
+        .unwrap();
+        assert_eq!(
+            (hook.sql.len(), hook.timeout),
+            (2, Duration::from_secs(300))
+        );
+        // What --json prints back parses to the same.
+        let config = Config::parse(&with(r#"{"sql": ["ANALYZE"], "timeout": 90}"#), "t").unwrap();
+        let again = Config::parse(&serde_json::to_string(&config).unwrap(), "t").unwrap();
+        assert_eq!(again.post_restore, config.post_restore);
+
+        for (hook, key) in [
+            ("{}", "post_restore"),
+            (r#"{"script": null, "sql": []}"#, "post_restore"),
+            (r#"{"script": "after-restore"}"#, "post_restore.script"),
+            (r#"{"sql": ["ANALYZE", "  "]}"#, "post_restore.sql[1]"),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": 0}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": "400days"}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "timeout": "soon"}"#,
+                "post_restore.timeout",
+            ),
+            (
+                r#"{"sql": ["ANALYZE"], "scriptt": "/x"}"#,
+                "post_restore.scriptt",
+            ),
+            (r#"{"sql": "ANALYZE"}"#, "post_restore.sql"),
+        ] {
+            assert_eq!(keys(&with(hook)), [key], "{hook}");
+        }
     }
 
     #[test]

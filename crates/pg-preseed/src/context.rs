@@ -44,7 +44,7 @@ impl Context {
     pub fn new(config: Config, config_path: Utf8PathBuf) -> anyhow::Result<Context> {
         let pg_user = Identity::lookup(&config.postgres.user)?;
         let children = Identity::for_children(&config.postgres.user)?;
-        let files = Files::new(config.receipt_path());
+        let files = Files::new(config.receipt_path()).trusting(pg_user.uid.as_raw());
         let tools = Tools::locate(config.postgres.bin_dir.as_deref(), config.postgres.major);
         let stanza = Stanza {
             name: config.pgbackrest.stanza.clone(),
@@ -72,7 +72,8 @@ impl Context {
     }
 
     /// A pgBackRest call (`pgbackrest.bin`, else `pgbackrest` in PATH) with `argv`, run as the
-    /// PostgreSQL user when we are root.
+    /// PostgreSQL user when we are root, with the repositories' credentials from the
+    /// environment (the only program besides the drill's server that gets them).
     #[must_use]
     pub fn pgbackrest(&self, argv: Vec<String>) -> Command {
         let program = self
@@ -81,7 +82,9 @@ impl Context {
             .bin
             .as_ref()
             .map_or_else(|| "pgbackrest".to_owned(), ToString::to_string);
-        Command::new(program, argv).run_as(self.children.as_ref())
+        Command::new(program, argv)
+            .run_as(self.children.as_ref())
+            .repository_env()
     }
 }
 

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Mode, OnNoBackup, RepoRef};
+use crate::config::{Mode, OnNoBackup, RepoRef, Target};
 use crate::pgbackrest::Backup;
 use crate::pgdata::PgdataState;
+use crate::pitr::{self, WalFacts};
 use crate::preflight::{self, Preflight};
-use crate::receipt::{Claim, ClaimKind, Origin, ReceiptState};
+use crate::receipt::{Claim, ClaimKind, LeftOut, Origin, ReceiptState};
 
 /// What one repository answered (gathered only when a restore is possible).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,8 +33,13 @@ pub enum RepoStatus {
     EmptyUnproven { path: String, reason: String },
     /// The stanza exists and holds no backup.
     NoBackups,
-    /// Oldest first.
-    Backups { backups: Vec<Backup> },
+    /// Oldest first. `wal`: the backups' WAL positions and the archive's range, for checking a
+    /// recovery target before restoring.
+    Backups {
+        backups: Vec<Backup>,
+        #[serde(skip_serializing_if = "WalFacts::is_empty")]
+        wal: WalFacts,
+    },
 }
 
 /// Everything the decision looks at.
@@ -61,6 +67,8 @@ pub struct Policy {
     pub on_no_backup: OnNoBackup,
     pub set: Option<String>,
     pub max_backup_age: Option<Duration>,
+    /// The recovery target (pgbackrest.target): only backups that can reach it are usable.
+    pub target: Target,
     /// Unix seconds, now.
     pub now: i64,
     /// For the command printed in guard mode.
@@ -484,6 +492,53 @@ pub fn candidates(repos: Vec<RepoFacts>, policy: &Policy) -> (Vec<Candidate>, Ve
     (candidates, draft.reasons)
 }
 
+/// The repositories recovery consults after a restore decided on `repos`, and those it leaves
+/// out. Consulted: every repository that answered with the stanza present (backups or none), in
+/// configured order — any of them may hold WAL newer than the backup, so one of them that cannot
+/// be asked during recovery stops it rather than ending it early. Left out: those unreachable when
+/// the restore was decided (or recovery could never end while one stays down, and falling back
+/// to the next repository would be useless) and those without the stanza (they hold nothing of
+/// it). `verify` asks the left-out ones again.
+#[must_use]
+pub fn recovery_repos(repos: &[RepoFacts]) -> RecoveryRepos {
+    let mut set = RecoveryRepos::default();
+    for repo in repos {
+        let reason = match &repo.status {
+            RepoStatus::Backups { .. } | RepoStatus::NoBackups => {
+                set.consulted.push(repo.repo.clone());
+                continue;
+            }
+            RepoStatus::Unreachable { .. } => "unreachable when the restore was decided",
+            RepoStatus::NoStanza => "it held no stanza when the restore was decided",
+            RepoStatus::EmptyUnproven { .. } => {
+                "it held no stanza when the restore was decided (an empty directory, not proven \
+                 to be the repository)"
+            }
+        };
+        set.left_out.push(LeftOut {
+            repo: repo.repo.number,
+            repo_name: repo.repo.name.clone(),
+            reason: reason.to_owned(),
+        });
+    }
+    set
+}
+
+/// See [`recovery_repos`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryRepos {
+    pub consulted: Vec<RepoRef>,
+    pub left_out: Vec<LeftOut>,
+}
+
+impl RecoveryRepos {
+    /// The numbers `pg-preseed archive-get --repos` takes.
+    #[must_use]
+    pub fn numbers(&self) -> Vec<u32> {
+        self.consulted.iter().map(|repo| repo.number).collect()
+    }
+}
+
 /// Usable candidates in configured order, adding a reason per repository. `Err(next)` when the
 /// repositories cannot be trusted to answer (one is unreachable and none is usable).
 fn usable_candidates(
@@ -517,31 +572,40 @@ fn usable_candidates(
             RepoStatus::NoBackups => draft
                 .reasons
                 .push(format!("{} has the stanza but no backup", repo.repo)),
-            RepoStatus::Backups { backups } => match pick(backups, policy) {
-                Ok(backup) => {
-                    draft.reasons.push(format!(
-                        "{} has backup {} (PostgreSQL {}, finished {}, {} old)",
-                        repo.repo,
-                        backup.label,
-                        backup
-                            .pg_major
-                            .map_or_else(|| "?".to_owned(), |m| m.to_string()),
-                        crate::clock::unix_to_rfc3339(backup.stop),
-                        age_text(policy.now - backup.stop)
-                    ));
-                    if backup.error {
-                        draft.warnings.push(format!(
-                            "backup {} in {} recorded page checksum errors when it was taken",
-                            backup.label, repo.repo
+            RepoStatus::Backups { backups, wal } => {
+                match pitr::eligible(backups, Some(wal), &policy.target, policy.set.as_deref())
+                    .and_then(|usable| pick(&usable, policy).cloned())
+                    .and_then(|backup| {
+                        pitr::reaches(&policy.target, &backup, Some(wal), policy.now)
+                            .map(|()| backup)
+                    }) {
+                    Ok(backup) => {
+                        draft.reasons.push(format!(
+                            "{} has backup {} (PostgreSQL {}, {})",
+                            repo.repo,
+                            backup.label,
+                            backup
+                                .pg_major
+                                .map_or_else(|| "?".to_owned(), |m| m.to_string()),
+                            finished(policy.now, backup.stop)
                         ));
+                        if backup.error {
+                            draft.warnings.push(format!(
+                                "backup {} in {} recorded page checksum errors when it was taken",
+                                backup.label, repo.repo
+                            ));
+                        }
+                        if let Some(reason) = pitr::describe(&policy.target, &backup) {
+                            draft.reasons.push(format!("{}: {reason}", repo.repo));
+                        }
+                        candidates.push(Candidate {
+                            repo: repo.repo.clone(),
+                            backup,
+                        });
                     }
-                    candidates.push(Candidate {
-                        repo: repo.repo.clone(),
-                        backup: backup.clone(),
-                    });
+                    Err(why) => draft.reasons.push(format!("{}: {why}", repo.repo)),
                 }
-                Err(why) => draft.reasons.push(format!("{}: {why}", repo.repo)),
-            },
+            }
         }
     }
     if candidates.is_empty() && !unreachable.is_empty() {
@@ -594,7 +658,14 @@ fn pick<'a>(backups: &'a [Backup], policy: &Policy) -> Result<&'a Backup, String
         }
     }
     if let Some(max_age) = policy.max_backup_age {
-        let age = policy.now - backup.stop;
+        let Some(age) = backup_age(policy.now, backup.stop) else {
+            return Err(format!(
+                "backup {}: {}, so its age cannot be checked against max_backup_age; restore it \
+                 by hand if it really is the best there is",
+                backup.label,
+                finished(policy.now, backup.stop)
+            ));
+        };
         if age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
             return Err(format!(
                 "backup {} is {} old, older than max_backup_age ({}); restore it by hand if it \
@@ -606,6 +677,33 @@ fn pick<'a>(backups: &'a [Backup], policy: &Policy) -> Result<&'a Backup, String
         }
     }
     Ok(backup)
+}
+
+/// How far a stop time may lie ahead of this host's clock and still be believed (clocks of the
+/// backup host and this one differ).
+const CLOCK_SKEW: i64 = 86400;
+
+/// A backup's age at `now` in seconds, when its stop time (from pgBackRest's JSON) is a time: not
+/// before 1970, not more than a day ahead of `now`. Checked arithmetic: `now - i64::MIN` once
+/// overflowed (a panic, or in a release build a negative age that passed any maximum).
+#[must_use]
+pub fn backup_age(now: i64, stop: i64) -> Option<i64> {
+    if stop < 0 || stop > now.saturating_add(CLOCK_SKEW) {
+        return None;
+    }
+    now.checked_sub(stop).map(|age| age.max(0))
+}
+
+/// "finished <time>, <age> old", or that the stop time is not one.
+fn finished(now: i64, stop: i64) -> String {
+    match backup_age(now, stop) {
+        Some(age) => format!(
+            "finished {}, {} old",
+            crate::clock::unix_to_rfc3339(stop),
+            age_text(age)
+        ),
+        None => format!("its stop time ({stop}) is not a valid time"),
+    }
 }
 
 fn age_text(seconds: i64) -> String {
@@ -639,6 +737,7 @@ mod tests {
             on_no_backup: OnNoBackup::Fail,
             set: None,
             max_backup_age: None,
+            target: Target::default(),
             now: NOW,
             config_path: "/etc/pg-preseed/config.json".to_owned(),
             allow_fresh: false,
@@ -673,6 +772,7 @@ mod tests {
                     backup("OLD", 16, 7200),
                     backup(&format!("NEW{number}"), 16, 3600),
                 ],
+                wal: WalFacts::default(),
             },
         )
     }
@@ -702,6 +802,10 @@ mod tests {
                 duration_seconds: None,
                 restored_bytes: None,
                 checks: vec![],
+                recovery: None,
+                phases: crate::receipt::Phases::default(),
+                replayed_until: None,
+                post_restore: None,
             }),
         }
     }
@@ -720,6 +824,10 @@ mod tests {
             duration_seconds: None,
             restored_bytes: None,
             backup_system_identifier: None,
+            phases: crate::receipt::Phases::default(),
+            replayed_until: None,
+            post_restore: None,
+            second_primary: None,
         }
     }
 
@@ -919,6 +1027,7 @@ mod tests {
                 1,
                 RepoStatus::Backups {
                     backups: vec![backup("B", 15, 60)],
+                    wal: WalFacts::default(),
                 },
             )],
         ] {
@@ -1049,6 +1158,53 @@ mod tests {
         );
     }
 
+    /// Issue 15.5: the stop time comes from pgBackRest's JSON (a backup.info someone edited, a
+    /// bug): i64::MIN made `now - stop` overflow (a panic; in a release build a wrapped,
+    /// negative age that passed max_backup_age), i64::MAX made the time text panic. Neither
+    /// panics now, the reasons say the time is not one, and a maximum age cannot be proven for
+    /// such a backup, so it is not restored automatically.
+    #[test]
+    fn malformed_backup_stop_times_are_reported_not_trusted() {
+        let infos = crate::pgbackrest::parse_info(include_str!(
+            "../tests/fixtures/pgbackrest-info-malformed-stop.json"
+        ))
+        .unwrap();
+        let repos: Vec<RepoFacts> = [1, 2]
+            .into_iter()
+            .map(|n| {
+                let view = crate::pgbackrest::repo_view(&infos, "main", n).unwrap();
+                repo(
+                    n,
+                    RepoStatus::Backups {
+                        backups: view.backups,
+                        wal: WalFacts::default(),
+                    },
+                )
+            })
+            .collect();
+        let mut p = policy();
+        p.major = 15;
+        p.max_backup_age = Some(Duration::from_secs(7 * 86400));
+        let f = facts(PgdataState::Empty, ReceiptState::Absent, Some(repos));
+        let d = decide(&f, &p);
+        assert_eq!(d.action, Action::Refuse, "{d:?}");
+        assert_eq!(
+            d.reasons
+                .iter()
+                .filter(|r| r.contains("not a valid time"))
+                .count(),
+            2,
+            "{d:?}"
+        );
+        p.max_backup_age = None;
+        let d = decide(&f, &p);
+        assert_eq!(d.action.name(), "restore", "{d:?}");
+        assert!(
+            d.reasons.iter().any(|r| r.contains("not a valid time")),
+            "{d:?}"
+        );
+    }
+
     #[test]
     fn policy_max_backup_age() {
         let mut p = policy();
@@ -1093,6 +1249,7 @@ mod tests {
                 1,
                 RepoStatus::Backups {
                     backups: vec![backup("B15", 15, 60)],
+                    wal: WalFacts::default(),
                 },
             )]),
         );
@@ -1117,10 +1274,123 @@ mod tests {
                 1,
                 RepoStatus::Backups {
                     backups: vec![backup("B16", 16, 7200), backup("B17", 17, 60)],
+                    wal: WalFacts::default(),
                 },
             )]),
         );
         assert_eq!(decide_default(&f).action, Action::Refuse);
+    }
+
+    /// Recovery targets, decided before anything is written: one row per case. Backups OLD and
+    /// NEW{n} end 2 h and 1 h before NOW; no WAL facts (only the time checks apply).
+    #[test]
+    fn policy_recovery_target_table() {
+        let at = |seconds_before_now: i64| {
+            crate::clock::unix_to_rfc3339(NOW - seconds_before_now)
+                .replace('T', " ")
+                .replace('Z', "+00")
+        };
+        let time = |value: String| Target {
+            kind: crate::config::TargetType::Time,
+            value: Some(value),
+        };
+        let rows: [(Target, Result<&str, &str>); 5] = [
+            // Between the two backups: the older one, the newest that ends before the target.
+            (time(at(5400)), Ok("OLD")),
+            (time(at(60)), Ok("NEW1")),
+            (
+                time(at(3 * 3600)),
+                Err("is before the end of the oldest backup here (OLD, which ends at"),
+            ),
+            (time(at(-600)), Err("is in the future")),
+            (
+                Target {
+                    kind: crate::config::TargetType::Name,
+                    value: Some("before-upgrade".to_owned()),
+                },
+                Ok("NEW1"),
+            ),
+        ];
+        for (target, expected) in rows {
+            let mut p = policy();
+            p.target = target.clone();
+            let d = decide(
+                &facts(
+                    PgdataState::Empty,
+                    receipt(SYSID),
+                    Some(vec![with_backup(1)]),
+                ),
+                &p,
+            );
+            match (&d.action, expected) {
+                (Action::Restore(candidates), Ok(label)) => {
+                    assert_eq!(candidates[0].backup.label, label, "{target:?}");
+                }
+                (Action::Refuse, Err(needle)) => assert!(
+                    d.reasons
+                        .iter()
+                        .any(|r| r.starts_with("repo1: the target") && r.contains(needle)),
+                    "{target:?}: {d:?}"
+                ),
+                (action, expected) => panic!("{target:?}: {action:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    /// Which repositories recovery consults after the restore: one row per repository status.
+    /// Those that answered with the stanza are consulted in configured order; the others are
+    /// left out with the reason the receipt records (repository fallback must be able to finish
+    /// while repo1 is down: scenarios::repo_fallback).
+    #[test]
+    fn recovery_consults_the_repositories_that_answered_with_the_stanza() {
+        let unproven = RepoStatus::EmptyUnproven {
+            path: "/mnt/nas/pgbackrest".to_owned(),
+            reason: "an empty directory on the root filesystem".to_owned(),
+        };
+        let rows: [(RepoFacts, Option<&str>); 5] = [
+            (
+                unreachable(1),
+                Some("unreachable when the restore was decided"),
+            ),
+            (with_backup(2), None),
+            (repo(3, RepoStatus::NoBackups), None),
+            (
+                repo(4, RepoStatus::NoStanza),
+                Some("it held no stanza when the restore was decided"),
+            ),
+            (
+                repo(5, unproven),
+                Some("it held no stanza when the restore was decided (an empty directory"),
+            ),
+        ];
+        let repos: Vec<RepoFacts> = rows.iter().map(|(repo, _)| repo.clone()).collect();
+        let set = recovery_repos(&repos);
+        assert_eq!(set.numbers(), [2, 3]);
+        for (repo, left_out) in &rows {
+            let found = set.left_out.iter().find(|l| l.repo == repo.repo.number);
+            match (left_out, found) {
+                (None, None) => {}
+                (Some(reason), Some(found)) => {
+                    assert!(found.reason.starts_with(reason), "{found:?}");
+                }
+                (expected, found) => panic!("{:?}: {found:?}, expected {expected:?}", repo.repo),
+            }
+        }
+        // The decision that comes with it: restore from repo2, with repo1 down.
+        let d = decide_default(&facts(
+            PgdataState::Empty,
+            receipt(SYSID),
+            Some(vec![unreachable(1), with_backup(2)]),
+        ));
+        assert_eq!(repo_numbers(&d.action), [2]);
+        assert_eq!(
+            recovery_repos(&[unreachable(1), with_backup(2)])
+                .left_out
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["repo1: unreachable when the restore was decided"]
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::fsutil;
 use crate::mountinfo;
 use crate::pgbackrest::{self, code, RepoLocation};
 use crate::pgdata::{self, PgdataState};
-use crate::preflight::{self, Layout, PgdataOwner, Preflight, ZfsState};
+use crate::pitr;
+use crate::preflight::{self, DirStat, Layout, PgdataOwner, Preflight, ZfsState};
 use crate::receipt::Claim;
 use crate::zfs::Zfs;
 
@@ -97,6 +98,8 @@ pub fn layout(ctx: &Context) -> Layout {
         receipt_is_symlink: std::fs::symlink_metadata(&receipt)
             .is_ok_and(|m| m.file_type().is_symlink()),
         receipt_dir_unwritable: receipt_dir_problem(&receipt_dir),
+        receipt_dirs: dir_chain(&receipt_dir),
+        pg_user: (ctx.pg_user.uid.as_raw(), ctx.pg_user.name.clone()),
         pgdata,
         receipt,
         mounts,
@@ -106,6 +109,21 @@ pub fn layout(ctx: &Context) -> Layout {
         require_mount: config.require_mount.clone(),
         on_layering: config.on_layering,
     }
+}
+
+/// `dir` (when it exists) and every existing directory above it, innermost first.
+fn dir_chain(dir: &Utf8Path) -> Vec<DirStat> {
+    dir.ancestors()
+        .filter_map(|path| {
+            let metadata = std::fs::metadata(path).ok()?;
+            Some(DirStat {
+                path: path.to_owned(),
+                uid: metadata.uid(),
+                user: fsutil::user_name(metadata.uid()),
+                mode: metadata.mode() & 0o7777,
+            })
+        })
+        .collect()
 }
 
 /// Why the engine (as the user it runs as) could not write the receipt's directory. Root can;
@@ -183,7 +201,7 @@ pub fn own_claim(ctx: &Context, warnings: &mut Vec<String>) -> Option<Claim> {
         }
         Ok(None) => None,
         Err(error) => {
-            warnings.push(format!("ignoring an unreadable claim: {error:#}"));
+            warnings.push(format!("ignoring the claim: {error:#}"));
             None
         }
     }
@@ -204,7 +222,7 @@ pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
             {
                 continue;
             }
-            let status = probe(ctx, repo);
+            let status = repo_status(ctx, repo);
             if let RepoStatus::Unreachable { reason } = &status {
                 last_unreachable.push(format!("{repo}: {reason}"));
             }
@@ -235,8 +253,9 @@ pub fn gather_repos(ctx: &Context) -> Vec<RepoFacts> {
         .collect()
 }
 
-/// One `pgbackrest info` for one repository, classified.
-fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
+/// One `pgbackrest info` for one repository, classified (no waiting: [`gather_repos`] waits).
+#[must_use]
+pub fn repo_status(ctx: &Context, repo: &RepoRef) -> RepoStatus {
     let unreachable = |reason: String| RepoStatus::Unreachable { reason };
     let info = |echo| {
         ctx.pgbackrest(pgbackrest::info_argv(&ctx.stanza, repo.number, echo))
@@ -246,12 +265,15 @@ fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
         Ok(output) => output,
         Err(error) => return unreachable(exec_reason(&error)),
     };
+    let stanza = &ctx.config.pgbackrest.stanza;
     let view = pgbackrest::parse_info(&String::from_utf8_lossy(&output.stdout))
         .map_err(|e| format!("unexpected `pgbackrest info` output: {e}"))
         .and_then(|infos| {
-            pgbackrest::repo_view(&infos, &ctx.config.pgbackrest.stanza, repo.number)
+            // The same output, read for the backups' WAL positions (recovery targets).
+            let wal = pitr::wal_facts(&infos, stanza, repo.number)?;
+            Ok((pgbackrest::repo_view(&infos, stanza, repo.number)?, wal))
         });
-    let view = match view {
+    let (view, wal) = match view {
         Ok(view) => view,
         Err(reason) => return unreachable(reason),
     };
@@ -259,6 +281,7 @@ fn probe(ctx: &Context, repo: &RepoRef) -> RepoStatus {
         code::OK if view.backups.is_empty() => RepoStatus::NoBackups,
         code::OK => RepoStatus::Backups {
             backups: view.backups,
+            wal,
         },
         code::NO_BACKUP => RepoStatus::NoBackups,
         code::MISSING_STANZA_PATH => {

@@ -11,6 +11,11 @@
 //! All live outside PGDATA (config validation and preflight enforce it), are written with
 //! [`crate::fsutil::atomic_write`] and are never read through a symlink. What they hold is typed
 //! in [`crate::receipt`] and [`crate::outcome`].
+//!
+//! They are written mode 0640, group the PostgreSQL user's (others have no business reading
+//! them), and believed only when they are regular files with one name owned by root or the
+//! PostgreSQL user: a receipt or claim someone else wrote could otherwise change what the
+//! engine decides (issue 15.2). Preflight refuses a receipt directory others can write.
 
 use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -23,6 +28,9 @@ use crate::receipt::{parse_receipt, Claim, Receipt, ReceiptState};
 /// Receipts are small; anything bigger at the marker path is not ours.
 const MAX_BYTES: u64 = 256 * 1024;
 
+/// The mode of the receipt, the claim and the last-run record.
+pub const MODE: u32 = 0o640;
+
 /// The file names derived from the marker path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
@@ -30,9 +38,13 @@ pub struct Files {
     pub claim: Utf8PathBuf,
     pub last_run: Utf8PathBuf,
     pub lock: Utf8PathBuf,
+    /// Besides root, who may own the files for them to be believed (the PostgreSQL user, and
+    /// the user the engine runs as).
+    trusted: Vec<u32>,
 }
 
 impl Files {
+    /// The files beside `marker`, believed when owned by root or the engine's own user.
     #[must_use]
     pub fn new(marker: &Utf8Path) -> Files {
         let with = |suffix: &str| Utf8PathBuf::from(format!("{marker}.{suffix}"));
@@ -41,13 +53,33 @@ impl Files {
             claim: with("pending"),
             last_run: with("last-run"),
             lock: with("lock"),
+            trusted: vec![nix::unistd::Uid::effective().as_raw()],
         }
+    }
+
+    /// Also believes files owned by `uid` (the PostgreSQL user).
+    #[must_use]
+    pub fn trusting(mut self, uid: u32) -> Files {
+        self.trusted.push(uid);
+        self
+    }
+
+    /// Reads one of the files: `None` when absent; an error when it is not a regular file, too
+    /// big, unreadable, or not to be believed.
+    fn read(&self, path: &Utf8Path) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some((bytes, metadata)) = fsutil::read_regular(path, MAX_BYTES)? else {
+            return Ok(None);
+        };
+        if let Some(why) = fsutil::untrusted(&metadata, &self.trusted) {
+            anyhow::bail!("{path}: {why}");
+        }
+        Ok(Some(bytes))
     }
 
     /// Reads the receipt and classifies whatever is there.
     #[must_use]
     pub fn receipt_state(&self) -> ReceiptState {
-        match fsutil::read_nofollow(&self.receipt, MAX_BYTES) {
+        match self.read(&self.receipt) {
             Ok(None) => ReceiptState::Absent,
             Ok(Some(bytes)) => match parse_receipt(&bytes) {
                 Ok(receipt) => ReceiptState::Valid {
@@ -67,13 +99,25 @@ impl Files {
     /// # Errors
     /// When the claim exists but cannot be read or parsed.
     pub fn claim(&self) -> anyhow::Result<Option<Claim>> {
-        read_json(&self.claim)
+        self.read_json(&self.claim)
     }
 
     /// # Errors
     /// When the file exists but cannot be read or parsed.
     pub fn last_runs(&self) -> anyhow::Result<LastRuns> {
-        Ok(read_json(&self.last_run)?.unwrap_or_default())
+        Ok(self.read_json(&self.last_run)?.unwrap_or_default())
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &Utf8Path,
+    ) -> anyhow::Result<Option<T>> {
+        let Some(bytes) = self.read(path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("failed to parse {path}"))
     }
 
     /// # Errors
@@ -95,19 +139,10 @@ impl Files {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Utf8Path) -> anyhow::Result<Option<T>> {
-    let Some(bytes) = fsutil::read_nofollow(path, MAX_BYTES)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .with_context(|| format!("failed to parse {path}"))
-}
-
 fn write_json<T: Serialize>(path: &Utf8Path, value: &T, owner: Owner) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
-    fsutil::atomic_write(path, &bytes, 0o644, owner)
+    fsutil::atomic_write(path, &bytes, MODE, owner)
 }
 
 #[cfg(test)]
@@ -146,6 +181,29 @@ mod tests {
             panic!("a symlinked receipt must not be read");
         };
         assert!(error.contains("symlink"), "{error}");
+
+        // A hard link to a receipt is not the receipt (issue 15.2).
+        std::fs::remove_file(&marker).unwrap();
+        files.write_receipt(&receipt(), None).unwrap();
+        std::fs::hard_link(&marker, dir.path().join("elsewhere.json")).unwrap();
+        let ReceiptState::Unreadable { error } = files.receipt_state() else {
+            panic!("a hard-linked receipt must not be believed");
+        };
+        assert!(error.contains("not trusted"), "{error}");
+    }
+
+    #[test]
+    fn written_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let marker = Utf8PathBuf::from_path_buf(dir.path().join("receipt.json")).unwrap();
+        let files = Files::new(&marker);
+        files.write_receipt(&receipt(), None).unwrap();
+        files.write_last_runs(&LastRuns::new(), None).unwrap();
+        for path in [&files.receipt, &files.last_run] {
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "{path}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -119,32 +119,117 @@ impl Lock {
     }
 }
 
+/// A lock file the engine will not use: it did not create it and cannot vouch for it.
+#[derive(Debug)]
+pub struct Untrusted {
+    pub path: Utf8PathBuf,
+    pub why: String,
+}
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing the lock file {}: {}; remove it (`rm {}`): pg-preseed creates its own",
+            self.path, self.why, self.path
+        )
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+/// Opens the lock file: created exclusively (then it is ours), or else opened without following
+/// a symlink and without blocking, and examined through the descriptor before anything is done
+/// to it. The engine may run as root and then gives the file to the PostgreSQL user and
+/// truncates it: a file planted by someone else (a hard link to /etc/shadow, a FIFO) is refused
+/// ([`Untrusted`]), never chowned or truncated.
 fn open(path: &Utf8Path, owner: Owner) -> anyhow::Result<File> {
-    let open = |write: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .create(write)
-            .mode(0o644)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(path)
+    let flags = nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK;
+    let symlink = |error: std::io::Error| {
+        if error.raw_os_error() == Some(nix::libc::ELOOP) {
+            anyhow::Error::from(Untrusted {
+                path: path.to_owned(),
+                why: "it is a symlink".to_owned(),
+            })
+        } else {
+            anyhow::Error::from(error).context(format!("failed to open lock file {path}"))
+        }
     };
-    match open(true) {
-        Ok(file) => {
-            if let Some((uid, gid)) = owner {
+    for _ in 0..3 {
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(flags)
+            .open(path)
+        {
+            Ok(file) => {
+                if let Some((uid, gid)) = owner {
+                    nix::unistd::fchown(&file, Some(uid), Some(gid))
+                        .with_context(|| format!("failed to set the owner of {path}"))?;
+                }
+                return Ok(file);
+            }
+            Err(error) if error.kind() == ErrorKind::AlreadyExists => {}
+            Err(error) if error.kind() == ErrorKind::PermissionDenied => {
+                // Not allowed to create in the directory; an existing file may still be locked.
+            }
+            Err(error) => return Err(symlink(error)),
+        }
+        let existing = |write: bool| {
+            OpenOptions::new()
+                .read(true)
+                .write(write)
+                .custom_flags(flags)
+                .open(path)
+        };
+        let file = match existing(true) {
+            Ok(file) => file,
+            Err(error) if error.kind() == ErrorKind::PermissionDenied => {
+                existing(false).map_err(symlink)?
+            }
+            // Removed between the two opens: create it again.
+            Err(error) if error.kind() == ErrorKind::NotFound => continue,
+            Err(error) => return Err(symlink(error)),
+        };
+        check(path, &file, owner)?;
+        if let Some((uid, gid)) = owner {
+            let metadata = file.metadata()?;
+            if metadata.uid() != uid.as_raw() || metadata.gid() != gid.as_raw() {
                 nix::unistd::fchown(&file, Some(uid), Some(gid))
                     .with_context(|| format!("failed to set the owner of {path}"))?;
             }
-            Ok(file)
         }
-        Err(error) if error.kind() == ErrorKind::PermissionDenied => {
-            open(false).with_context(|| format!("failed to open lock file {path}"))
-        }
-        Err(error) if error.raw_os_error() == Some(nix::libc::ELOOP) => {
-            Err(error).with_context(|| format!("lock file {path} is a symlink; remove it"))
-        }
-        Err(error) => Err(error).with_context(|| format!("failed to open lock file {path}")),
+        return Ok(file);
     }
+    anyhow::bail!("failed to open lock file {path}: it keeps disappearing")
+}
+
+/// An existing lock file is used only when it is a regular file with one name, owned by root or
+/// the user the engine's files belong to.
+fn check(path: &Utf8Path, file: &File, owner: Owner) -> anyhow::Result<()> {
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("failed to examine lock file {path}"))?;
+    let untrusted = |why: String| {
+        Err(Untrusted {
+            path: path.to_owned(),
+            why,
+        }
+        .into())
+    };
+    if !metadata.file_type().is_file() {
+        return untrusted(format!(
+            "it is {}, not a regular file",
+            crate::fsutil::kind_of(metadata.file_type())
+        ));
+    }
+    let trusted = owner.map_or_else(nix::unistd::Uid::effective, |(uid, _)| uid);
+    if let Some(why) = crate::fsutil::untrusted(&metadata, &[trusted.as_raw()]) {
+        return untrusted(why);
+    }
+    Ok(())
 }
 
 fn record_holder(file: &mut File, describe: &str) -> std::io::Result<()> {
@@ -196,6 +281,29 @@ mod tests {
         assert!(!Lock::acquire(&path, Duration::ZERO, "run", None)
             .unwrap()
             .waited());
+    }
+
+    /// Issue 15.6: a hard link planted at the lock path (to a file of root's) is refused, never
+    /// truncated; so is a FIFO.
+    #[test]
+    fn planted_lock_files_are_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("r.lock")).unwrap();
+        let precious = dir.path().join("precious");
+        std::fs::write(&precious, b"keep me").unwrap();
+        std::fs::hard_link(&precious, &path).unwrap();
+        let error = Lock::acquire(&path, Duration::ZERO, "run", None).unwrap_err();
+        assert!(error.downcast_ref::<Untrusted>().is_some(), "{error:#}");
+        assert!(error.to_string().contains("hard link"), "{error:#}");
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep me");
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(
+            path.as_std_path(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let error = Lock::acquire(&path, Duration::ZERO, "run", None).unwrap_err();
+        assert!(error.to_string().contains("FIFO"), "{error:#}");
     }
 
     #[test]

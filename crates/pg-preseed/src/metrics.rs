@@ -1,5 +1,6 @@
 //! Prometheus textfile-collector metrics, rendered from the last run of each command and the
-//! receipt. Rendering is pure; the file is written atomically by the caller.
+//! receipt (its phases and where its data ends, through [`crate::story`]). Rendering is pure;
+//! the file is written atomically by the caller.
 
 use std::fmt::Write as _;
 
@@ -138,6 +139,77 @@ pub fn render(last_runs: &LastRuns, marker: &ReceiptState, now: i64) -> String {
             vec![(String::new(), value)],
         );
     }
+    if let Some(recovery) = match marker {
+        ReceiptState::Valid { receipt } => receipt.recovery.as_ref(),
+        _ => None,
+    } {
+        match &recovery.target {
+            Some(target) => family(
+                "pg_preseed_receipt_recovery_target_reached",
+                "gauge",
+                "1 when the restored cluster's recovery stopped at its recovery target.",
+                vec![(
+                    format!(
+                        "{{type=\"{}\",target=\"{}\"}}",
+                        escape(target.kind.as_str()),
+                        escape(target.value.as_deref().unwrap_or_default())
+                    ),
+                    u8::from(recovery.target_reached == Some(true)).to_string(),
+                )],
+            ),
+            None => family(
+                "pg_preseed_receipt_recovery_reached_archive_end",
+                "gauge",
+                "1 when the restored cluster's replay reached the newest archived WAL.",
+                vec![(String::new(), "1".to_owned())],
+            ),
+        }
+        family(
+            "pg_preseed_receipt_recovery_warnings",
+            "gauge",
+            "Repositories left out of recovery that verify could not ask either.",
+            vec![(String::new(), recovery.warnings.len().to_string())],
+        );
+    }
+    if let ReceiptState::Valid { receipt } = marker {
+        let phases = &receipt.phases;
+        family(
+            "pg_preseed_receipt_phase_seconds",
+            "gauge",
+            "How long each phase of the restore (or fresh start) the receipt records took: repository_check, restore, recovery, verify, post_restore.",
+            [
+                ("repository_check", phases.repository_check_seconds),
+                ("restore", phases.restore_seconds),
+                ("recovery", phases.recovery_seconds),
+                ("verify", phases.verify_seconds),
+                ("post_restore", phases.post_restore_seconds),
+            ]
+            .into_iter()
+            .filter_map(|(phase, seconds)| {
+                seconds.map(|s| (format!("{{phase=\"{phase}\"}}"), format!("{s:.3}")))
+            })
+            .collect(),
+        );
+        if let Some(end) = crate::story::data_end(receipt) {
+            family(
+                "pg_preseed_receipt_data_end_timestamp_seconds",
+                "gauge",
+                "Where the restored data ends (unix seconds): the last transaction replayed, else the time recovery target, else the end of the backup (label `source`).",
+                vec![(
+                    format!("{{source=\"{}\"}}", end.known_from.label()),
+                    end.at.to_string(),
+                )],
+            );
+            if let Some(gap) = end.before_restore {
+                family(
+                    "pg_preseed_receipt_max_data_loss_seconds",
+                    "gauge",
+                    "How long before the restore began the restored data ends: at most this much of writes is missing (by design, with a recovery target).",
+                    vec![(String::new(), gap.to_string())],
+                );
+            }
+        }
+    }
     family(
         "pg_preseed_metrics_timestamp_seconds",
         "gauge",
@@ -191,6 +263,100 @@ mod tests {
             let name = line.split(['{', ' ']).next().unwrap();
             assert!(text.contains(&format!("# TYPE {name} gauge")), "{line}");
         }
+    }
+
+    #[test]
+    fn recovery_target_from_the_receipt() {
+        let history = "1\t0/50449B8\tat restore point \"before b\"\n";
+        let end = crate::recovery::ReplayEnd::from_history(2, history).unwrap();
+        let target = crate::config::Target {
+            kind: crate::config::TargetType::Name,
+            value: Some("before b".to_owned()),
+        };
+        let judged = crate::recovery::judge_target(&end, 16 << 20, &target);
+        let mut receipt = crate::receipt::Receipt::adopted(
+            camino::Utf8Path::new("/var/lib/postgresql/16"),
+            16,
+            1,
+            "db",
+        );
+        receipt.action = crate::receipt::Origin::Restored;
+        receipt.recovery = Some(judged.end);
+        let marker = ReceiptState::Valid {
+            receipt: Box::new(receipt),
+        };
+        let text = render(&LastRuns::new(), &marker, 1_800_000_000);
+        assert!(
+            text.contains(
+                "pg_preseed_receipt_recovery_target_reached{type=\"name\",target=\"before b\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("pg_preseed_receipt_recovery_warnings 0\n"),
+            "{text}"
+        );
+    }
+
+    /// Issue 13: the phases of the restore the receipt records, and where its data ends.
+    #[test]
+    fn phases_and_data_end_from_the_receipt() {
+        let mut receipt = crate::receipt::Receipt::adopted(
+            camino::Utf8Path::new("/var/lib/postgresql/16"),
+            16,
+            1,
+            "db",
+        );
+        receipt.action = crate::receipt::Origin::Restored;
+        receipt.source = Some(crate::receipt::Source {
+            repo: 1,
+            repo_name: None,
+            stanza: "main".to_owned(),
+            backup_label: Some("20261127-090147F".to_owned()),
+            backup_stop: Some("2026-11-27T09:00:00Z".to_owned()),
+            target: None,
+            recovery_repos: vec![1],
+            left_out: vec![],
+        });
+        receipt.phases = crate::receipt::Phases {
+            decided_at: Some("2026-11-27T12:00:00Z".to_owned()),
+            repository_check_seconds: Some(0.5),
+            restore_seconds: Some(20.25),
+            recovery_seconds: Some(3.0),
+            verify_seconds: Some(0.75),
+            post_restore_seconds: Some(1.5),
+            completed_at: None,
+        };
+        receipt.replayed_until = Some("2026-11-27T11:59:00Z".to_owned());
+        let marker = ReceiptState::Valid {
+            receipt: Box::new(receipt),
+        };
+        let text = render(&LastRuns::new(), &marker, 1_800_000_000);
+        for expected in [
+            "pg_preseed_receipt_phase_seconds{phase=\"repository_check\"} 0.500\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"restore\"} 20.250\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"recovery\"} 3.000\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"verify\"} 0.750\n",
+            "pg_preseed_receipt_phase_seconds{phase=\"post_restore\"} 1.500\n",
+            "pg_preseed_receipt_data_end_timestamp_seconds{source=\"replay\"} 1795780740\n",
+            "pg_preseed_receipt_max_data_loss_seconds 60\n",
+        ] {
+            assert!(text.contains(expected), "{expected} in\n{text}");
+        }
+        // Only the measured phases: an adopted receipt has none.
+        let adopted = ReceiptState::Valid {
+            receipt: Box::new(crate::receipt::Receipt::adopted(
+                camino::Utf8Path::new("/pg"),
+                16,
+                1,
+                "db",
+            )),
+        };
+        let text = render(&LastRuns::new(), &adopted, 1_800_000_000);
+        assert!(
+            !text.contains("phase_seconds") && !text.contains("data_loss"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -28,6 +28,35 @@ pub fn normalize_absolute(path: &Utf8Path) -> Option<Utf8PathBuf> {
     Some(out)
 }
 
+/// What a path may hold besides ASCII letters and digits: the NixOS module's set (`._/@+:,=~-`,
+/// modules/lib.nix `safePathPattern`) and the space.
+pub const PATH_PUNCTUATION: &str = "._/@+:,=~- ";
+
+/// Why `path` could be misread on its way to a program, or `None` when it cannot be.
+///
+/// Paths reach more than `open`: pgBackRest writes PGDATA, the drill's scratch copy and its own
+/// config file into `restore_command`, which PostgreSQL runs with `/bin/sh -c` (pgBackRest
+/// double-quotes a value with a space, inside which `$`, `` ` ``, `"` and `\` still act) after
+/// replacing its `%` placeholders, from `postgresql.auto.conf`, where a `'` ends the value.
+/// Control characters (a newline) end lines in every file a path is written to. So a path holds
+/// ASCII letters, digits and [`PATH_PUNCTUATION`] only.
+#[must_use]
+pub fn misreadable(path: &str) -> Option<String> {
+    let bad = path
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !PATH_PUNCTUATION.contains(*c))?;
+    let what = if bad.is_control() {
+        "a control character"
+    } else if bad.is_ascii() {
+        "a character a shell or PostgreSQL could misread"
+    } else {
+        "a character outside ASCII"
+    };
+    Some(format!(
+        "holds {bad:?}, {what}; a path may hold ASCII letters, digits, spaces and ._/@+:,=~- only"
+    ))
+}
+
 /// True when `inner` is `outer` or lies below it (lexically, both normalised).
 #[must_use]
 pub fn is_within(inner: &Utf8Path, outer: &Utf8Path) -> bool {
@@ -55,6 +84,34 @@ mod tests {
         assert_eq!(normalize_absolute(Utf8Path::new("var/lib")), None);
         assert_eq!(normalize_absolute(Utf8Path::new("")), None);
         assert_eq!(normalize_absolute(Utf8Path::new("/var/../etc")), None);
+    }
+
+    /// Issue 15.3: what a shell or PostgreSQL could misread is named; what the NixOS module
+    /// allows, and a space, is not.
+    #[test]
+    fn misreadable_paths() {
+        for fine in [
+            "/var/lib/postgresql/16",
+            "/srv/pg-data_1/a.b@c+d:e,f=g~h",
+            "/var/tmp/scratch with a space",
+        ] {
+            assert_eq!(misreadable(fine), None, "{fine}");
+        }
+        for (bad, shown) in [
+            ("/srv/pg$(touch /tmp/x)", "'$'"),
+            ("/srv/`id`", "'`'"),
+            ("/srv/a\nb", "'\\n'"),
+            ("/srv/it's", "'\\''"),
+            ("/srv/100%", "'%'"),
+            ("/srv/a;b", "';'"),
+            ("/srv/a\"b", "'\"'"),
+            ("/srv/a\\b", "'\\\\'"),
+            ("/srv/données", "'é'"),
+            ("/srv/a\tb", "'\\t'"),
+        ] {
+            let why = misreadable(bad).unwrap_or_else(|| panic!("{bad:?} is accepted"));
+            assert!(why.contains(shown), "{bad:?}: {why}");
+        }
     }
 
     #[test]

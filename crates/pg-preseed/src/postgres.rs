@@ -212,42 +212,79 @@ pub fn check_passes(value: Option<&str>, expect: Option<&str>) -> bool {
     }
 }
 
-/// `pg_ctl start` of a private server on `pgdata` (the drill's copy): it listens only on a
-/// socket in `socket_dir`, never archives into the production repository, logs to `log`, and
-/// `pg_ctl` waits up to `wait_seconds` for it.
-#[must_use]
-pub fn pg_ctl_start_private_argv(
-    pgdata: &Utf8Path,
-    log: &Utf8Path,
-    port: u16,
-    socket_dir: &Utf8Path,
-    wait_seconds: u32,
-) -> Vec<String> {
-    vec![
-        "-D".into(),
-        pgdata.to_string(),
-        "-l".into(),
-        log.to_string(),
-        "-w".into(),
-        "-t".into(),
-        wait_seconds.to_string(),
-        "-o".into(),
-        format!("-p {port} -k {socket_dir} -c listen_addresses='' -c archive_mode=off"),
-        "start".into(),
-    ]
+/// The drill's private server: where its copy, socket and pid file are.
+#[derive(Debug, Clone)]
+pub struct PrivateServer<'a> {
+    pub pgdata: &'a Utf8Path,
+    pub socket_dir: &'a Utf8Path,
+    pub port: u16,
+    /// Instead of the `external_pid_file` production may name.
+    pub pid_file: &'a Utf8Path,
+    /// The server's major version (some settings exist only from one on).
+    pub major: u32,
 }
 
-/// `pg_ctl stop -m immediate` of the server on `pgdata`, waiting for it.
+/// The settings that cut the drill's server off from everything outside its copy, each with
+/// why. Given on the command line, they outrank `postgresql.conf` and `postgresql.auto.conf`,
+/// which come from production with the backup (issue 15.1: a restored subscription's apply
+/// worker took production's replication slot and consumed what the real subscriber had not
+/// received).
 #[must_use]
-pub fn pg_ctl_stop_immediate_argv(pgdata: &Utf8Path) -> Vec<String> {
-    vec![
-        "-D".into(),
-        pgdata.to_string(),
-        "-m".into(),
-        "immediate".into(),
-        "-w".into(),
-        "stop".into(),
-    ]
+pub fn private_settings(server: &PrivateServer<'_>) -> Vec<(&'static str, String, &'static str)> {
+    let mut settings = vec![
+        ("data_directory", server.pgdata.to_string(), "a postgresql.conf in the copy cannot point the server at production's PGDATA"),
+        ("port", server.port.to_string(), "the socket's name; nothing listens on a network"),
+        ("listen_addresses", String::new(), "no TCP/IP"),
+        // PostgreSQL's list syntax: a double-quoted entry keeps a comma in the path one entry.
+        ("unix_socket_directories", format!("\"{}\"", server.socket_dir), "a private socket in a directory only the drill can reach"),
+        ("unix_socket_permissions", "0700".to_owned(), "the socket for its owner only"),
+        ("external_pid_file", server.pid_file.to_string(), "never production's pid file"),
+        ("ssl", "off".to_owned(), "no TCP, so no TLS (and no ssl_passphrase_command to run)"),
+        ("hot_standby", "off".to_owned(), "no connection before recovery ends, so the small limits below need not match the primary's"),
+        ("archive_mode", "off".to_owned(), "never archive into the production repository"),
+        ("primary_conninfo", String::new(), "no replication from a primary"),
+        ("primary_slot_name", String::new(), "no slot taken on a primary"),
+        ("max_wal_senders", "0".to_owned(), "no replication to anyone"),
+        ("max_logical_replication_workers", "0".to_owned(), "no subscription's apply worker: it would consume production's slot on the publisher"),
+        ("synchronous_standby_names", String::new(), "no commit waits for a standby that is not there"),
+        ("recovery_end_command", String::new(), "production's recovery commands do not run on the copy"),
+        ("archive_cleanup_command", String::new(), "production's recovery commands do not run on the copy"),
+        ("shared_preload_libraries", String::new(), "no preloaded job scheduler (pg_cron) or other background worker"),
+        ("session_preload_libraries", String::new(), "no library loaded into the checks' sessions"),
+        ("local_preload_libraries", String::new(), "no library loaded into the checks' sessions"),
+        ("autovacuum", "off".to_owned(), "no maintenance work on a copy about to be removed"),
+        ("logging_collector", "off".to_owned(), "the log goes to the drill's own file, not production's log_directory"),
+        ("log_destination", "stderr".to_owned(), "the log goes to the drill's own file, not syslog"),
+        ("huge_pages", "off".to_owned(), "production's huge pages stay production's"),
+        ("shared_buffers", "128MB".to_owned(), "bounded memory on a shared host"),
+        ("work_mem", "4MB".to_owned(), "bounded memory on a shared host"),
+        ("maintenance_work_mem", "64MB".to_owned(), "bounded memory on a shared host"),
+        ("max_connections", "10".to_owned(), "bounded memory on a shared host"),
+        ("superuser_reserved_connections", "1".to_owned(), "must stay below max_connections"),
+        ("max_worker_processes", "4".to_owned(), "bounded memory on a shared host"),
+        ("cluster_name", "pg-preseed-drill".to_owned(), "its processes are named as the drill's in ps"),
+    ];
+    if server.major >= 16 {
+        settings.push((
+            "reserved_connections",
+            "0".to_owned(),
+            "must stay below max_connections",
+        ));
+    }
+    settings
+}
+
+/// `postgres` on the copy with [`private_settings`]: run directly, without `pg_ctl` and its
+/// `/bin/sh -c` (issue 15.3: a path with `$(…)` ran a command there, one with a space broke the
+/// start), so no path or value is ever seen by a shell.
+#[must_use]
+pub fn private_server_argv(server: &PrivateServer<'_>) -> Vec<String> {
+    let mut argv = vec!["-D".to_owned(), server.pgdata.to_string()];
+    for (name, value, _) in private_settings(server) {
+        argv.push("-c".to_owned());
+        argv.push(format!("{name}={value}"));
+    }
+    argv
 }
 
 /// Reads `postmaster.pid` in PGDATA.
@@ -321,32 +358,38 @@ mod tests {
     }
 
     #[test]
-    fn pg_ctl_of_a_private_server() {
-        let argv = pg_ctl_start_private_argv(
-            Utf8Path::new("/scratch/pgdata"),
-            Utf8Path::new("/scratch/postgresql.log"),
-            54329,
-            Utf8Path::new("/scratch/socket"),
-            3600,
-        );
-        assert_eq!(
-            argv,
-            [
-                "-D",
-                "/scratch/pgdata",
-                "-l",
-                "/scratch/postgresql.log",
-                "-w",
-                "-t",
-                "3600",
-                "-o",
-                "-p 54329 -k /scratch/socket -c listen_addresses='' -c archive_mode=off",
-                "start"
-            ]
-        );
-        assert_eq!(
-            pg_ctl_stop_immediate_argv(Utf8Path::new("/scratch/pgdata")),
-            ["-D", "/scratch/pgdata", "-m", "immediate", "-w", "stop"]
-        );
+    fn private_server_argv_has_no_shell_and_every_cut() {
+        let server = PrivateServer {
+            pgdata: Utf8Path::new("/scratch dir/drill-1/pgdata"),
+            socket_dir: Utf8Path::new("/tmp/pg-preseed-drill-1,x"),
+            port: 54329,
+            pid_file: Utf8Path::new("/scratch dir/drill-1/postmaster.external.pid"),
+            major: 15,
+        };
+        let argv = private_server_argv(&server);
+        assert_eq!(argv[..2], ["-D", "/scratch dir/drill-1/pgdata"]);
+        for expected in [
+            "data_directory=/scratch dir/drill-1/pgdata",
+            "unix_socket_directories=\"/tmp/pg-preseed-drill-1,x\"",
+            "listen_addresses=",
+            "archive_mode=off",
+            "max_logical_replication_workers=0",
+            "shared_preload_libraries=",
+            "primary_conninfo=",
+            "hot_standby=off",
+            "logging_collector=off",
+        ] {
+            let at = argv.iter().position(|a| a == expected);
+            assert!(
+                at.is_some_and(|i| argv[i - 1] == "-c"),
+                "{expected} in {argv:?}"
+            );
+        }
+        assert!(!argv.iter().any(|a| a.starts_with("reserved_connections")));
+        let server = PrivateServer {
+            major: 16,
+            ..server
+        };
+        assert!(private_server_argv(&server).contains(&"reserved_connections=0".to_owned()));
     }
 }

@@ -32,6 +32,9 @@ pub enum Kind {
     MarkerOnPgdataFilesystem,
     MarkerSymlink,
     MarkerDirUnwritable,
+    /// The receipt's directory (or one above it) can be written, or is owned, by someone other
+    /// than root and the PostgreSQL user: they could plant a receipt or claim.
+    MarkerDirInsecure,
     PgdataOwner,
     /// A fact a safety check needs could not be gathered.
     CheckFailed,
@@ -76,6 +79,17 @@ pub struct PgdataOwner {
     pub fixable: bool,
 }
 
+/// The receipt's directory or one of its existing ancestors: who owns it, its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirStat {
+    pub path: Utf8PathBuf,
+    pub uid: u32,
+    /// The owner's name, when it has one.
+    pub user: Option<String>,
+    /// Permission bits, with the sticky bit.
+    pub mode: u32,
+}
+
 /// Everything the checks look at. Paths are resolved (symlinks in existing ancestors followed).
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -92,6 +106,12 @@ pub struct Layout {
     pub receipt_is_symlink: bool,
     /// Why the receipt's directory cannot be written by the engine's user, if it cannot.
     pub receipt_dir_unwritable: Option<String>,
+    /// The receipt's directory (when it exists) and every existing directory above it,
+    /// innermost first.
+    pub receipt_dirs: Vec<DirStat>,
+    /// The PostgreSQL user (uid, name): with root, the only owner the receipt's directory may
+    /// have.
+    pub pg_user: (u32, String),
     pub pgdata_owner: Option<PgdataOwner>,
     pub require_mount: Option<RequireMount>,
     pub on_layering: OnLayering,
@@ -191,6 +211,7 @@ pub fn check(layout: &Layout) -> Preflight {
     }
 
     receipt_placement(&mut report, layout);
+    receipt_dir_trust(&mut report, layout);
     ownership(&mut report, layout);
     report
 }
@@ -493,6 +514,78 @@ fn receipt_placement(report: &mut Preflight, layout: &Layout) {
     }
 }
 
+/// The receipt and the claim decide whether PostgreSQL may start on an empty PGDATA; whoever
+/// can create files in their directory could plant one (a claim saying "fresh start" lets
+/// initdb run), and whoever can write a directory above it (without the sticky bit) or owns
+/// one could put a directory of their own in its place. Only root and the PostgreSQL user may.
+/// The receipt's own directory may not be writable by group or others even with the sticky
+/// bit (which stops renaming others' files, not creating new ones).
+fn receipt_dir_trust(report: &mut Preflight, layout: &Layout) {
+    let receipt_dir = layout.receipt.parent().unwrap_or(Utf8Path::new("/"));
+    let (pg_uid, pg_name) = &layout.pg_user;
+    for dir in &layout.receipt_dirs {
+        let itself = dir.path == receipt_dir;
+        let owner = || {
+            format!(
+                "uid {}{}",
+                dir.uid,
+                dir.user
+                    .as_ref()
+                    .map_or_else(String::new, |n| format!(" ({n})"))
+            )
+        };
+        let writers = match (dir.mode & 0o020 != 0, dir.mode & 0o002 != 0) {
+            (true, true) => "its group and everyone",
+            (true, false) => "its group",
+            (false, true) => "everyone",
+            (false, false) => "",
+        };
+        let sticky = dir.mode & 0o1000 != 0;
+        let problem = if dir.uid != 0 && dir.uid != *pg_uid {
+            format!("is owned by {}, not by root or {pg_name}", owner())
+        } else if !writers.is_empty() && (itself || !sticky) {
+            format!("is writable by {writers} (mode {:04o})", dir.mode)
+        } else {
+            continue;
+        };
+        let path = &dir.path;
+        let (detail, fix) = if itself {
+            (
+                format!(
+                    "the receipt's directory {path} {problem}: whoever can write there can plant a \
+                     receipt or a claim (a claim saying \"fresh start\" lets initdb run over an \
+                     emptied PGDATA), so nothing in it can be believed"
+                ),
+                format!(
+                    "give it to {pg_name} and let only its owner write: `chown {pg_name}: {path} && \
+                     chmod 0755 {path}` (the NixOS module's tmpfiles rule does), after checking \
+                     the files in it"
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "{path}, above the receipt's directory {receipt_dir}, {problem}: whoever can \
+                     write it can move the receipt's directory away and put one of their own in \
+                     its place"
+                ),
+                format!(
+                    "let only root write {path} (`chown root: {path} && chmod go-w {path}`), or \
+                     put the receipt (`marker`) under a directory only root and {pg_name} control, \
+                     such as the default /var/lib/postgresql-preseed/<major>/receipt.json"
+                ),
+            )
+        };
+        report.findings.push(Finding {
+            kind: Kind::MarkerDirInsecure,
+            path: path.to_string(),
+            detail,
+            fix,
+            blocking: true,
+        });
+    }
+}
+
 fn ownership(report: &mut Preflight, layout: &Layout) {
     let Some(owner) = &layout.pgdata_owner else {
         return;
@@ -542,6 +635,8 @@ mod tests {
             receipt_dir_mount: None,
             receipt_is_symlink: false,
             receipt_dir_unwritable: None,
+            receipt_dirs: Vec::new(),
+            pg_user: (102, "postgres".to_owned()),
             pgdata_owner: None,
             require_mount: None,
             on_layering: OnLayering::Fail,
@@ -800,6 +895,40 @@ mod tests {
                 Kind::MarkerDirUnwritable
             ]
         );
+    }
+
+    /// Issue 15.2: a receipt directory others can write or own is a finding; so is a directory
+    /// above it that others can write without the sticky bit (/tmp's sticky bit is fine above,
+    /// not for the receipt's own directory).
+    #[test]
+    fn receipt_directory_others_could_write() {
+        let dir = |path: &str, uid: u32, mode: u32| DirStat {
+            path: path.into(),
+            uid,
+            user: None,
+            mode,
+        };
+        let mut layout = layout("27 1 254:0 / / rw - ext4 /dev/vda rw\n");
+        layout.receipt = "/tmp/state/receipt.json".into();
+        layout.receipt_dirs = vec![
+            dir("/tmp/state", 102, 0o755),
+            dir("/tmp", 0, 0o1777),
+            dir("/", 0, 0o755),
+        ];
+        assert!(check(&layout).is_clean());
+        for (mode, uid) in [(0o775, 102), (0o757, 102), (0o1777, 0), (0o755, 65534)] {
+            layout.receipt_dirs[0] = dir("/tmp/state", uid, mode);
+            let report = check(&layout);
+            assert_eq!(kinds(&report), [Kind::MarkerDirInsecure], "{mode:o} {uid}");
+            assert_eq!(report.findings[0].path, "/tmp/state");
+        }
+        layout.receipt_dirs[0] = dir("/tmp/state", 102, 0o755);
+        layout.receipt_dirs[1] = dir("/tmp", 0, 0o777);
+        let report = check(&layout);
+        assert_eq!(kinds(&report), [Kind::MarkerDirInsecure]);
+        assert_eq!(report.findings[0].path, "/tmp");
+        layout.receipt_dirs[1] = dir("/tmp", 1000, 0o755);
+        assert_eq!(kinds(&check(&layout)), [Kind::MarkerDirInsecure]);
     }
 
     #[test]

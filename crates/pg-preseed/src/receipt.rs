@@ -5,10 +5,13 @@
 //! verified cluster, with its system identifier (DESIGN.md's "marker"). The claim beside it is
 //! written by `run` before pgBackRest touches PGDATA.
 
+use std::fmt::{self, Write as _};
+
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
+use crate::wal::Lsn;
 
 /// The version these files carry: `tool_version` in receipts and claims.
 const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,6 +45,36 @@ pub struct Source {
     pub backup_stop: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// The repositories recovery consults (`pg-preseed archive-get --repos`, in this order):
+    /// those that answered when the restore was decided and hold the stanza. Empty in claims
+    /// written before this was recorded: then every configured repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_repos: Vec<u32>,
+    /// The configured repositories recovery does not consult, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A configured repository left out of recovery: it did not answer when the restore was decided,
+/// or held nothing of the stanza.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftOut {
+    pub repo: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_name: Option<String>,
+    /// "unreachable when the restore was decided", …
+    pub reason: String,
+}
+
+impl fmt::Display for LeftOut {
+    /// `repo1 (nfs): unreachable when the restore was decided`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "repo{}", self.repo)?;
+        if let Some(name) = &self.repo_name {
+            write!(f, " ({name})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +111,176 @@ pub struct Receipt {
     pub restored_bytes: Option<u64>,
     #[serde(default)]
     pub checks: Vec<CheckResult>,
+    /// How recovery ended (restores verified since recovery is checked): where replay stopped,
+    /// and the archive end or target it reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryEnd>,
+    /// How long each phase took, from the decision to the receipt (restores and fresh starts
+    /// verified since this was recorded).
+    #[serde(default, skip_serializing_if = "Phases::is_empty")]
+    pub phases: Phases,
+    /// RFC 3339: when the last transaction replayed during recovery committed
+    /// (`pg_last_xact_replay_timestamp()`), when PostgreSQL told it: the restored data ends there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_until: Option<String>,
+    /// The post-restore hook's run, when one was configured and succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_restore: Option<PostRestoreRun>,
+}
+
+/// How long each phase of a restore (or a fresh start) took, measured where it happened: `run`
+/// (the decision, pgBackRest), `verify` (recovery, the checks, the post-restore hook). The claim
+/// collects them, the receipt keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// RFC 3339: when `run` decided (the claim's `started_at`): where the story begins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+    /// Gathering the facts and asking the repositories (`run`, before it acted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_check_seconds: Option<f64>,
+    /// pgBackRest's restore (the last attempt's, for a resumed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+    /// WAL replay: from the server's (last) start to its promotion (the new timeline's history
+    /// file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_seconds: Option<f64>,
+    /// `verify`'s checks, the end of recovery's proof included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_seconds: Option<f64>,
+    /// The post-restore hook's successful run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_restore_seconds: Option<f64>,
+    /// RFC 3339: when `verify` wrote the receipt for the claim — where the story ends (a later
+    /// `verify` updates `verified_at`, not this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+impl Phases {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Phases::default()
+    }
+
+    /// Each value of `self`, else `other`'s: what was measured first wins over what a later
+    /// `verify` could not measure any more.
+    #[must_use]
+    pub fn or(self, other: &Phases) -> Phases {
+        Phases {
+            decided_at: self.decided_at.or_else(|| other.decided_at.clone()),
+            repository_check_seconds: self
+                .repository_check_seconds
+                .or(other.repository_check_seconds),
+            restore_seconds: self.restore_seconds.or(other.restore_seconds),
+            recovery_seconds: self.recovery_seconds.or(other.recovery_seconds),
+            verify_seconds: self.verify_seconds.or(other.verify_seconds),
+            post_restore_seconds: self.post_restore_seconds.or(other.post_restore_seconds),
+            completed_at: self.completed_at.or_else(|| other.completed_at.clone()),
+        }
+    }
+}
+
+/// The post-restore hook's runs for one claim: recorded (atomically, in the claim) when each
+/// starts and the moment one exits 0, so that it is retried after a failure and never run again
+/// once it succeeded. Never its output: that goes to the journal only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PostRestoreRun {
+    /// How many times it was started.
+    pub attempts: u32,
+    /// RFC 3339: when the last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_started_at: Option<String>,
+    /// Why the last attempt failed, in a few words ("the script exited with status 3"); `None`
+    /// once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// RFC 3339: when it exited 0. Set: it never runs again for this claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+}
+
+impl PostRestoreRun {
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.succeeded_at.is_some()
+    }
+}
+
+/// The newest archived WAL segment on a timeline, and the repository holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveEnd {
+    pub repo: u32,
+    pub segment: String,
+}
+
+/// What the receipt records about how recovery ended (verified).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryEnd {
+    /// The timeline replay ran on when it ended, and where.
+    pub timeline: u32,
+    pub end_lsn: Lsn,
+    /// The segment holding the last byte replayed.
+    pub end_segment: String,
+    /// The timeline the server went on with.
+    pub new_timeline: u32,
+    /// PostgreSQL's reason, from the new timeline's history file.
+    pub reason: String,
+    /// The recovery target the restore asked for, if any; then `target_reached` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_reached: Option<bool>,
+    /// Without a target: the segment after the last one replayed, which no repository asked
+    /// holds (each was asked for it, as recovery would have asked next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_segment: Option<String>,
+    /// Without a target: the newest segment the repositories were known to hold on `timeline`
+    /// (from `pgbackrest info`; unknown once a newer timeline is archived), which replay reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_end: Option<ArchiveEnd>,
+    /// What could not be proven and did not fail the check: a repository left out of recovery
+    /// that could not be asked at verification either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl RecoveryEnd {
+    /// One line for `status` and logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let position = format!("timeline {} at {}", self.timeline, self.end_lsn);
+        match (&self.target, self.target_reached) {
+            (Some(target), Some(true)) => format!(
+                "recovery reached its target {} ({}; {position})",
+                target.describe(),
+                self.reason
+            ),
+            (Some(target), _) => format!(
+                "recovery target {} NOT confirmed ({}; {position})",
+                target.describe(),
+                self.reason
+            ),
+            (None, _) => {
+                let mut text = format!("replay reached the end of the archive ({position}");
+                if let Some(end) = &self.archive_end {
+                    let _ = write!(
+                        text,
+                        "; newest archived segment {} in repo{}",
+                        end.segment, end.repo
+                    );
+                }
+                if let Some(next) = &self.next_segment {
+                    let _ = write!(text, "; {next} in no repository");
+                }
+                text.push(')');
+                text
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +325,74 @@ pub struct Claim {
     /// running server has it.
     #[serde(default)]
     pub backup_system_identifier: Option<String>,
+    /// The phases measured so far (`run`'s; `verify` adds the rest when it runs the hook).
+    #[serde(default, skip_serializing_if = "Phases::is_empty")]
+    pub phases: Phases,
+    /// See [`Receipt::replayed_until`]: recorded by the first `verify` that read it (a restart
+    /// of PostgreSQL forgets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_until: Option<String>,
+    /// The post-restore hook's attempts and, once it exited 0, its success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_restore: Option<PostRestoreRun>,
+    /// What the repositories' archives held when the restore was decided, and the archive_command
+    /// that holds the restored server's archiving until `verify` has made sure no other server
+    /// still writes them ([`crate::primaries`]). `None`: `second_primary.mode = "off"` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_primary: Option<PrimaryGuard>,
+}
+
+/// A restore's guard against a second primary (in its claim): what each repository recovery
+/// consults held of the restored cluster when the restore was decided, the archive_command hold,
+/// and whether the operator allowed a second primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryGuard {
+    /// RFC 3339, UTC: when the repositories were asked for the decision.
+    pub decided_at: String,
+    /// The restored cluster's system identifier (a string, as in the receipt): only its archive
+    /// counts.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
+    /// One per repository recovery consults, in order.
+    #[serde(default)]
+    pub marks: Vec<ArchiveMark>,
+    /// Installed in postgresql.auto.conf once pgBackRest has restored; `None` before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<ArchiveHold>,
+    /// RFC 3339: when the operator allowed a second primary (`run --allow-second-primary`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_at: Option<String>,
+}
+
+/// What one repository's archive held of the restored cluster when the restore was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveMark {
+    pub repo: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_name: Option<String>,
+    /// Whether its archive was read (a repository without backups is not): otherwise the newest
+    /// of the others stands for it.
+    pub known: bool,
+    /// The newest WAL segment archived (`pgbackrest info`'s archive max: on the newest timeline
+    /// holding any), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_segment: Option<String>,
+    /// The newest backup's label and stop time (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_backup: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_backup_stop: Option<i64>,
+}
+
+/// The archive_command pg-preseed put into postgresql.auto.conf after the restore
+/// (`pg-preseed archive-hold`, which fails, so PostgreSQL keeps the WAL), and what
+/// postgresql.auto.conf set before (restored with the backup), which releasing it puts back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveHold {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    pub installed_at: String,
 }
 
 impl Receipt {
@@ -148,6 +419,10 @@ impl Receipt {
             duration_seconds: None,
             restored_bytes: None,
             checks: Vec::new(),
+            recovery: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 
@@ -169,6 +444,10 @@ impl Receipt {
             restored_at: history.restored_at,
             duration_seconds: history.duration_seconds,
             restored_bytes: history.restored_bytes,
+            recovery: history.recovery,
+            phases: history.phases,
+            replayed_until: history.replayed_until,
+            post_restore: history.post_restore,
             verified_at: Some(now.to_owned()),
             checks,
             ..Receipt::adopted(pgdata, postgres_major, system_identifier, host)
@@ -184,6 +463,11 @@ pub struct History {
     pub restored_at: Option<String>,
     pub duration_seconds: Option<f64>,
     pub restored_bytes: Option<u64>,
+    /// How recovery ended: what `verify` proved now, else what it proved before.
+    pub recovery: Option<RecoveryEnd>,
+    pub phases: Phases,
+    pub replayed_until: Option<String>,
+    pub post_restore: Option<PostRestoreRun>,
 }
 
 impl History {
@@ -196,6 +480,10 @@ impl History {
             restored_at: None,
             duration_seconds: None,
             restored_bytes: None,
+            recovery: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 }
@@ -225,6 +513,18 @@ pub fn history_on_verify(
                 restored_at: claim.finished_at.clone().or(Some(claim.started_at.clone())),
                 duration_seconds: claim.duration_seconds,
                 restored_bytes: claim.restored_bytes,
+                recovery: None,
+                phases: Phases {
+                    decided_at: Some(claim.started_at.clone()),
+                    restore_seconds: claim.duration_seconds,
+                    ..Phases::default()
+                }
+                .or(&claim.phases),
+                replayed_until: claim.replayed_until.clone(),
+                post_restore: claim
+                    .post_restore
+                    .clone()
+                    .filter(PostRestoreRun::succeeded),
             },
             None,
         ),
@@ -235,6 +535,10 @@ pub fn history_on_verify(
                 restored_at: old.restored_at.clone(),
                 duration_seconds: old.duration_seconds,
                 restored_bytes: old.restored_bytes,
+                recovery: old.recovery.clone(),
+                phases: old.phases.clone(),
+                replayed_until: old.replayed_until.clone(),
+                post_restore: old.post_restore.clone(),
             },
             None,
         ),
@@ -270,6 +574,10 @@ impl Claim {
             duration_seconds: None,
             restored_bytes: None,
             backup_system_identifier: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
+            second_primary: None,
         }
     }
 }
@@ -358,12 +666,22 @@ mod tests {
                 backup_label: Some("20261127-090147F".to_owned()),
                 backup_stop: Some("2026-11-27T09:01:52Z".to_owned()),
                 target: None,
+                recovery_repos: vec![2],
+                left_out: vec![LeftOut {
+                    repo: 1,
+                    repo_name: Some("nfs".to_owned()),
+                    reason: "unreachable when the restore was decided".to_owned(),
+                }],
             }),
             restored_at: Some("2026-11-27T10:00:00Z".to_owned()),
             verified_at: Some("2026-11-27T10:01:00Z".to_owned()),
             duration_seconds: Some(12.5),
             restored_bytes: Some(1024),
             checks: vec![],
+            recovery: None,
+            phases: Phases::default(),
+            replayed_until: None,
+            post_restore: None,
         }
     }
 
@@ -430,6 +748,57 @@ mod tests {
         assert_eq!(history.restored_at.as_deref(), Some("2026-11-27T09:59:00Z"));
     }
 
+    /// Issue 13: what the claim collected of the story goes into the receipt; a hook that did
+    /// not succeed is not recorded there (its attempts stay with the claim).
+    #[test]
+    fn the_claims_phases_and_hook_go_into_the_receipt() {
+        let mut claim = claim(ClaimKind::Restore);
+        claim.phases.repository_check_seconds = Some(0.5);
+        claim.phases.recovery_seconds = Some(3.0);
+        claim.replayed_until = Some("2026-11-27T09:58:00Z".to_owned());
+        claim.post_restore = Some(PostRestoreRun {
+            attempts: 1,
+            last_started_at: Some("2026-11-27T10:00:30Z".to_owned()),
+            last_error: Some("the script exited with status 1".to_owned()),
+            succeeded_at: None,
+            duration_seconds: None,
+        });
+        let (history, _) = history_on_verify(Some(&claim), &ReceiptState::Absent, 42);
+        assert_eq!(
+            history.phases,
+            Phases {
+                decided_at: Some("2026-11-27T09:59:00Z".to_owned()),
+                repository_check_seconds: Some(0.5),
+                restore_seconds: Some(12.5),
+                recovery_seconds: Some(3.0),
+                verify_seconds: None,
+                post_restore_seconds: None,
+                completed_at: None,
+            }
+        );
+        assert_eq!(
+            history.replayed_until.as_deref(),
+            Some("2026-11-27T09:58:00Z")
+        );
+        assert_eq!(history.post_restore, None, "a hook that did not succeed");
+        let run = claim.post_restore.as_mut().unwrap();
+        run.succeeded_at = Some("2026-11-27T10:01:00Z".to_owned());
+        run.last_error = None;
+        let (history, _) = history_on_verify(Some(&claim), &ReceiptState::Absent, 42);
+        assert!(history.post_restore.is_some_and(|run| run.succeeded()));
+        // Read back as written; a claim from before these fields reads as one without them.
+        let json = serde_json::to_value(&claim).unwrap();
+        assert_eq!(json["post_restore"]["attempts"], 1);
+        let back: Claim = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, claim);
+        let mut old = json;
+        for key in ["phases", "replayed_until", "post_restore"] {
+            old.as_object_mut().unwrap().remove(key);
+        }
+        let back: Claim = serde_json::from_value(old).unwrap();
+        assert!(back.phases.is_empty() && back.post_restore.is_none());
+    }
+
     #[test]
     fn verify_again_keeps_how_the_cluster_came_to_be() {
         let previous = ReceiptState::Valid {
@@ -441,7 +810,34 @@ mod tests {
         assert_eq!(history.restored_at, receipt().restored_at);
         assert_eq!(history.duration_seconds, receipt().duration_seconds);
         assert_eq!(history.restored_bytes, receipt().restored_bytes);
+        assert_eq!(history.recovery, receipt().recovery);
         assert_eq!(warning, None);
+    }
+
+    #[test]
+    fn left_out_repositories_are_recorded_and_read_back() {
+        let json = serde_json::to_value(receipt()).unwrap();
+        assert_eq!(json["source"]["recovery_repos"], serde_json::json!([2]));
+        assert_eq!(json["source"]["left_out"][0]["repo"], 1);
+        assert_eq!(
+            json["source"]["left_out"][0]["reason"],
+            "unreachable when the restore was decided"
+        );
+        assert_eq!(
+            receipt().source.unwrap().left_out[0].to_string(),
+            "repo1 (nfs): unreachable when the restore was decided"
+        );
+        // A receipt written before recovery was checked reads as one without these.
+        let mut old = json.clone();
+        old["source"]
+            .as_object_mut()
+            .unwrap()
+            .remove("recovery_repos");
+        old["source"].as_object_mut().unwrap().remove("left_out");
+        let back = parse_receipt(&serde_json::to_vec(&old).unwrap()).unwrap();
+        let source = back.source.unwrap();
+        assert!(source.recovery_repos.is_empty() && source.left_out.is_empty());
+        assert_eq!(back.recovery, None);
     }
 
     #[test]

@@ -1,29 +1,37 @@
 //! Acting on RESTORE/RESUME: prepare PGDATA, run `pgbackrest restore` against each candidate
-//! repository in order until one succeeds, streaming pgBackRest's output into the log.
+//! repository in order until one succeeds, streaming pgBackRest's output into the log. Every
+//! restore (the drill's too) installs pg-preseed's own restore_command ([`crate::recovery`]),
+//! consulting the repositories the decision found answering, and checks it was installed.
 //!
 //! Nothing here deletes anything. The only change to a non-empty PGDATA is pgBackRest's own
 //! `--delta`, used only when PGDATA holds an unfinished restore that the engine's claim proves
 //! it started (DESIGN.md invariants 6 and 7).
 
 use std::os::fd::RawFd;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::clock::{now_rfc3339, unix_to_rfc3339};
 use crate::config::RepoRef;
 use crate::context::Context;
-use crate::decision::Candidate;
+use crate::decision::{Candidate, RecoveryRepos};
 use crate::fsutil;
 use crate::pgbackrest::{self, Level};
 use crate::pgdata::{self, PgdataState};
+use crate::pitr;
 use crate::receipt::{Attempt, Claim, Source};
+use crate::recovery;
 
 /// How often restore progress is logged while pgBackRest copies files.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// `pgbackrest verify` of one backup set re-reads it whole; bound it.
 const VERIFY_TIMEOUT: Duration = Duration::from_secs(1800);
+/// `pgbackrest help` reads its configuration and prints.
+const HELP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A successful restore.
 #[derive(Debug, Clone)]
@@ -77,21 +85,8 @@ pub fn prepare_pgdata(ctx: &Context) -> anyhow::Result<Vec<String>> {
             }
         }
         PgdataState::Empty => {
-            let metadata =
-                std::fs::metadata(pgdata).with_context(|| format!("failed to examine {pgdata}"))?;
-            if let Some((uid, gid)) = ctx.owner() {
-                if metadata.uid() != uid.as_raw() || metadata.gid() != gid.as_raw() {
-                    nix::unistd::chown(pgdata.as_std_path(), Some(uid), Some(gid)).with_context(
-                        || format!("failed to give {pgdata} to {}", ctx.pg_user.name),
-                    )?;
-                    done.push(format!("gave the empty {pgdata} to {}", ctx.pg_user.name));
-                }
-            }
-            if metadata.permissions().mode() & 0o077 != 0 {
-                std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(0o700))
-                    .with_context(|| format!("failed to set mode 0700 on {pgdata}"))?;
-                done.push(format!("set mode 0700 on the empty {pgdata}"));
-            }
+            // Through one descriptor, never through a symlink (issue 15.6).
+            done.extend(fsutil::give_dir(pgdata, 0o700, ctx.owner())?);
         }
         PgdataState::RestoreInProgress { .. } => {}
         // Only when the decision saw pg-preseed's own claim for it (decision::decide).
@@ -135,18 +130,22 @@ fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> 
     Ok(directories.len())
 }
 
-/// Tries each candidate in order. The claim is updated (and written) before and after every
-/// attempt, so a crash at any point leaves a true record.
+/// Tries each candidate in order, installing the restore_command that consults `recovery`'s
+/// repositories. The claim is updated (and written) before and after every attempt, so a crash
+/// at any point leaves a true record; on success its source records the repositories recovery
+/// consults and those left out.
 ///
 /// # Errors
-/// [`Failed`] with every attempt's error; other errors when the claim cannot be written (then
-/// nothing further is attempted).
+/// [`Failed`] with every attempt's error; other errors when the claim cannot be written or the
+/// restore_command cannot be installed (then nothing further is attempted).
 pub fn restore(
     ctx: &Context,
     candidates: &[Candidate],
+    recovery: &RecoveryRepos,
     claim: &mut Claim,
     lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
+    let install = Install::new(ctx, &ctx.config.pgdata, &recovery.numbers())?;
     let mut failures = Vec::new();
     for candidate in candidates {
         // Re-read PGDATA every time: a failed attempt may have left pgBackRest's manifest.
@@ -174,7 +173,7 @@ pub fn restore(
             error: None,
         });
         ctx.files.write_claim(claim, ctx.owner())?;
-        match attempt(ctx, candidate, delta, lock_fd) {
+        match attempt(ctx, candidate, &install, delta, lock_fd) {
             Ok(restored) => {
                 claim.source = Some(Source {
                     repo: candidate.repo.number,
@@ -187,6 +186,8 @@ pub fn restore(
                     target: (ctx.config.pgbackrest.target.kind
                         != crate::config::TargetType::Default)
                         .then(|| ctx.config.pgbackrest.target.clone()),
+                    recovery_repos: recovery.numbers(),
+                    left_out: recovery.left_out.clone(),
                 });
                 claim.finished_at = Some(now_rfc3339());
                 claim.duration_seconds = Some(restored.duration.as_secs_f64());
@@ -201,6 +202,10 @@ pub fn restore(
                 if pgbackrest::looks_like_corruption(&message) {
                     message.push_str(&name_corrupt_files(ctx, candidate));
                 }
+                if let Some(full) = full_filesystem(&ctx.config.pgdata) {
+                    message.push('\n');
+                    message.push_str(&full);
+                }
                 tracing::error!(repo = %candidate.repo, error = %message, "restore from this repository failed");
                 if let Some(last) = claim.attempts.last_mut() {
                     last.error = Some(message.clone());
@@ -211,6 +216,26 @@ pub fn restore(
         }
     }
     Err(Failed { attempts: failures }.into())
+}
+
+/// When PGDATA's filesystem is (nearly) full after a failed attempt, a sentence that says so:
+/// pgBackRest does not always name ENOSPC (a write retried after a short pause can fail with
+/// only "[FileWriteError] on retry …"), and the operator's fix is room, not the repository.
+fn full_filesystem(pgdata: &camino::Utf8Path) -> Option<String> {
+    let stats = nix::sys::statvfs::statvfs(pgdata.as_std_path()).ok()?;
+    let block = stats.fragment_size();
+    let total = stats.blocks().saturating_mul(block);
+    let available = stats.blocks_available().saturating_mul(block);
+    // Full: under 1 MiB, or under 0.5 % of the filesystem, left for pgBackRest's writes.
+    let nearly_full = available < 1 << 20 || available.saturating_mul(200) < total;
+    nearly_full.then(|| {
+        format!(
+            "PGDATA's filesystem is full: {} MiB free of {} MiB at {pgdata}; make room (or a larger \
+             dataset), then start again: the restore resumes where it stopped",
+            available >> 20,
+            total >> 20
+        )
+    })
 }
 
 /// After a restore failed on what looks like a damaged file, asks `pgbackrest verify` which
@@ -241,6 +266,7 @@ fn name_corrupt_files(ctx: &Context, candidate: &Candidate) -> String {
 fn attempt(
     ctx: &Context,
     candidate: &Candidate,
+    install: &Install,
     delta: bool,
     lock_fd: Option<RawFd>,
 ) -> anyhow::Result<Restored> {
@@ -252,9 +278,13 @@ fn attempt(
         pgdata: &ctx.config.pgdata,
         process_max,
         delta,
-        set: config.set.as_deref(),
+        // For a time or LSN target the decision chose the backup that ends before it.
+        set: config.set.as_deref().or_else(|| {
+            pitr::chooses_backup(config.target.kind).then_some(candidate.backup.label.as_str())
+        }),
         target: &config.target,
         drill: None,
+        recovery_options: &install.options,
     });
     tracing::info!(
         repo = %candidate.repo,
@@ -272,11 +302,175 @@ fn attempt(
             other.describe(&ctx.config.pgdata)
         ),
     }
+    install.apply(&ctx.config.pgdata, ctx.owner())?;
     Ok(restored)
 }
 
+/// pg-preseed's restore_command for a restore into one PGDATA, and how it gets there without
+/// a recovery option of pgbackrest.conf on a command line (DESIGN.md invariant 7: a
+/// `primary_conninfo` may hold a password, and argv is world-readable and logged).
+///
+/// pgBackRest 2.45 drops every recovery option pgbackrest.conf sets once one is given on its
+/// command line. So: when pgbackrest.conf sets none (besides restore_command), pg-preseed's
+/// restore_command is the one `--recovery-option` (it holds no secret) and pgBackRest writes it;
+/// when it sets others, the restore gets none, pgBackRest writes them all with its own
+/// restore_command, and [`Install::apply`] then replaces that one line of postgresql.auto.conf,
+/// atomically, before PostgreSQL can start. Either way [`Install::check`] reads it back.
+#[derive(Debug, Clone)]
+pub struct Install {
+    pub restore_command: String,
+    /// The `--recovery-option` values for the restore: pg-preseed's restore_command, or none.
+    pub options: Vec<String>,
+    /// The recovery options pgbackrest.conf sets, by name only (their values never leave
+    /// pgBackRest): pgBackRest writes them, and restore_command is replaced afterwards.
+    pub configured: Vec<String>,
+}
+
+impl Install {
+    /// The restore_command a restore into `pgdata` installs — this executable, the config it was
+    /// started with (made absolute: PostgreSQL runs the command in PGDATA), `repos` — and how
+    /// (see [`Install`]). A restore_command configured for pgBackRest is replaced, with a
+    /// warning.
+    ///
+    /// # Errors
+    /// When a path cannot go into restore_command, or pgBackRest cannot say which recovery
+    /// options it is configured with.
+    pub fn new(ctx: &Context, pgdata: &Utf8Path, repos: &[u32]) -> anyhow::Result<Install> {
+        let exe = own_executable()?;
+        let config = if ctx.config_path.is_absolute() {
+            ctx.config_path.clone()
+        } else {
+            current_dir()?.join(&ctx.config_path)
+        };
+        let restore_command =
+            recovery::restore_command(exe.as_str(), config.as_str(), pgdata.as_str(), repos)
+                .map_err(|message| {
+                    anyhow::anyhow!("cannot install pg-preseed's restore_command: {message}")
+                })?;
+        let output = ctx
+            .pgbackrest(pgbackrest::recovery_options_argv(&ctx.stanza))
+            .output(Some(HELP_TIMEOUT))
+            .context("failed to ask pgBackRest for its recovery options")?;
+        // Names only: the values stay in pgBackRest's hands.
+        let configured: Vec<String> =
+            pgbackrest::recovery_options(&String::from_utf8_lossy(&output.stdout))
+                .map_err(|message| {
+                    anyhow::anyhow!("failed to read pgBackRest's recovery options: {message}")
+                })?
+                .iter()
+                .map(|option| option.split('=').next().unwrap_or_default().to_owned())
+                .collect();
+        if configured
+            .iter()
+            .any(|key| key.eq_ignore_ascii_case("restore_command"))
+        {
+            tracing::warn!(
+                "pgBackRest's configuration sets restore_command; pg-preseed installs its own (it tells \"not there\" from \"cannot ask\")"
+            );
+        }
+        let configured: Vec<String> = configured
+            .into_iter()
+            .filter(|key| !key.eq_ignore_ascii_case("restore_command"))
+            .collect();
+        let options = if configured.is_empty() {
+            vec![format!(
+                "restore_command={}",
+                recovery::conf_quoted(&restore_command)
+            )]
+        } else {
+            tracing::info!(
+                configured = %configured.join(", "),
+                "pgBackRest writes the recovery options its configuration sets; pg-preseed then installs its restore_command in postgresql.auto.conf"
+            );
+            Vec::new()
+        };
+        Ok(Install {
+            restore_command,
+            options,
+            configured,
+        })
+    }
+
+    /// After pgBackRest restored into `pgdata`: installs the restore_command when pgBackRest
+    /// wrote its own (see [`Install`]) — postgresql.auto.conf rewritten atomically, only that
+    /// line changed, owned by `owner` with mode 0600 as pgBackRest leaves it — then
+    /// [`Install::check`]s it.
+    ///
+    /// # Errors
+    /// When postgresql.auto.conf cannot be read or written, or does not run the restore_command
+    /// afterwards.
+    pub fn apply(&self, pgdata: &Utf8Path, owner: fsutil::Owner) -> anyhow::Result<()> {
+        if self.options.is_empty() {
+            let path = pgdata.join("postgresql.auto.conf");
+            let bytes = fsutil::read_nofollow(&path, AUTO_CONF_MAX_BYTES)?
+                .with_context(|| format!("pgBackRest wrote no {path}"))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{path} is not UTF-8 text"))?;
+            let installed = recovery::with_setting(
+                &text,
+                "restore_command",
+                &recovery::conf_quoted(&self.restore_command),
+            );
+            fsutil::atomic_write(&path, installed.as_bytes(), 0o600, owner)
+                .with_context(|| format!("failed to install the restore_command in {path}"))?;
+            tracing::info!(path = %path, "installed pg-preseed's restore_command in place of pgBackRest's");
+        }
+        self.check(pgdata)
+    }
+
+    /// Checks that postgresql.auto.conf in `pgdata` runs this restore_command (pgBackRest wrote
+    /// it as expected, nothing else overrides it).
+    ///
+    /// # Errors
+    /// When it does not: the restore must not be taken for finished.
+    pub fn check(&self, pgdata: &Utf8Path) -> anyhow::Result<()> {
+        let path = pgdata.join("postgresql.auto.conf");
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+        match recovery::setting(&text, "restore_command") {
+            Some(installed) if installed == self.restore_command => Ok(()),
+            Some(installed) => bail!(
+                "{path} runs restore_command {installed:?}, not pg-preseed's {:?}: recovery would not tell a repository that cannot be asked from the end of the archive",
+                self.restore_command
+            ),
+            None => bail!("{path} sets no restore_command: recovery could not fetch any WAL"),
+        }
+    }
+}
+
+/// postgresql.auto.conf holds a few settings; a file near this is not one.
+const AUTO_CONF_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// This executable, by the path it was started with when that is absolute and names this same
+/// file: the units start `/etc/pg-preseed/bin/pg-preseed`, a link that still works after an
+/// update of pg-preseed, while the kernel's answer is the store path it points to today (which a
+/// later garbage collection may remove while PostgreSQL still needs its restore_command).
+pub(crate) fn own_executable() -> anyhow::Result<Utf8PathBuf> {
+    let exe = std::env::current_exe().context("failed to find pg-preseed's own executable")?;
+    let started_as = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .filter(|path| path.is_absolute())
+        .filter(|path| {
+            matches!(
+                (std::fs::canonicalize(path), std::fs::canonicalize(&exe)),
+                (Ok(started), Ok(running)) if started == running
+            )
+        });
+    Utf8PathBuf::from_path_buf(started_as.unwrap_or(exe))
+        .map_err(|p| anyhow::anyhow!("pg-preseed's executable path {} is not UTF-8", p.display()))
+}
+
+fn current_dir() -> anyhow::Result<Utf8PathBuf> {
+    let cwd = std::env::current_dir().context("failed to read the current directory")?;
+    Utf8PathBuf::from_path_buf(cwd)
+        .map_err(|p| anyhow::anyhow!("the current directory {} is not UTF-8", p.display()))
+}
+
 /// Runs a `pgbackrest restore` argv, streaming its console into the log: messages as they come,
-/// file-by-file progress condensed to a line every few seconds.
+/// and a progress line at a steady interval (every few seconds, whatever pgBackRest prints:
+/// one large file can take minutes) with the percentage, the data restored so far and the
+/// throughput ([`Progress`]).
 pub fn run_restore(
     ctx: &Context,
     candidate: &Candidate,
@@ -287,8 +481,9 @@ pub fn run_restore(
     let every = progress_interval();
     let mut label = None;
     let mut bytes = None;
-    let mut last_progress = Instant::now();
+    let progress = Mutex::new(Progress::default());
     let mut on_line = |line: &str| {
+        let line = &*pgbackrest::redact_recovery_options(line);
         let Some(parsed) = pgbackrest::parse_log_line(line) else {
             if !line.trim().is_empty() {
                 tracing::info!(target: "pgbackrest", "{}", line.trim());
@@ -306,16 +501,11 @@ pub fn run_restore(
             Level::Warn => tracing::warn!(target: "pgbackrest", "{}", parsed.message),
             Level::Info => tracing::info!(target: "pgbackrest", "{}", parsed.message),
             Level::Detail | Level::Debug | Level::Trace => {
-                if let Some(percent) = pgbackrest::restore_progress(parsed.message) {
-                    if last_progress.elapsed() >= every {
-                        last_progress = Instant::now();
-                        tracing::info!(
-                            repo = %candidate.repo,
-                            percent,
-                            elapsed_seconds = started.elapsed().as_secs(),
-                            "restore progress {percent:.1}%"
-                        );
-                    }
+                if let Some(file) = pgbackrest::restore_file(parsed.message) {
+                    progress
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .add(file);
                 }
             }
         }
@@ -324,13 +514,59 @@ pub fn run_restore(
     if let Some(fd) = lock_fd {
         command = command.inherit_fd(fd);
     }
-    command.stream(&mut on_line)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let progress = &progress;
+        let repo = &candidate.repo;
+        scope.spawn(move || {
+            let mut last = (Instant::now(), 0);
+            // Until the restore ends (the sender is dropped): a line every `every`.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let now = *progress.lock().unwrap_or_else(PoisonError::into_inner);
+                let line = now.line(last.1, last.0.elapsed(), started.elapsed());
+                tracing::info!(
+                    repo = %repo,
+                    percent = now.percent,
+                    bytes = now.bytes,
+                    mb_per_second = line.rate,
+                    elapsed_seconds = started.elapsed().as_secs(),
+                    "{}",
+                    line.text
+                );
+                last = (Instant::now(), now.bytes);
+            }
+        });
+        let result = command.stream(&mut on_line);
+        drop(stop);
+        // The error keeps the output's last lines: the same redaction as the log.
+        result.map_err(|error| {
+            error.map_output(|output| {
+                output
+                    .lines()
+                    .map(|line| pgbackrest::redact_recovery_options(line).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        })
+    })?;
     let duration = started.elapsed();
+    let total = bytes.unwrap_or(
+        progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes,
+    );
+    #[allow(clippy::cast_precision_loss)] // sizes, for people
+    let mb = total as f64 / MB;
+    let rate = mb / duration.as_secs_f64().max(0.001);
     tracing::info!(
         repo = %candidate.repo,
         backup = label.as_deref().unwrap_or(&candidate.backup.label),
         duration_seconds = duration.as_secs_f64(),
-        "restore finished"
+        bytes = total,
+        mb_per_second = rate,
+        "restore finished: {mb:.1} MB in {:.1}s ({rate:.1} MB/s)",
+        duration.as_secs_f64()
     );
     Ok(Restored {
         repo: candidate.repo.clone(),
@@ -340,11 +576,111 @@ pub fn run_restore(
     })
 }
 
-/// How often progress is logged: every few seconds, or `PG_PRESEED_PROGRESS_SECONDS`.
+/// Bytes in the "MB" pgBackRest prints (and pg-preseed with it).
+const MB: f64 = 1024.0 * 1024.0;
+
+/// How far a restore is: pgBackRest's running percentage (by size) and the sizes of the files it
+/// reported restored.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Progress {
+    pub percent: f64,
+    pub bytes: u64,
+}
+
+/// One progress line: its text and the throughput over the last interval (MB/s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressLine {
+    pub text: String,
+    pub rate: f64,
+}
+
+impl Progress {
+    fn add(&mut self, file: pgbackrest::RestoredFile) {
+        self.percent = self.percent.max(file.percent);
+        self.bytes += file.bytes;
+    }
+
+    /// `restore progress 45.3%: 43.9 of ~96.9 MB, 12.1 MB/s over the last 5s (8.8 MB/s on
+    /// average), 5s in` — `before` bytes were done `interval` ago, `elapsed` since the restore
+    /// started. Pure.
+    #[must_use]
+    pub fn line(&self, before: u64, interval: Duration, elapsed: Duration) -> ProgressLine {
+        #[allow(clippy::cast_precision_loss)] // sizes, for people
+        let (done, new) = (
+            self.bytes as f64 / MB,
+            self.bytes.saturating_sub(before) as f64 / MB,
+        );
+        let rate = new / interval.as_secs_f64().max(0.001);
+        let average = done / elapsed.as_secs_f64().max(0.001);
+        let of = if self.percent > 0.0 {
+            format!(" of ~{:.1}", done * 100.0 / self.percent)
+        } else {
+            String::new()
+        };
+        ProgressLine {
+            text: format!(
+                "restore progress {:.1}%: {done:.1}{of} MB, {rate:.1} MB/s over the last {}s ({average:.1} MB/s on average), {}s in",
+                self.percent,
+                trim_seconds(interval),
+                trim_seconds(elapsed),
+            ),
+            rate,
+        }
+    }
+}
+
+/// `5`, `0.2`: seconds as a person would write them.
+fn trim_seconds(duration: Duration) -> String {
+    let text = format!("{:.1}", duration.as_secs_f64());
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
+}
+
+/// How often progress is logged: every few seconds, or `PG_PRESEED_PROGRESS_SECONDS` (at least
+/// 0.05).
 fn progress_interval() -> Duration {
     std::env::var("PG_PRESEED_PROGRESS_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(PROGRESS_EVERY, Duration::from_secs_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 3600.0)
+        .map_or(PROGRESS_EVERY, |s| Duration::from_secs_f64(s.max(0.05)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_tell_percent_size_and_throughput() {
+        let mut progress = Progress::default();
+        let line = progress.line(0, Duration::from_secs(5), Duration::from_secs(5));
+        assert_eq!(
+            line.text,
+            "restore progress 0.0%: 0.0 MB, 0.0 MB/s over the last 5s (0.0 MB/s on average), 5s in"
+        );
+        progress.add(pgbackrest::RestoredFile {
+            bytes: 64 << 20,
+            percent: 65.43,
+        });
+        progress.add(pgbackrest::RestoredFile {
+            bytes: 16 << 20,
+            percent: 80.0,
+        });
+        let line = progress.line(30 << 20, Duration::from_secs(5), Duration::from_secs(10));
+        assert_eq!(
+            line.text,
+            "restore progress 80.0%: 80.0 of ~100.0 MB, 10.0 MB/s over the last 5s (8.0 MB/s on average), 10s in"
+        );
+        assert!((line.rate - 10.0).abs() < 1e-9);
+        // Nothing new since the last line: a steady line still comes, at 0 MB/s.
+        let stalled = progress.line(
+            80 << 20,
+            Duration::from_millis(200),
+            Duration::from_secs(11),
+        );
+        assert!(
+            stalled.text.contains("80.0%") && stalled.text.contains(" 0.0 MB/s over the last 0.2s"),
+            "{}",
+            stalled.text
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! A running PostgreSQL server and the checks `verify` (on PGDATA) and `drill` (on its scratch
-//! copy) run against it: wait for the end of recovery, watching the signs it leaves on disk;
+//! copy) run against it: wait for the end of recovery, watching the signs it leaves on disk (and
+//! noticing a server that stopped before it ended);
 //! make sure the server is the one on the expected directory with the expected cluster; run the
 //! configured SQL checks.
 
@@ -79,6 +80,10 @@ pub fn check(
     // half a second between tries.
     let mut last_error: String;
     let mut last_log = Instant::now();
+    // A server that stopped during recovery (a FATAL such as "could not restore file … from
+    // archive" when a repository could not be asked) removes postmaster.pid; a restart by
+    // systemd brings it back within moments.
+    let mut gone_since: Option<Instant> = None;
     let mut last_query: Option<Instant> = None;
     let mut pause = Duration::from_millis(25);
     let (data_directory, system_identifier) = loop {
@@ -118,6 +123,17 @@ pub fn check(
             bail!(
                 "PostgreSQL did not accept connections and finish recovery within {}s: {last_error}",
                 timeout.as_secs()
+            );
+        }
+        if pgdata.join("postmaster.pid").exists() {
+            gone_since = None;
+        } else if gone_since.get_or_insert_with(Instant::now).elapsed() >= POSTMASTER_APPEAR {
+            bail!(
+                "PostgreSQL stopped before recovery ended (no postmaster.pid in {pgdata} for {}s; \
+                 last seen: {last_error}): its log says why — \"could not restore file … from \
+                 archive\" after a pg-preseed archive-get line means a repository could not be \
+                 asked; bring it back and start PostgreSQL again",
+                POSTMASTER_APPEAR.as_secs()
             );
         }
         if last_log.elapsed() >= Duration::from_secs(30) {
@@ -179,6 +195,65 @@ pub fn check(
         });
     }
     Ok((system_identifier, checks))
+}
+
+/// What a promoted server tells about the recovery it just ended, for the story
+/// ([`crate::story`]): how long replay took and when the last transaction it replayed committed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecoveryFacts {
+    /// From the server's start (`pg_postmaster_start_time()`) to its promotion (when it wrote the
+    /// new timeline's history file). `None` when it was started again since, or never recovered.
+    pub recovery_seconds: Option<f64>,
+    /// RFC 3339: `pg_last_xact_replay_timestamp()`; `None` when nothing was replayed, or after a
+    /// restart (PostgreSQL forgets it).
+    pub replayed_until: Option<String>,
+}
+
+/// Asks the server at `conn` (on `pgdata`) for [`RecoveryFacts`]. Best effort: what cannot be
+/// read is `None` (logged at debug), never an error — the story is not a check.
+#[must_use]
+pub fn recovery_facts(ctx: &Context, conn: &Connection, pgdata: &Utf8Path) -> RecoveryFacts {
+    let row = match conn.query_row(
+        &ctx.tools,
+        ctx.children.as_ref(),
+        "SELECT extract(epoch FROM pg_postmaster_start_time()), \
+         extract(epoch FROM pg_last_xact_replay_timestamp()), \
+         pg_walfile_name(pg_current_wal_lsn())",
+        QUERY_TIMEOUT,
+    ) {
+        Ok(Some(row)) => row,
+        Ok(None) => return RecoveryFacts::default(),
+        Err(error) => {
+            tracing::debug!(error = %format!("{error:#}"), "cannot ask the server how its recovery went");
+            return RecoveryFacts::default();
+        }
+    };
+    let value = |i: usize| row.get(i).cloned().flatten();
+    let seconds = |i: usize| value(i).and_then(|v| v.parse::<f64>().ok());
+    let started = seconds(0);
+    #[allow(clippy::cast_possible_truncation)] // unix seconds
+    let replayed_until = seconds(1)
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| crate::clock::unix_to_rfc3339(s.floor() as i64));
+    let promoted = value(2)
+        .and_then(|walfile| crate::wal::timeline_of(&walfile))
+        .filter(|timeline| *timeline > 1)
+        .and_then(|timeline| {
+            let history = pgdata
+                .join("pg_wal")
+                .join(format!("{}.history", crate::wal::timeline_name(timeline)));
+            std::fs::symlink_metadata(&history).ok()?.modified().ok()
+        })
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64());
+    let recovery_seconds = match (started, promoted) {
+        (Some(started), Some(promoted)) if promoted >= started => Some(promoted - started),
+        _ => None,
+    };
+    RecoveryFacts {
+        recovery_seconds,
+        replayed_until,
+    }
 }
 
 /// A sign on disk that the server on `pgdata` is still starting or recovering, if there is one.

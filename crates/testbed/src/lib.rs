@@ -290,6 +290,24 @@ impl Cluster {
         );
     }
 
+    /// Starts the server and waits until it either left recovery or stopped (a FATAL during
+    /// recovery); true when it promoted. pg_ctl's own answer does not tell: with hot standby it
+    /// returns once read-only connections are accepted, and recovery may fail after that.
+    pub fn start_settled(&self) -> bool {
+        let _ = self.start_command().output().expect("run pg_ctl");
+        let pid = self.pgdata.join("postmaster.pid");
+        let mut promoted = false;
+        wait_for(
+            "the server to promote or stop",
+            Duration::from_secs(120),
+            || {
+                promoted = self.try_psql("SELECT pg_is_in_recovery()").as_deref() == Some("f");
+                promoted || !pid.exists()
+            },
+        );
+        promoted
+    }
+
     /// The `pg_ctl start` command, for tests that expect it to fail.
     #[must_use]
     pub fn start_command(&self) -> Command {
@@ -454,7 +472,9 @@ impl Pgbackrest {
     }
 }
 
-/// The pg-preseed config for a sandbox, as JSON, ready to be adjusted by a test.
+/// The pg-preseed config for a sandbox, as JSON, ready to be adjusted by a test. Archiving after a
+/// restore is held and released as by default, with a watch of one look
+/// (`second_primary.watch = 0s`).
 #[must_use]
 pub fn preseed_config(
     pgdata: &Utf8Path,
@@ -470,7 +490,10 @@ pub fn preseed_config(
             "config": pgbackrest.config,
             "repos": (1..=pgbackrest.repos.len()).collect::<Vec<_>>(),
         },
-        "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]}
+        "verify": {"sql": [{"name": "rows restored", "sql": format!("SELECT count(*) FROM {}", golden::TABLE), "expect": golden::ROWS.to_string()}]},
+        // Nothing else writes a test's repositories: one look after recovery instead of the
+        // default watch (tests of the watch itself set their own).
+        "second_primary": {"watch": "0s"}
     })
 }
 

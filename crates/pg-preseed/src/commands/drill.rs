@@ -2,9 +2,9 @@
 //! into a scratch directory (archiving off, tablespaces inside the scratch directory), starts a
 //! throwaway server on a private socket, runs the verify checks, reports, cleans up.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
@@ -13,14 +13,14 @@ use crate::cli::{Cli, DrillArgs};
 use crate::clock;
 use crate::context::Context;
 use crate::decision;
-use crate::exec::Command;
 use crate::facts;
 use crate::fsutil;
 use crate::pgbackrest;
-use crate::postgres::{self, Connection};
+use crate::postgres::Connection;
 use crate::receipt::CheckResult;
 use crate::report::Report;
 use crate::restore;
+use crate::scratch::Scratch;
 use crate::server;
 
 /// The drilled server's port: it listens only on a socket in its own directory, so any number
@@ -53,8 +53,7 @@ pub fn drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<Exit> {
         ))
         .into());
     };
-    let scratch = base.join(format!("drill-{}", std::process::id()));
-    if fsutil::resolve(&scratch).starts_with(fsutil::resolve(&ctx.config.pgdata)) {
+    if fsutil::resolve(&base).starts_with(fsutil::resolve(&ctx.config.pgdata)) {
         return Err(UsageError(format!(
             "--scratch {} is inside PGDATA {}; a drill never writes there",
             args.scratch, ctx.config.pgdata
@@ -63,20 +62,25 @@ pub fn drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<Exit> {
     }
 
     let mut report = Report::new(session.name, "drill");
-    let (exit, recorded) = match drill_once(ctx, args, &scratch, &mut report) {
+    let drilled = drill_once(ctx, args, &base, &mut report);
+    if crate::exec::interrupted() {
+        // SIGINT or SIGTERM: the handler stops what the drill started, removes the copy and
+        // ends the process as the signal would have (crate::scratch).
+        loop {
+            std::thread::park();
+        }
+    }
+    let (exit, recorded) = match drilled {
         Ok(drilled) => {
             let ok = drilled.checks.iter().all(|c| c.ok);
-            report.reasons.extend(drilled.checks.iter().map(|c| {
-                format!(
-                    "{}: {}{}",
-                    if c.ok { "ok" } else { "FAILED" },
-                    c.name,
-                    c.detail
-                        .as_ref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default()
-                )
-            }));
+            // A failed check by name only: the reasons are recorded (last-run), and what the
+            // check returned may be data. It is in this run's output (`result`) and log.
+            report.reasons.extend(
+                drilled
+                    .checks
+                    .iter()
+                    .map(|c| format!("{}: {}", if c.ok { "ok" } else { "FAILED" }, c.name)),
+            );
             report.summary = Some(format!(
                 "{} backup {} of {}: restored in {:.1}s, recovered and checked in {:.1}s, {:.1}s in all; {}",
                 if ok { "drilled" } else { "drill FAILED on" },
@@ -119,7 +123,7 @@ pub fn drill(cli: &Cli, args: &DrillArgs) -> anyhow::Result<Exit> {
 fn drill_once(
     ctx: &Context,
     args: &DrillArgs,
-    scratch: &Utf8Path,
+    base: &Utf8Path,
     report: &mut Report,
 ) -> anyhow::Result<Drilled> {
     let started = Instant::now();
@@ -144,58 +148,62 @@ fn drill_once(
             args.repo.unwrap_or_default()
         );
     }
+    let recovery = decision::recovery_repos(&repos);
+    report.warnings.extend(
+        recovery
+            .left_out
+            .iter()
+            .map(|left_out| format!("the drill's recovery does not consult {left_out}")),
+    );
     let (candidates, reasons) = decision::candidates(repos, &policy);
     report.reasons.extend(reasons);
     let Some(candidate) = candidates.into_iter().next() else {
         bail!("no repository holds a backup that could be restored");
     };
 
-    let pgdata = scratch.join("pgdata");
-    let socket_dir = scratch.join("socket");
-    let owner = ctx.owner();
-    fsutil::create_dirs(&pgdata, 0o700, owner)?;
-    fsutil::create_dirs(&socket_dir, 0o700, owner)?;
-    let cleanup = Cleanup {
-        ctx,
-        scratch,
-        pgdata: pgdata.clone(),
-        keep: args.keep,
-    };
+    // Removed (with the server stopped first) on every way out, SIGINT and SIGTERM included.
+    let scratch = Scratch::create(base, ctx.owner(), args.keep)?;
 
+    // The same restore_command as a real restore, for the scratch copy: segments that cannot be
+    // fetched stop the drill's server instead of letting it promote and pass.
+    let install = restore::Install::new(ctx, &scratch.pgdata, &recovery.numbers())?;
     let restore_args = pgbackrest::restore_argv(&pgbackrest::Restore {
         stanza: &ctx.stanza,
         repo: candidate.repo.number,
-        pgdata: &pgdata,
+        pgdata: &scratch.pgdata,
         process_max: restore::process_max(ctx),
         delta: false,
         set: Some(&candidate.backup.label),
         target: &ctx.config.pgbackrest.target,
-        drill: Some(scratch),
+        drill: Some(&scratch.dir),
+        recovery_options: &install.options,
     });
-    tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch, "drill: restoring");
+    tracing::info!(repo = %candidate.repo, backup = %candidate.backup.label, scratch = %scratch.dir, "drill: restoring");
     let restored = restore::run_restore(ctx, &candidate, restore_args, None)?;
+    install.apply(&scratch.pgdata, ctx.owner())?;
 
     let recovery_started = Instant::now();
-    let log = scratch.join("postgresql.log");
-    Command::new(
-        ctx.tools.program("pg_ctl"),
-        postgres::pg_ctl_start_private_argv(&pgdata, &log, PORT, &socket_dir, 3600),
-    )
-    .run_as(ctx.children.as_ref())
-    .output(Some(Duration::from_secs(3700)))
-    .with_context(|| format!("the restored copy did not start; its log is {log}"))?;
+    let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
+    let server = scratch.start_server(ctx, PORT)?;
+    server.wait_ready(timeout)?;
     let connection = Connection {
-        socket_dir: Some(socket_dir.to_string()),
+        socket_dir: Some(scratch.socket_dir.to_string()),
         port: Some(PORT),
         user: ctx.config.postgres.user.clone(),
         database: ctx.config.verify.database.clone(),
     };
     let expected = candidate.backup.system_id.map(|id| id.to_string());
-    let timeout = args.timeout.unwrap_or(ctx.config.verify.timeout);
-    let (system_identifier, checks) =
-        server::check(ctx, &connection, &pgdata, timeout, expected.as_deref())?;
+    let (system_identifier, checks) = server::check(
+        ctx,
+        &connection,
+        &scratch.pgdata,
+        timeout,
+        expected.as_deref(),
+    )?;
     let recovery = recovery_started.elapsed();
-    drop(cleanup);
+    drop(server);
+    let scratch_dir = scratch.dir.clone();
+    drop(scratch);
     Ok(Drilled {
         repo: candidate.repo.number,
         repo_name: candidate.repo.name.clone(),
@@ -207,37 +215,7 @@ fn drill_once(
         restored_bytes: restored.bytes,
         system_identifier: (system_identifier != 0).then(|| system_identifier.to_string()),
         checks,
-        scratch: scratch.to_owned(),
+        scratch: scratch_dir,
         kept: args.keep,
     })
-}
-
-/// Stops the throwaway server and removes the scratch directory (which the drill created) on
-/// every way out of the drill.
-struct Cleanup<'a> {
-    ctx: &'a Context,
-    scratch: &'a Utf8Path,
-    pgdata: Utf8PathBuf,
-    keep: bool,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        if self.pgdata.join("postmaster.pid").exists() {
-            let stopped = Command::new(
-                self.ctx.tools.program("pg_ctl"),
-                postgres::pg_ctl_stop_immediate_argv(&self.pgdata),
-            )
-            .run_as(self.ctx.children.as_ref())
-            .output(Some(Duration::from_secs(120)));
-            if let Err(error) = stopped {
-                tracing::warn!(error = %error, "could not stop the drill's server");
-            }
-        }
-        if !self.keep {
-            if let Err(error) = std::fs::remove_dir_all(self.scratch) {
-                tracing::warn!(scratch = %self.scratch, error = %error, "could not remove the drill's scratch directory");
-            }
-        }
-    }
 }

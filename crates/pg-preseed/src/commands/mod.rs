@@ -4,6 +4,8 @@
 //! (`Session::open`), ending with the outcome recorded (`Session::finish`), the decision
 //! policy from the config, and the mapping of escaped errors to exit codes ([`exit_code_for`]).
 
+pub mod archive_get;
+mod archive_hold;
 mod check_config;
 mod datasets;
 mod drill;
@@ -53,7 +55,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> Exit {
     if error.downcast_ref::<ConfigError>().is_some() || error.downcast_ref::<UsageError>().is_some()
     {
         Exit::Usage
-    } else if error.downcast_ref::<lock::Busy>().is_some() {
+    } else if error.downcast_ref::<lock::Busy>().is_some()
+        || error.downcast_ref::<lock::Untrusted>().is_some()
+    {
         Exit::Refused
     } else {
         Exit::Internal
@@ -81,6 +85,14 @@ pub fn dispatch(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Datasets(command) => datasets::datasets(cli, command),
         Command::Drill(args) => drill::drill(cli, args),
         Command::InitdbGuard => initdb_guard::initdb_guard(cli),
+        // PostgreSQL's restore_command: its own exit statuses (0, 1, 255), not DESIGN.md's.
+        Command::ArchiveGet(args) => {
+            std::process::exit(i32::from(archive_get::archive_get(cli, args)))
+        }
+        // PostgreSQL's archive_command while archiving is held: always "not archived".
+        Command::ArchiveHold(args) => {
+            std::process::exit(i32::from(archive_hold::archive_hold(args)))
+        }
     }
 }
 
@@ -175,7 +187,12 @@ impl<'a> Session<'a> {
                 preflight: preflight.filter(|_| !lock.waited()),
                 lock: Some(lock),
             })),
-            Err(error) if error.downcast_ref::<lock::Busy>().is_some() => Err(error),
+            Err(error)
+                if error.downcast_ref::<lock::Busy>().is_some()
+                    || error.downcast_ref::<lock::Untrusted>().is_some() =>
+            {
+                Err(error)
+            }
             Err(error) if prepare == Prepare::IfDirExists => Err(error),
             Err(error) => {
                 // The lock file cannot even be opened: the preflight checks say why (an
@@ -284,6 +301,7 @@ fn policy(ctx: &Context, allow: Allow) -> Policy {
         on_no_backup: config.on_no_backup,
         set: config.pgbackrest.set.clone(),
         max_backup_age: config.pgbackrest.max_backup_age,
+        target: config.pgbackrest.target.clone(),
         now: clock::unix_now(),
         config_path: ctx.config_path.to_string(),
         allow_fresh: allow.fresh,

@@ -11,6 +11,7 @@ use crate::outcome::LastRuns;
 use crate::pgdata::PgdataState;
 use crate::preflight::Finding;
 use crate::receipt::{Claim, ClaimKind, ReceiptState};
+use crate::story;
 
 pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
     let session = Session::start(cli, "status")?;
@@ -30,6 +31,9 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         marker_path: &'a str,
         marker: &'a ReceiptState,
         pending: Option<&'a Claim>,
+        /// What happened, in a few lines: the receipt's restore, then the claim's hook.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        story: Vec<String>,
         last_runs: &'a LastRuns,
         findings: &'a [Finding],
         warnings: &'a [String],
@@ -43,6 +47,13 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         marker_path: ctx.files.receipt.as_str(),
         marker: &facts.receipt,
         pending: facts.claim.as_ref(),
+        story: match &facts.receipt {
+            ReceiptState::Valid { receipt } => story::receipt_lines(receipt),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .chain(facts.claim.iter().flat_map(story::claim_lines))
+        .collect(),
         last_runs: &last_runs,
         findings: &facts.preflight.findings,
         warnings: &warnings,
@@ -65,6 +76,17 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
         "receipt  {}",
         describe_receipt(&facts.receipt, &ctx.files.receipt)
     );
+    if let ReceiptState::Valid { receipt } = &facts.receipt {
+        for left_out in receipt.source.iter().flat_map(|s| &s.left_out) {
+            println!("         recovered without {left_out}");
+        }
+        for warning in receipt.recovery.iter().flat_map(|r| &r.warnings) {
+            println!("         {warning}");
+        }
+        for line in story::receipt_lines(receipt) {
+            println!("story    {line}");
+        }
+    }
     if let Some(claim) = &facts.claim {
         println!(
             "claim    {} started {}{}",
@@ -78,6 +100,9 @@ pub fn status(cli: &Cli) -> anyhow::Result<Exit> {
                 |at| format!(", finished {at}, awaiting `pg-preseed verify`")
             )
         );
+        for line in story::claim_lines(claim) {
+            println!("         {line}");
+        }
     }
     for run in last_runs.values() {
         println!(
@@ -124,13 +149,18 @@ pub(super) fn describe_receipt(state: &ReceiptState, path: &Utf8Path) -> String 
                 )
             });
             format!(
-                "{path}: {}{source}, system identifier {}, verified {}",
+                "{path}: {}{source}, system identifier {}, verified {}{}",
                 serde_json::to_value(receipt.action)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
                 receipt.system_identifier,
-                receipt.verified_at.as_deref().unwrap_or("never")
+                receipt.verified_at.as_deref().unwrap_or("never"),
+                receipt
+                    .recovery
+                    .as_ref()
+                    .map(|recovery| format!("; {}", recovery.describe()))
+                    .unwrap_or_default()
             )
         }
     }

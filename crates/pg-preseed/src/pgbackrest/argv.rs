@@ -54,6 +54,10 @@ pub struct Restore<'a> {
     /// production repository, and tablespaces must land in the scratch directory, not over the
     /// production ones.
     pub drill: Option<&'a Utf8Path>,
+    /// `key=value` settings for postgresql.auto.conf (`--recovery-option`), already quoted for
+    /// it: pg-preseed's restore_command and the ones pgbackrest.conf sets, which a
+    /// `--recovery-option` on the command line would otherwise drop ([`recovery_options_argv`]).
+    pub recovery_options: &'a [String],
 }
 
 /// `restore` with the console at `detail` (one line per file, with the running percentage, for
@@ -85,6 +89,9 @@ pub fn restore_argv(restore: &Restore<'_>) -> Vec<String> {
         argv.push("--archive-mode=off".to_owned());
         argv.push(format!("--tablespace-map-all={scratch}/tablespaces"));
     }
+    for option in restore.recovery_options {
+        argv.push(format!("--recovery-option={option}"));
+    }
     argv.push("--log-level-console=detail".to_owned());
     argv.push("--log-level-stderr=off".to_owned());
     argv.push("restore".to_owned());
@@ -103,6 +110,55 @@ pub fn verify_argv(stanza: &Stanza, repo: u32, set: &str) -> Vec<String> {
     argv.push("--log-level-stderr=off".to_owned());
     argv.push("--log-level-file=off".to_owned());
     argv.push("verify".to_owned());
+    argv
+}
+
+/// `help restore recovery-option` with the console at info: pgBackRest then logs its "command
+/// begin" line with every effective option, each `recovery-option` value separately (read by
+/// [`super::recovery_options`]). Asking costs nothing and touches nothing. A `--recovery-option`
+/// on the restore's command line replaces all of pgbackrest.conf's (pgBackRest 2.45), so the
+/// engine asks which there are and passes them on beside its own.
+#[must_use]
+pub fn recovery_options_argv(stanza: &Stanza) -> Vec<String> {
+    let mut argv = Vec::new();
+    stanza.push(&mut argv);
+    argv.push("--log-level-console=info".to_owned());
+    argv.push("--log-level-stderr=off".to_owned());
+    argv.push("--log-level-file=off".to_owned());
+    argv.extend(["help", "restore", "recovery-option"].map(str::to_owned));
+    argv
+}
+
+/// One `archive-get` of one WAL file from one repository.
+#[derive(Debug, Clone)]
+pub struct ArchiveGet<'a> {
+    pub stanza: &'a Stanza,
+    pub repo: u32,
+    /// The PGDATA being recovered (pgBackRest reads its pg_control to pick the archive).
+    pub pgdata: &'a Utf8Path,
+    pub wal: &'a str,
+    /// Absolute: pgBackRest only takes a relative one when run inside PGDATA, and the engine
+    /// runs its children in "/".
+    pub destination: &'a Utf8Path,
+}
+
+/// `archive-get` of one file from one repository (`--repo`: asked one at a time, because
+/// pgBackRest 2.45 asked about all of them at once answers "not found" when one repository
+/// fails and the others do not hold the file). Synchronous (`--no-archive-async`): an
+/// asynchronous queue would mix the repositories again. Warnings and errors on stderr, which
+/// tell "not there" (exit 1, silent) from a failure.
+#[must_use]
+pub fn archive_get_argv(get: &ArchiveGet<'_>) -> Vec<String> {
+    let mut argv = Vec::new();
+    get.stanza.push(&mut argv);
+    argv.push(format!("--repo={}", get.repo));
+    argv.push(format!("--pg1-path={}", get.pgdata));
+    argv.push("--no-archive-async".to_owned());
+    argv.push("--log-level-console=off".to_owned());
+    argv.push("--log-level-stderr=warn".to_owned());
+    argv.push("archive-get".to_owned());
+    argv.push(get.wal.to_owned());
+    argv.push(get.destination.to_string());
     argv
 }
 
@@ -126,6 +182,7 @@ mod tests {
             set: None,
             target: &target,
             drill: None,
+            recovery_options: &[],
         };
         let argv = restore_argv(&restore);
         assert_eq!(
@@ -147,6 +204,7 @@ mod tests {
 
     #[test]
     fn restore_argv_targets_promote() {
+        let options = ["restore_command=/bin/pg-preseed archive-get %f \"%p\"".to_owned()];
         let target = Target {
             kind: TargetType::Time,
             value: Some("2024-01-02 03:04:05+00".to_owned()),
@@ -164,6 +222,7 @@ mod tests {
             set: Some("20240101-000000F"),
             target: &target,
             drill: Some(Utf8Path::new("/var/tmp/drill")),
+            recovery_options: &options,
         };
         let argv = restore_argv(&restore);
         for expected in [
@@ -173,6 +232,7 @@ mod tests {
             "--target-action=promote",
             "--archive-mode=off",
             "--tablespace-map-all=/var/tmp/drill/tablespaces",
+            "--recovery-option=restore_command=/bin/pg-preseed archive-get %f \"%p\"",
         ] {
             assert!(
                 argv.contains(&expected.to_owned()),
@@ -180,5 +240,55 @@ mod tests {
             );
         }
         assert!(!argv.iter().any(|a| a.starts_with("--config")));
+    }
+
+    #[test]
+    fn recovery_options_are_asked_of_pgbackrest_itself() {
+        let stanza = Stanza {
+            name: "main".to_owned(),
+            config: None,
+        };
+        assert_eq!(
+            recovery_options_argv(&stanza),
+            [
+                "--stanza=main",
+                "--log-level-console=info",
+                "--log-level-stderr=off",
+                "--log-level-file=off",
+                "help",
+                "restore",
+                "recovery-option"
+            ]
+        );
+    }
+
+    #[test]
+    fn archive_get_argv_asks_one_repository_synchronously() {
+        let stanza = Stanza {
+            name: "main".to_owned(),
+            config: Some("/etc/pgbackrest/pgbackrest.conf".into()),
+        };
+        let argv = archive_get_argv(&ArchiveGet {
+            stanza: &stanza,
+            repo: 2,
+            pgdata: Utf8Path::new("/var/lib/postgresql/16"),
+            wal: "000000010000000000000003",
+            destination: Utf8Path::new("/var/lib/postgresql/16/pg_wal/RECOVERYXLOG"),
+        });
+        assert_eq!(
+            argv,
+            [
+                "--config=/etc/pgbackrest/pgbackrest.conf",
+                "--stanza=main",
+                "--repo=2",
+                "--pg1-path=/var/lib/postgresql/16",
+                "--no-archive-async",
+                "--log-level-console=off",
+                "--log-level-stderr=warn",
+                "archive-get",
+                "000000010000000000000003",
+                "/var/lib/postgresql/16/pg_wal/RECOVERYXLOG"
+            ]
+        );
     }
 }

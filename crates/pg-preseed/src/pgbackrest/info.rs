@@ -1,5 +1,6 @@
 //! `pgbackrest info --output=json`: what each repository holds for a stanza, as the decision
-//! sees it.
+//! sees it (the backups), and the WAL positions point-in-time recovery checks (each backup's
+//! start and stop, each archive id's oldest and newest segment; read by [`crate::pitr`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub struct StanzaInfo {
     pub name: String,
     pub status: Status,
+    #[serde(default)]
+    pub archive: Vec<ArchiveInfo>,
     #[serde(default)]
     pub backup: Vec<BackupInfo>,
     #[serde(default)]
@@ -33,6 +36,33 @@ pub struct BackupInfo {
     pub error: Option<bool>,
     #[serde(default)]
     pub info: Option<SizeInfo>,
+    /// The WAL locations the backup starts and stops at (`0/2000028`).
+    #[serde(default)]
+    pub lsn: Option<Range>,
+    /// The WAL segments holding them.
+    #[serde(default)]
+    pub archive: Option<Range>,
+}
+
+/// A `start`/`stop` pair of text positions (LSNs or segment names).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Range {
+    #[serde(default)]
+    pub start: Option<String>,
+    #[serde(default)]
+    pub stop: Option<String>,
+}
+
+/// One archive id (`15-1`): the WAL archived for one cluster (`database`), and its range.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ArchiveInfo {
+    pub id: String,
+    pub database: BackupDatabase,
+    /// Oldest and newest segment names; absent when it holds no WAL.
+    #[serde(default)]
+    pub min: Option<String>,
+    #[serde(default)]
+    pub max: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,8 +132,9 @@ pub struct Backup {
     pub error: bool,
 }
 
+/// A system identifier as a string (JSON numbers lose u64 precision); for `serialize_with`.
 #[allow(clippy::ref_option)] // serde's serialize_with signature
-fn serialize_opt_u64_as_string<S: serde::Serializer>(
+pub(crate) fn serialize_opt_u64_as_string<S: serde::Serializer>(
     value: &Option<u64>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {

@@ -1,5 +1,6 @@
-//! Where a repository lives, from the options pgBackRest echoes in its "command begin" line: what
-//! tells an empty repository from one whose path is gone.
+//! What pgBackRest echoes of its effective options in its "command begin" line: where a
+//! repository lives (what tells an empty repository from one whose path is gone), and the
+//! recovery options its configuration sets (which a restore must pass on).
 
 use std::collections::BTreeMap;
 
@@ -78,6 +79,41 @@ pub fn repo_location(options: &BTreeMap<String, String>, n: u32) -> RepoLocation
     }
 }
 
+/// The `recovery-option` values pgBackRest's configuration sets (pgbackrest.conf, its
+/// environment), as `key=value`, from the "command begin" line
+/// [`super::argv::recovery_options_argv`] makes pgBackRest print. Read token by token rather than
+/// into a map: the option repeats, and a quoted value may hold quotes and ", ".
+///
+/// # Errors
+/// When pgBackRest printed no "command begin" line (then what a restore would drop is unknown).
+pub fn recovery_options(output: &str) -> Result<Vec<String>, String> {
+    const OPTION: &str = " --recovery-option=";
+    let line = output
+        .lines()
+        .find(|line| line.contains(" command begin "))
+        .ok_or("pgBackRest did not print its options (no \"command begin\" line)")?;
+    let mut options = Vec::new();
+    let mut rest = line;
+    while let Some(at) = rest.find(OPTION) {
+        rest = &rest[at + OPTION.len()..];
+        let (value, after) = if let Some(quoted) = rest.strip_prefix('"') {
+            // Closed by the quote that ends the token (followed by a space or the line's end).
+            let close = quoted
+                .match_indices('"')
+                .map(|(i, _)| i)
+                .find(|&i| quoted[i + 1..].is_empty() || quoted[i + 1..].starts_with(' '))
+                .ok_or("an unterminated quoted recovery-option in pgBackRest's options")?;
+            (&quoted[..close], &quoted[close + 1..])
+        } else {
+            let end = rest.find(' ').unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
+        };
+        options.push(value.to_owned());
+        rest = after;
+    }
+    Ok(options)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +157,24 @@ mod tests {
             }
         );
         assert_eq!(parse_command_begin("nothing here"), None);
+    }
+
+    #[test]
+    fn recovery_options_from_pgbackrest_help() {
+        // `pgbackrest --log-level-console=info help restore recovery-option` (2.45) with two
+        // recovery-option lines in pgbackrest.conf, one holding ", " and spaces.
+        let output = "2026-11-27 18:45:18.390 P00   INFO: restore command begin 2.45: [recovery-option] --config=/tmp/x/pgbackrest2.conf --exec-id=7992-f303a20e --log-level-console=debug --pg1-path=/tmp/x/pgdata --recovery-option=recovery_target_timeline=current --recovery-option=\"primary_conninfo=host=example.org port=5432 application_name=a, sslmode=require\" --repo1-path=/tmp/x/repo1 --stanza=main\n\
+                      pgBackRest 2.45 - 'restore' command - 'recovery-option' option help\n\n\
+                      current: recovery_target_timeline=current, primary_conninfo=host=example.org port=5432 application_name=a, sslmode=require\n";
+        assert_eq!(
+            recovery_options(output).unwrap(),
+            [
+                "recovery_target_timeline=current",
+                "primary_conninfo=host=example.org port=5432 application_name=a, sslmode=require"
+            ]
+        );
+        let none = "P00   INFO: restore command begin 2.45: [recovery-option] --stanza=main\n";
+        assert!(recovery_options(none).unwrap().is_empty());
+        assert!(recovery_options("pgBackRest 2.45 - help\n").is_err());
     }
 }

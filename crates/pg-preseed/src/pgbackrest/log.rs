@@ -49,15 +49,80 @@ fn looks_like_timestamp(prefix: &str) -> bool {
     prefix.len() == 23 && prefix.as_bytes()[4] == b'-' && prefix.as_bytes()[10] == b' '
 }
 
-/// The running percentage in `restore file /path (8KB, 45.31%) …`.
+/// One `restore file /path (8KB, 45.31%) …` line: the file's size and the running percentage
+/// (by size, of the whole restore).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestoredFile {
+    pub bytes: u64,
+    pub percent: f64,
+}
+
+/// Reads a `restore file …` message (also `… - exists and matches backup (8KB, 45.31%)` when
+/// resuming with `--delta`).
 #[must_use]
-pub fn restore_progress(message: &str) -> Option<f64> {
+pub fn restore_file(message: &str) -> Option<RestoredFile> {
     let rest = message.strip_prefix("restore file ")?;
     // The path may itself contain " (": anchor on the last "%)".
     let end = rest.rfind("%)")?;
     let start = rest[..end].rfind(" (")?;
-    let (_, percent) = rest[start + 2..end].rsplit_once(", ")?;
-    percent.parse().ok()
+    let (size, percent) = rest[start + 2..end].rsplit_once(", ")?;
+    let size = size.rsplit(", ").next()?;
+    Some(RestoredFile {
+        bytes: parse_size(size)?,
+        percent: percent.parse().ok()?,
+    })
+}
+
+/// The running percentage in `restore file /path (8KB, 45.31%) …`.
+#[must_use]
+pub fn restore_progress(message: &str) -> Option<f64> {
+    restore_file(message).map(|file| file.percent)
+}
+
+/// `line` with the value of every `--recovery-option=` replaced by `<redacted>`, the setting's
+/// name kept. pgBackRest's "command begin" line (which a restore prints on the console at info)
+/// lists the recovery options pgbackrest.conf sets, and unlike its credentials it does not redact
+/// them: a `primary_conninfo` may hold a password. Every line of a restore's output goes through
+/// this before it is logged or kept in an error.
+#[must_use]
+pub fn redact_recovery_options(line: &str) -> std::borrow::Cow<'_, str> {
+    const OPTION: &str = "--recovery-option=";
+    if !line.contains(OPTION) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(OPTION) {
+        out.push_str(&rest[..at + OPTION.len()]);
+        rest = &rest[at + OPTION.len()..];
+        let (quoted, value_and_after) = match rest.strip_prefix('"') {
+            Some(inner) => (true, inner),
+            None => (false, rest),
+        };
+        // A quoted value ends at the quote before a space or the end; a bare one at a space.
+        let end = if quoted {
+            value_and_after
+                .match_indices('"')
+                .map(|(i, _)| i)
+                .find(|&i| {
+                    value_and_after[i + 1..].is_empty() || value_and_after[i + 1..].starts_with(' ')
+                })
+                .map_or(value_and_after.len(), |i| i + 1)
+        } else {
+            value_and_after.find(' ').unwrap_or(value_and_after.len())
+        };
+        let value = &value_and_after[..end];
+        let name = value
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('"');
+        out.push_str(name);
+        out.push_str("=<redacted>");
+        rest = &value_and_after[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// `repo1: restore backup set 20240101-000000F, recovery will start at …` → the label.
@@ -177,6 +242,54 @@ mod tests {
         assert_eq!(
             restore_progress("restore file /pg/f (8KB, 45.31%) checksum x"),
             Some(45.31)
+        );
+    }
+
+    /// Issue 13.3: the console's "command begin" line lists the recovery options pgbackrest.conf
+    /// sets, a password in primary_conninfo with them.
+    #[test]
+    fn recovery_option_values_are_redacted() {
+        let line = r#"2026-11-27 20:53:19.962 P00   INFO: restore command begin 2.45: --config=/etc/pgbackrest.conf --pg1-path=/pg --recovery-option="primary_conninfo=host=db1 user=rep password=s3cr3t" --recovery-option=recovery_end_command=true --recovery-option="restore_command=/bin/pg-preseed archive-get %f "%p"" --repo1-s3-key=<redacted> --stanza=main"#;
+        let redacted = redact_recovery_options(line);
+        assert_eq!(
+            redacted,
+            r"2026-11-27 20:53:19.962 P00   INFO: restore command begin 2.45: --config=/etc/pgbackrest.conf --pg1-path=/pg --recovery-option=primary_conninfo=<redacted> --recovery-option=recovery_end_command=<redacted> --recovery-option=restore_command=<redacted> --repo1-s3-key=<redacted> --stanza=main"
+        );
+        assert!(!redacted.contains("s3cr3t"));
+        let plain = "P01 DETAIL: restore file /pg/base/1/1 (8KB, 1.00%)";
+        assert!(matches!(
+            redact_recovery_options(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // Cut off inside a quoted value: everything after the name goes.
+        assert_eq!(
+            redact_recovery_options(r#"x --recovery-option="primary_conninfo=password=s3cr"#),
+            "x --recovery-option=primary_conninfo=<redacted>"
+        );
+    }
+
+    #[test]
+    fn restored_files_with_their_sizes() {
+        let line = "restore file /var/lib/postgresql/15/base/5/16396 (64MB, 65.43%) checksum 5c55cfe257d18df34b77ebc38fcdcb89aaa84896";
+        assert_eq!(
+            restore_file(line),
+            Some(RestoredFile {
+                bytes: 64 * 1024 * 1024,
+                percent: 65.43
+            })
+        );
+        let matched = "restore file /pg/base/5/16404 - exists and matches backup (10.7MB, 76.39%) checksum 4ec599bb";
+        assert_eq!(restore_file(matched).map(|f| f.percent), Some(76.39));
+        assert_eq!(
+            restore_file("restore file /pg/global/pg_control (0B, 100.00%)"),
+            Some(RestoredFile {
+                bytes: 0,
+                percent: 100.0
+            })
+        );
+        assert_eq!(
+            restore_file("restore size = 96.9MB, file total = 977"),
+            None
         );
     }
 

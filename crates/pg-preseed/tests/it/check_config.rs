@@ -35,6 +35,37 @@ fn check_config_names_the_key() {
             r#"{"pgdata": "/x", "marker": "/x/m", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#,
             "marker",
         ),
+        // Issue 15.5: passed check-config, then panicked in verify (exit 101).
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}, "verify": {"timeout": 18446744073709551615}}"#,
+            "verify.timeout",
+        ),
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main", "repo_wait": "600000000years"}}"#,
+            "pgbackrest.repo_wait",
+        ),
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main", "max_backup_age": 9223372036854775807}}"#,
+            "pgbackrest.max_backup_age",
+        ),
+        // Issue 15.3: paths that a shell (pgBackRest's restore_command) or PostgreSQL would
+        // misread.
+        (
+            r#"{"pgdata": "/srv/pg$(touch /tmp/pwned)", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main"}}"#,
+            "pgdata",
+        ),
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main", "config": "/etc/pgbackrest/`id`.conf"}}"#,
+            "pgbackrest.config",
+        ),
+        (
+            "{\"pgdata\": \"/x\", \"marker\": \"/var/lib/pp/r\\nx.json\", \"postgres\": {\"major\": 16}, \"pgbackrest\": {\"stanza\": \"main\"}}",
+            "marker",
+        ),
+        (
+            r#"{"pgdata": "/x", "postgres": {"major": 16}, "pgbackrest": {"stanza": "main", "bin": "/opt/my tools/pgbackrest"}}"#,
+            "pgbackrest.bin",
+        ),
     ];
     for (index, (text, key)) in cases.iter().enumerate() {
         let path = dir.join(format!("bad{index}.json"));
@@ -100,5 +131,48 @@ fn bad_configs_exit_2_without_crashing() {
             );
             assert!(!output.stderr.is_empty(), "{name}: an error message");
         }
+    }
+}
+
+/// Issue 15.7: `check-config` on a FIFO waited forever for a writer. Only regular files are
+/// read: exit 2, at once.
+#[test]
+fn a_config_that_is_not_a_regular_file_is_refused_without_waiting() {
+    let (_guard, dir) = tempdir();
+    let fifo = dir.join("config.json");
+    nix::unistd::mkfifo(
+        fifo.as_std_path(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("mkfifo");
+    for command in [
+        vec!["check-config", fifo.as_str()],
+        vec!["--config", fifo.as_str(), "plan"],
+    ] {
+        let mut child = Command::new(bin())
+            .args(&command)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        // A guard against hanging the suite, not a timing assertion: the answer comes at once.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let status = status.unwrap_or_else(|| panic!("{command:?} hangs on a FIFO"));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("read");
+        assert_eq!(status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(stderr.contains("not a regular file"), "{stderr}");
     }
 }

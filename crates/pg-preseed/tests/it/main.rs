@@ -10,12 +10,20 @@ mod check_config;
 mod common;
 
 #[cfg(feature = "real-system")]
+mod after_restore;
+#[cfg(feature = "real-system")]
 mod datasets;
 #[cfg(feature = "real-system")]
 mod engine;
 #[cfg(feature = "real-system")]
 mod faults;
 #[cfg(feature = "real-system")]
+mod hardening;
+#[cfg(feature = "real-system")]
 mod operator;
+#[cfg(feature = "real-system")]
+mod primaries;
+#[cfg(feature = "real-system")]
+mod recovery;
 #[cfg(feature = "real-system")]
 mod scenarios;

@@ -3,6 +3,9 @@
 
 use std::fs;
 use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use serde_json::json;
 use testbed::{golden, Host, Sandbox};
@@ -47,6 +50,35 @@ fn drill_restores_a_backup_privately_and_cleans_up() {
         "the drilled copy archived nothing"
     );
     assert!(!host.marker.exists(), "a drill writes no receipt");
+
+    // Kept for inspection: the copy promoted (a new timeline's history file in its pg_wal) and
+    // never archived it — pgBackRest's `--archive-mode=off`, not a hold verify would release.
+    let kept = host.preseed(&["drill", "--scratch", scratch.as_str(), "--keep"]);
+    kept.expect_code(0);
+    let copy = camino::Utf8PathBuf::from(
+        kept.json()["result"]["scratch"]
+            .as_str()
+            .expect("the kept copy"),
+    )
+    .join("pgdata");
+    let auto = fs::read_to_string(copy.join("postgresql.auto.conf")).expect("auto.conf");
+    assert!(auto.contains("archive_mode = 'off'"), "{auto}");
+    assert!(!auto.contains("archive-hold"), "{auto}");
+    let wal = testbed::tree(&copy.join("pg_wal"));
+    assert!(
+        wal.iter().any(|f| f.ends_with(".history")),
+        "the copy promoted: {wal:?}"
+    );
+    assert!(
+        !wal.iter()
+            .any(|f| camino::Utf8Path::new(f).extension() == Some("ready")),
+        "nothing waits to be archived: {wal:?}"
+    );
+    assert_eq!(
+        testbed::tree(&archive),
+        archive_before,
+        "the kept copy archived nothing either"
+    );
 }
 
 /// A backup that cannot be restored fails the drill (exit 4), and the scratch copy is gone.
@@ -98,11 +130,23 @@ fn metrics_describe_the_last_restore() {
         .expect("restored bytes");
     assert!(restored_bytes > 50 * 1024 * 1024, "{restored_bytes}");
     assert!(text.contains("pg_preseed_backup_age_seconds{command=\"run\"} "));
+    for phase in ["repository_check", "restore", "recovery", "verify"] {
+        assert!(
+            text.contains(&format!(
+                "pg_preseed_receipt_phase_seconds{{phase=\"{phase}\"}} "
+            )),
+            "{phase} in\n{text}"
+        );
+    }
+    assert!(text.contains("pg_preseed_receipt_data_end_timestamp_seconds{source=\"backup\"} "));
+    assert!(text.contains("pg_preseed_receipt_max_data_loss_seconds "));
     assert_eq!(testbed::tree(&dir), ["pg-preseed.prom"]);
 }
 
-/// During a restore the journal gets a progress line every few seconds (here every 0.2s),
-/// with a growing percentage.
+/// During a restore the journal gets a progress line at a steady interval (here every 0.2s) —
+/// percentage, data restored, throughput — whatever pgBackRest prints: with pgBackRest stopped
+/// (SIGSTOP) for two seconds, silent, the lines keep coming, at 0.0 MB/s. The restore's last
+/// line gives the total and the average throughput.
 #[test]
 fn restore_progress_is_logged_regularly() {
     let sandbox = Sandbox::new("progress");
@@ -110,20 +154,73 @@ fn restore_progress_is_logged_regularly() {
     host.set("/pgbackrest/process_max", json!(1));
     host.env
         .push(("PG_PRESEED_PROGRESS_SECONDS".to_owned(), "0.2".to_owned()));
-    let run = host.preseed(&["run"]);
-    run.expect_code(0);
-    let percents: Vec<f64> = run
-        .stderr
+    let child = host.spawn_captured(&["run"]);
+    let restoring = format!("--pg1-path={}", host.pgdata);
+    testbed::wait_for(
+        "pgBackRest to start restoring",
+        Duration::from_secs(60),
+        || {
+            !testbed::pids_with_arg(&restoring).is_empty()
+                && host.pgdata.join("backup.manifest").exists()
+        },
+    );
+    let stopped = testbed::pids_with_arg(&restoring);
+    signal(&stopped, Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&stopped, Signal::SIGCONT);
+    let output = child.wait_with_output().expect("wait for run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+
+    // (percent, MB/s over the last interval) of each progress line.
+    let lines: Vec<(f64, f64)> = stderr
         .lines()
         .filter_map(|l| l.split("restore progress ").nth(1))
-        .filter_map(|rest| rest.split('%').next()?.parse().ok())
+        .filter_map(|rest| {
+            let percent = rest.split('%').next()?.parse().ok()?;
+            let rate = rest
+                .split(" MB/s over the last")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((percent, rate))
+        })
         .collect();
+    assert!(lines.len() >= 3, "progress lines: {lines:?}\n{stderr}");
     assert!(
-        percents.len() >= 2,
-        "progress lines: {percents:?}\n{}",
-        run.stderr
+        lines.windows(2).all(|w| w[0].0 <= w[1].0),
+        "the percentage never goes back: {lines:?}"
     );
-    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    let longest_silence = lines
+        .split(|(_, rate)| *rate > 0.0)
+        .map(<[_]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_silence >= 3,
+        "while pgBackRest was stopped the lines kept coming at 0.0 MB/s: {lines:?}\n{stderr}"
+    );
+    let finished = stderr
+        .lines()
+        .find_map(|l| l.split("restore finished: ").nth(1))
+        .expect("a last line with the totals");
+    let (mb, rest) = finished.split_once(" MB in ").expect("MB in");
+    let rate: f64 = rest
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split(" MB/s").next())
+        .and_then(|r| r.parse().ok())
+        .expect("the average throughput");
+    assert!(mb.parse::<f64>().expect("MB") > 50.0, "{finished}");
+    assert!(rate > 0.0, "{finished}");
+}
+
+fn signal(pids: &[i32], signal: Signal) {
+    for &pid in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
 }
 
 /// `status` at a glance: PGDATA, the receipt, the last outcome of each command, findings.
@@ -143,6 +240,14 @@ fn status_at_a_glance() {
     assert!(text.contains("run → restore (ok)"), "{text}");
     assert!(text.contains("verify → verified (ok)"), "{text}");
     assert!(text.contains("findings none"), "{text}");
+    // The story (issue 13): which backup, how much, how long each phase took.
+    assert!(text.contains("story    restored repo1 backup "), "{text}");
+    assert!(text.contains("MB restored at "), "{text}");
+    assert!(text.contains("repository check "), "{text}");
+    assert!(
+        text.contains("(the end of the backup): at most "),
+        "no transaction was replayed after the golden backup: {text}"
+    );
     let json = host.preseed(&["status"]);
     json.expect_code(0);
     let status = json.json();

@@ -273,7 +273,10 @@ fn first_deploy() {
 }
 
 /// repo1 (posix, the NFS-like one) is unreachable: the restore comes from repo2, an S3 object
-/// store (s3s-fs behind TLS: real S3 traffic), and the receipt says so.
+/// store (s3s-fs behind TLS: real S3 traffic), recovery replays what repo2 holds and ends with
+/// the share still down (it consults the repositories that answered when the restore was
+/// decided), verify passes warning that repo1 could not be asked, and the receipt says so.
+/// (At the first boot repo2 has no stanza yet: recovery leaves it out too.)
 #[test]
 fn repo_fallback() {
     let sandbox = Sandbox::new("repo-fallback");
@@ -291,6 +294,12 @@ fn repo_fallback() {
 
     // A server with data (from repo1), then a backup of it in the S3 repository too.
     host.boot().expect_verified();
+    let first = host.receipt();
+    assert_eq!(
+        first["source"]["left_out"],
+        json!([{"repo": 2, "repo_name": "s3", "reason": "it held no stanza when the restore was decided"}]),
+        "{first}"
+    );
     host.pgbackrest.run(&["stanza-create"]);
     host.pgbackrest.run(&["--repo=2", "--type=full", "backup"]);
     let s3_label = {
@@ -322,8 +331,29 @@ fn repo_fallback() {
     assert_eq!(receipt["source"]["repo"], 2);
     assert_eq!(receipt["source"]["repo_name"], "s3");
     assert_eq!(receipt["source"]["backup_label"], s3_label);
+    // Recovery consulted the S3 repository only: repo1 was unreachable when the restore was
+    // decided (asking it at every segment, recovery could never end while the share is down).
+    assert_eq!(receipt["source"]["recovery_repos"], json!([2]), "{receipt}");
+    assert_eq!(
+        receipt["source"]["left_out"],
+        json!([{"repo": 1, "repo_name": "nfs", "reason": "unreachable when the restore was decided"}]),
+        "{receipt}"
+    );
     assert!(
-        !run.contains(testbed::s3::SECRET_KEY),
-        "the secret never shows in the output"
+        receipt["recovery"]["next_segment"].is_string(),
+        "verify proved the end of the archive in repo2: {receipt}"
+    );
+    let verify = boot.verify.as_ref().expect("verify ran").all_output();
+    assert!(
+        verify.contains("repo1 (nfs) was left out of recovery (unreachable when the restore was decided) and cannot be asked now either"),
+        "{verify}"
+    );
+    let log = fs::read_to_string(&host.cluster.log).unwrap_or_default();
+    assert!(!log.contains("could not be asked"), "{log}");
+    assert!(
+        !run.contains(testbed::s3::SECRET_KEY)
+            && !verify.contains(testbed::s3::SECRET_KEY)
+            && !log.contains(testbed::s3::SECRET_KEY),
+        "the secret never shows in the output or PostgreSQL's log (its restore_command asked S3)"
     );
 }

@@ -1,17 +1,26 @@
 //! `scripts/bench`: the numbers in docs/performance.md. Not a test: it prints measurements.
 //!
 //!   bench rto  [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--sweep 3,4] [--compress lz4]
-//!              [--bin PATH]
+//!              [--watch 2s] [--variants A,B,B0,B1] [--bin PATH]
 //!   bench boot [--datasets 1,50,500] [--runs 40] [--bin PATH]
+//!   bench archiving [--minutes 6]
 //!
 //! `rto` measures recovery time — empty PGDATA to "PostgreSQL accepts connections, recovery has
 //! ended and the data is there" — for A (the seed's runbook: `pgbackrest restore` with
 //! pgBackRest's defaults, then `pg_ctl start`), B (`pg-preseed run` with its defaults, start,
-//! `pg-preseed verify`) and B1 (B with process_max = 1, A's parallelism), alternating in one run
-//! (the order rotates each repetition), with the repository reset and the page cache dropped
-//! before each; and the sequential write bandwidth of the same filesystem. `--sweep` adds B at
-//! other process_max values at the compare size; `--compress` backs up with that
-//! `compress-type` instead of pgBackRest's default (gz).
+//! `pg-preseed verify` in the background), B0 (B with `second_primary.mode = "off"`: no archiving
+//! hold, no looks — pg-preseed before issue 14) and B1 (B with process_max = 1, A's parallelism),
+//! alternating in one run (the order rotates each repetition), with the repository reset and the
+//! page cache dropped before each; and the sequential write bandwidth of the same filesystem.
+//! For B the recovery time ends when the server is ready, as for A (polled the same way); when
+//! `verify` has written the receipt and released archiving is a column of its own (it watches
+//! the repositories for `--watch` after the server is ready). `--sweep` adds B at other
+//! process_max values at the compare size; `--compress` backs up with that `compress-type`
+//! instead of pgBackRest's default (gz); `--variants` keeps only the named ones.
+//! `archiving` measures how often a primary archives — idle or written to every 10 s, with
+//! `archive_timeout` off (PostgreSQL's and nixpkgs' default) or at 60 s — what one look at a
+//! repository costs (`pgbackrest info`), and how long a finished segment takes to reach the
+//! repository: the facts behind `second_primary.watch`'s default.
 //! `boot` measures `pg-preseed preflight` (the cost of every healthy boot) with N ZFS datasets,
 //! and `pg-preseed run` on the first start of an existing cluster (PGDATA initialized, no
 //! receipt directory yet: it gathers, creates the directory, adopts and writes the receipt).
@@ -48,20 +57,29 @@ fn main() {
     match mode.as_str() {
         "rto" => rto(
             &bin,
-            &option("--sizes").unwrap_or_else(|| "256M,1G,2G".to_owned()),
-            option("--reps").and_then(|r| r.parse().ok()).unwrap_or(3),
-            &option("--compare-at").unwrap_or_else(|| "1G".to_owned()),
-            &option("--sweep")
-                .map(|list| {
-                    list.split(',')
-                        .map(|n| {
-                            n.parse()
-                                .expect("--sweep takes process_max values like 3,4")
-                        })
-                        .collect::<Vec<u32>>()
-                })
-                .unwrap_or_default(),
-            option("--compress").as_deref(),
+            &Rto {
+                sizes: option("--sizes").unwrap_or_else(|| "256M,1G,2G".to_owned()),
+                reps: option("--reps").and_then(|r| r.parse().ok()).unwrap_or(3),
+                compare_at: option("--compare-at").unwrap_or_else(|| "1G".to_owned()),
+                sweep: option("--sweep")
+                    .map(|list| {
+                        list.split(',')
+                            .map(|n| {
+                                n.parse()
+                                    .expect("--sweep takes process_max values like 3,4")
+                            })
+                            .collect::<Vec<u32>>()
+                    })
+                    .unwrap_or_default(),
+                compress: option("--compress"),
+                watch: option("--watch").unwrap_or_else(|| "2s".to_owned()),
+                variants: option("--variants"),
+            },
+        ),
+        "archiving" => archiving(
+            option("--minutes")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(6),
         ),
         "boot" => boot(
             &bin,
@@ -69,7 +87,7 @@ fn main() {
             option("--runs").and_then(|r| r.parse().ok()).unwrap_or(40),
         ),
         _ => {
-            eprintln!("usage: bench rto [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--sweep 3,4] [--compress lz4] | bench boot [--datasets 1,50,500] [--runs 40]");
+            eprintln!("usage: bench rto [--sizes 256M,1G,2G] [--reps 3] [--compare-at 1G] [--sweep 3,4] [--compress lz4] [--watch 2s] [--variants A,B,B0,B1] | bench boot [--datasets 1,50,500] [--runs 40] | bench archiving [--minutes 6]");
             std::process::exit(2);
         }
     }
@@ -265,8 +283,10 @@ struct Phases {
     engine: f64,
     /// `pg_ctl start -w`.
     start: f64,
-    /// From started to ready: A polls like a person would script it, B runs `pg-preseed verify`.
+    /// From started to ready, polled the same way for A and B (B's `verify` runs meanwhile).
     ready: f64,
+    /// B only: empty PGDATA to `verify`'s exit (receipt written, archiving released).
+    verified: f64,
 }
 
 /// A: the runbook by hand.
@@ -289,6 +309,7 @@ fn run_a(data: &Dataset) -> Phases {
         engine: 0.0,
         start,
         ready: total - restore - start,
+        verified: 0.0,
     }
 }
 
@@ -311,22 +332,28 @@ fn run_b(bin: &Utf8Path, config: &Utf8Path, data: &Dataset) -> Phases {
         .expect("restore duration");
     data.cluster.start();
     let start = started.elapsed().as_secs_f64() - run_wall;
+    // The verify unit starts once PostgreSQL is up; the server serves meanwhile.
     let verify = Command::new(bin)
         .args(["--config", config.as_str(), "verify"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .expect("verify");
+    wait_ready(data);
+    let total = started.elapsed().as_secs_f64();
+    let verify = verify.wait_with_output().expect("verify");
     assert!(
         verify.status.success(),
         "pg-preseed verify failed: {}",
         String::from_utf8_lossy(&verify.stdout)
     );
-    let total = started.elapsed().as_secs_f64();
     Phases {
         total,
         restore,
         engine: run_wall - restore,
         start,
         ready: total - run_wall - start,
+        verified: started.elapsed().as_secs_f64(),
     }
 }
 
@@ -334,38 +361,67 @@ fn run_b(bin: &Utf8Path, config: &Utf8Path, data: &Dataset) -> Phases {
 enum Variant {
     /// A: the runbook.
     Runbook,
-    /// B: pg-preseed, at its default process_max (`None`) or this one.
-    Engine(Option<u32>),
+    /// B: pg-preseed, at its default process_max (`None`) or this one; `guard`: whether
+    /// `second_primary` is on (its default) or off (B0).
+    Engine {
+        process_max: Option<u32>,
+        guard: bool,
+    },
 }
 
-/// The variants measured at one size: A, B, B1 and the sweep at the compare size, else B.
-fn variants(at_compare: bool, sweep: &[u32]) -> Vec<(String, Variant)> {
+/// The variants measured at one size: A, B, B0, B1 and the sweep at the compare size, else B;
+/// only those `keep` names when given.
+fn variants(at_compare: bool, sweep: &[u32], keep: Option<&str>) -> Vec<(String, Variant)> {
+    let engine = |process_max, guard| Variant::Engine { process_max, guard };
     let mut list = Vec::new();
     if at_compare {
         list.push(("A".to_owned(), Variant::Runbook));
     }
-    list.push(("B".to_owned(), Variant::Engine(None)));
+    list.push(("B".to_owned(), engine(None, true)));
     if at_compare {
-        list.push(("B1".to_owned(), Variant::Engine(Some(1))));
+        list.push(("B0".to_owned(), engine(None, false)));
+        list.push(("B1".to_owned(), engine(Some(1), true)));
         for &n in sweep {
-            list.push((format!("B{n}"), Variant::Engine(Some(n))));
+            list.push((format!("B{n}"), engine(Some(n), true)));
         }
+    }
+    if let Some(keep) = keep {
+        list.retain(|(name, _)| keep.split(',').any(|k| k == name));
     }
     list
 }
 
-fn rto(
-    bin: &Utf8Path,
-    sizes: &str,
+/// `bench rto`'s options.
+struct Rto {
+    sizes: String,
     reps: usize,
-    compare_at: &str,
-    sweep: &[u32],
-    compress: Option<&str>,
-) {
+    compare_at: String,
+    sweep: Vec<u32>,
+    compress: Option<String>,
+    watch: String,
+    variants: Option<String>,
+}
+
+#[allow(clippy::too_many_lines)]
+fn rto(bin: &Utf8Path, options: &Rto) {
+    let Rto {
+        sizes,
+        reps,
+        compare_at,
+        sweep,
+        compress,
+        watch,
+        variants: keep,
+    } = options;
+    let (reps, compress, keep) = (*reps, compress.as_deref(), keep.as_deref());
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut table = String::new();
-    let _ = writeln!(table, "| size | variant | runs | total (s) | restore (s) | engine (s) | start (s) | ready (s) | restore MiB/s | vs write bandwidth |");
-    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        table,
+        "second_primary.watch = {watch} for B and its variants but B0.\n"
+    );
+    let _ = writeln!(table, "| size | variant | runs | total (s) | restore (s) | engine (s) | start (s) | ready (s) | verified (s) | restore MiB/s | vs write bandwidth |");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|---|---|---|");
     let mut raw = Vec::new();
     let mut curve = Vec::new();
     for size in sizes.split(',') {
@@ -375,32 +431,28 @@ fn rto(
         let bandwidth = write_bandwidth(&data.pgdata);
         eprintln!("  write bandwidth {bandwidth:.0} MiB/s");
         let marker = sandbox.shared_dir("state").join("receipt.json");
-        let config_for = |process_max: Option<u32>| {
+        let config_for = |name: &str, process_max: Option<u32>, guard: bool| {
             let mut config = json!({
                 "pgdata": data.pgdata,
                 "marker": marker,
                 "postgres": {"bin_dir": pg_bin_dir(), "major": testbed::pg_major()},
                 "pgbackrest": {"stanza": "main", "config": data.repo_conf},
-                "verify": {"sql": [format!("SELECT count(*) = {} FROM pgbench_branches", data.branches)]}
+                "verify": {"sql": [format!("SELECT count(*) = {} FROM pgbench_branches", data.branches)]},
+                "second_primary": if guard { json!({"watch": watch}) } else { json!({"mode": "off"}) }
             });
             if let Some(n) = process_max {
                 config["pgbackrest"]["process_max"] = n.into();
             }
-            testbed::write_config(
-                &sandbox,
-                &format!(
-                    "bench-{}.json",
-                    process_max.map_or("default".to_owned(), |n| n.to_string())
-                ),
-                &config,
-            )
+            testbed::write_config(&sandbox, &format!("bench-{name}.json"), &config)
         };
-        let variants = variants(size == compare_at, sweep);
+        let variants = variants(size == compare_at, sweep, keep);
         let configs: Vec<Option<Utf8PathBuf>> = variants
             .iter()
-            .map(|(_, variant)| match variant {
+            .map(|(name, variant)| match variant {
                 Variant::Runbook => None,
-                Variant::Engine(process_max) => Some(config_for(*process_max)),
+                Variant::Engine { process_max, guard } => {
+                    Some(config_for(name, *process_max, *guard))
+                }
             })
             .collect();
         let mut results: Vec<Vec<Phases>> = vec![Vec::new(); variants.len()];
@@ -417,11 +469,12 @@ fn rto(
                 };
                 stop(&data);
                 eprintln!(
-                    "  rep {rep} {name}: total {:.2}s = engine {:.2} + restore {:.2} + start {:.2} + ready {:.2}",
-                    phases.total, phases.engine, phases.restore, phases.start, phases.ready
+                    "  rep {rep} {name}: total {:.2}s = engine {:.2} + restore {:.2} + start {:.2} + ready {:.2}; verified {:.2}",
+                    phases.total, phases.engine, phases.restore, phases.start, phases.ready, phases.verified
                 );
                 raw.push(json!({"size": size, "variant": name, "rep": rep, "total": phases.total,
-                    "restore": phases.restore, "engine": phases.engine, "start": phases.start, "ready": phases.ready}));
+                    "restore": phases.restore, "engine": phases.engine, "start": phases.start, "ready": phases.ready,
+                    "verified": phases.verified}));
                 results[i].push(phases);
             }
         }
@@ -434,19 +487,33 @@ fn rto(
                 engine: med(|p| p.engine),
                 start: med(|p| p.start),
                 ready: med(|p| p.ready),
+                verified: med(|p| p.verified),
             };
             #[allow(clippy::cast_precision_loss)]
             let throughput = (data.bytes >> 20) as f64 / m.restore;
             let label = match variant {
                 Variant::Runbook => "A: pgbackrest restore (defaults) + pg_ctl start".to_owned(),
-                Variant::Engine(None) => {
-                    format!("B: pg-preseed run + start + verify (process_max {cpus})")
-                }
-                Variant::Engine(Some(n)) => format!("{name}: B with process_max {n}"),
+                Variant::Engine {
+                    process_max: None,
+                    guard: true,
+                } => format!("B: pg-preseed run + start + verify (process_max {cpus})"),
+                Variant::Engine {
+                    process_max: None,
+                    guard: false,
+                } => format!("{name}: B with second_primary.mode = \"off\""),
+                Variant::Engine {
+                    process_max: Some(n),
+                    ..
+                } => format!("{name}: B with process_max {n}"),
+            };
+            let verified = if matches!(variant, Variant::Runbook) {
+                "–".to_owned()
+            } else {
+                format!("{:.2}", m.verified)
             };
             let _ = writeln!(
                 table,
-                "| {size} ({} MiB) | {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {throughput:.0} | {:.0} % of {bandwidth:.0} MiB/s |",
+                "| {size} ({} MiB) | {label} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {verified} | {throughput:.0} | {:.0} % of {bandwidth:.0} MiB/s |",
                 data.bytes >> 20,
                 runs.len(),
                 m.total,
@@ -460,6 +527,19 @@ fn rto(
                 curve.push((size.to_owned(), data.bytes >> 20, m));
             }
             medians.insert(name.clone(), m);
+        }
+        if let (Some(b), Some(b0)) = (medians.get("B"), medians.get("B0")) {
+            let added = b.total - b0.total;
+            let _ = writeln!(
+                table,
+                "\nAt {size}: the guard against a second primary adds {:+.3} s to the recovery time ({:+.1} % of B0's {:.2} s; `run` alone {:+.3} s: the look after the restore and the hold); archiving is released {:.2} s after the server is ready (B0: {:.2} s).\n",
+                added,
+                100.0 * added / b0.total,
+                b0.total,
+                b.engine - b0.engine,
+                b.verified - b.total,
+                b0.verified - b0.total,
+            );
         }
         if let (Some(a), Some(b), Some(b1)) =
             (medians.get("A"), medians.get("B"), medians.get("B1"))
@@ -624,4 +704,171 @@ fn first_run(
     samples.sort_by(f64::total_cmp);
     let p95 = samples[(samples.len() * 95 / 100).min(samples.len() - 1)];
     (median(&mut samples), p95)
+}
+
+/// One primary of `bench archiving`.
+struct Archiver {
+    name: &'static str,
+    cluster: Cluster,
+    pgbackrest: Pgbackrest,
+    write_every: Option<f64>,
+}
+
+fn last_archived_wal(cluster: &Cluster) -> String {
+    cluster.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+}
+
+/// Writes one row, switches to a new segment and waits until the closed one is archived.
+fn switch_and_wait(cluster: &Cluster) {
+    cluster.psql("INSERT INTO t VALUES (1)");
+    let segment = cluster.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    cluster.psql("SELECT pg_switch_wal()");
+    testbed::wait_for(
+        "the segment to be archived",
+        Duration::from_secs(60),
+        || last_archived_wal(cluster) >= segment,
+    );
+}
+
+/// How often a primary archives (idle or written to every 10 s; `archive_timeout` off or 60 s),
+/// what one look at a repository costs, how long a finished segment takes to reach it.
+#[allow(clippy::cast_precision_loss)]
+fn archiving(minutes: u64) {
+    let cases: [(&'static str, u32, Option<f64>); 4] = [
+        ("idle", 0, None),
+        ("idle", 60, None),
+        ("a write every 10 s", 0, Some(10.0)),
+        ("a write every 10 s", 60, Some(10.0)),
+    ];
+    let sandboxes: Vec<Sandbox> = (0..cases.len())
+        .map(|i| Sandbox::new(&format!("bench-archiving-{i}")))
+        .collect();
+    let mut primaries = Vec::new();
+    for (sandbox, (name, timeout, write_every)) in sandboxes.iter().zip(cases) {
+        let mut cluster = sandbox.cluster(&sandbox.pg_dir("pgdata"));
+        cluster.initdb();
+        let conf = cluster.pgdata.join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf).expect("read postgresql.conf");
+        let _ = writeln!(text, "archive_timeout = {timeout}");
+        fs::write(&conf, text).expect("write postgresql.conf");
+        let repo = sandbox.shared_dir("repo");
+        let pgbackrest = Pgbackrest::write(sandbox, &cluster, &[repo]);
+        cluster.pgbackrest_config = Some(pgbackrest.config.clone());
+        cluster.start();
+        pgbackrest.run(&["stanza-create"]);
+        cluster.psql("CREATE TABLE t (i int)");
+        // Everything written so far archived: the measurement starts from a quiet archive.
+        switch_and_wait(&cluster);
+        primaries.push((
+            Archiver {
+                name,
+                cluster,
+                pgbackrest,
+                write_every,
+            },
+            timeout,
+        ));
+    }
+    eprintln!(
+        "== watching {} primaries for {minutes} min",
+        primaries.len()
+    );
+    let started = Instant::now();
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let mut seen: Vec<Vec<f64>> = vec![Vec::new(); primaries.len()];
+    let mut last: Vec<String> = primaries
+        .iter()
+        .map(|(p, _)| last_archived_wal(&p.cluster))
+        .collect();
+    let mut next_write: Vec<f64> = primaries
+        .iter()
+        .map(|(p, _)| p.write_every.unwrap_or(f64::INFINITY) / 2.0)
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let until = (minutes * 60) as f64;
+    while started.elapsed().as_secs_f64() < until {
+        let elapsed = started.elapsed().as_secs_f64();
+        for (i, (primary, _)) in primaries.iter().enumerate() {
+            if let Some(every) = primary.write_every {
+                if elapsed >= next_write[i] {
+                    primary.cluster.psql("INSERT INTO t VALUES (1)");
+                    next_write[i] += every;
+                }
+            }
+            let row = primary.cluster.psql(
+                "SELECT coalesce(last_archived_wal, '') || ' ' || \
+                 coalesce(extract(epoch FROM last_archived_time)::text, '0') FROM pg_stat_archiver",
+            );
+            let (wal, at) = row.split_once(' ').unwrap_or((&row, "0"));
+            if wal != last[i] {
+                last[i] = wal.to_owned();
+                seen[i].push(at.parse::<f64>().unwrap_or(epoch) - epoch);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut table = String::new();
+    let _ = writeln!(table, "| primary | archive_timeout | segments archived in {minutes} min | first after (s) | between archives: median / max (s) |");
+    let _ = writeln!(table, "|---|---|---|---|---|");
+    for ((primary, timeout), times) in primaries.iter().zip(&seen) {
+        let mut gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let max = gaps.iter().copied().fold(f64::NAN, f64::max);
+        let gaps_text = if gaps.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.1} / {max:.1}", median(&mut gaps))
+        };
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} | {} | {gaps_text} |",
+            primary.name,
+            if *timeout == 0 {
+                "off (0)".to_owned()
+            } else {
+                format!("{timeout} s")
+            },
+            times.len(),
+            times.first().map_or("–".to_owned(), |t| format!("{t:.1}")),
+        );
+        eprintln!("  {} / {timeout}: {times:?}", primary.name);
+    }
+
+    // One look: `pgbackrest info` of one posix repository (what pg-preseed runs per repository).
+    let (probe, _) = &primaries[3];
+    let mut looks: Vec<f64> = (0..20)
+        .map(|_| {
+            let started = Instant::now();
+            probe.pgbackrest.run(&["--repo=1", "--output=json", "info"]);
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    looks.sort_by(f64::total_cmp);
+    let look_p95 = looks[(looks.len() * 95 / 100).min(looks.len() - 1)];
+    // A finished segment to the repository: pg_switch_wal() until last_archived_wal shows it.
+    let mut pushes: Vec<f64> = (0..10)
+        .map(|_| {
+            probe.cluster.psql("INSERT INTO t VALUES (1)");
+            let segment = probe
+                .cluster
+                .psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+            let started = Instant::now();
+            probe.cluster.psql("SELECT pg_switch_wal()");
+            while last_archived_wal(&probe.cluster) < segment {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let push_max = pushes.iter().copied().fold(f64::NAN, f64::max);
+    let _ = writeln!(
+        table,
+        "\nOne look at a repository (`pgbackrest info`, posix, 20 runs): median {:.0} ms, p95 {look_p95:.0} ms.\n\
+         A finished segment reaching the repository (pg_switch_wal() to last_archived_wal, 10 runs): median {:.0} ms, max {push_max:.0} ms.",
+        median(&mut looks),
+        median(&mut pushes)
+    );
+    println!("{table}");
 }

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use testbed::{golden, mounts, Cluster, Host, Pgbackrest, Sandbox};
@@ -115,11 +115,20 @@ fn run(sandbox: &Sandbox, bin: &Utf8Path) {
 
     step(
         2,
-        "A full backup with pgBackRest; then the original server goes away.",
+        "A full backup with pgBackRest, a few more writes (their WAL archived); then the original\nserver goes away.",
     );
     source_repo.run(&["--type=full", "backup"]);
+    source.psql(
+        "CREATE TABLE late_writes (id int, at timestamptz DEFAULT clock_timestamp()); \
+         INSERT INTO late_writes SELECT generate_series(1, 100);",
+    );
+    let segment = source.psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    source.psql("SELECT pg_switch_wal()");
+    testbed::wait_for("the WAL to be archived", Duration::from_secs(60), || {
+        source.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= segment
+    });
     source.stop();
-    say("backup taken; from here on the only copy of the data is in the repository");
+    say("backup taken, 100 later rows archived as WAL; from here on the only copy of the data is\nin the repository");
 
     step(
         3,
@@ -130,7 +139,12 @@ fn run(sandbox: &Sandbox, bin: &Utf8Path) {
     let cluster = sandbox.cluster(&pgdata);
     // The same repository, seen from the new machine (its pgbackrest.conf names its PGDATA).
     let host_repo = Pgbackrest::write(sandbox, &cluster, std::slice::from_ref(&repo));
-    let host = Host::from_parts(sandbox, bin, cluster, host_repo);
+    let mut host = Host::from_parts(sandbox, bin, cluster, host_repo);
+    // The post-restore hook: once per verified restore, before the receipt.
+    host.set(
+        "/post_restore",
+        serde_json::json!({"sql": ["ANALYZE"], "timeout": "10min"}),
+    );
     show(&host, &["plan"]);
     show(&host, &["run"]);
     host.cluster.start();
