@@ -288,6 +288,88 @@ in {
       };
     };
 
+    postRestore = {
+      script = mkOption {
+        type = types.nullOr types.lines;
+        default = null;
+        example = ''
+          psql -v ON_ERROR_STOP=1 -c "ALTER ROLE app PASSWORD '$APP_PASSWORD'"
+          curl -fsS -d "restored $PG_PRESEED_BACKUP from repo $PG_PRESEED_REPO" https://ntfy.example/db
+        '';
+        description = ''
+          A shell script run exactly once after a restore (or a first `initdb`, with
+          `onNoBackup = "initdb"`) has been verified, before the receipt is written: re-grant
+          roles, reset passwords from a secret, re-create replication slots or subscriptions,
+          notify someone. Not on a normal boot, not after an existing cluster was adopted, not in
+          a drill. It runs as postgres inside postgresql-preseed-verify.service (its sandbox: it
+          writes only under the receipt's directory and the metrics directory; the network is
+          reachable), after `sql`, with `PG_PRESEED_ACTION`, `PG_PRESEED_REPO`,
+          `PG_PRESEED_REPO_NAME`, `PG_PRESEED_BACKUP`, `PG_PRESEED_SYSTEM_ID`,
+          `PG_PRESEED_TARGET` and libpq's `PGHOST`/`PGPORT`/`PGUSER`/`PGDATABASE` (so `psql`
+          reaches the server) in its environment. A failure (non-zero exit, `timeout`) fails the
+          verify unit without a receipt and is retried at the next start of PostgreSQL; once it
+          succeeded it never runs again for that restore. Its output goes to the journal.
+        '';
+      };
+      sql = mkOption {
+        type = types.listOf types.str;
+        default = [];
+        example = ["GRANT SELECT ON ALL TABLES IN SCHEMA public TO reporting" "ANALYZE"];
+        description = ''
+          Statements psql runs (as postgres, on verify.database) once after a restore, before
+          `script`: each in its own transaction, stopping at the first error, which fails the
+          hook as `script` does. They go to psql on stdin, never on a command line; a secret
+          from `environmentFile` is read with psql's `\getenv`.
+        '';
+      };
+      environmentFile = mkOption {
+        # A string, not types.path: a path literal would be copied into the world-readable store.
+        type = types.nullOr absolutePath;
+        default = null;
+        example = "/run/secrets/post-restore.env";
+        description = ''
+          A file of `NAME=value` lines (systemd EnvironmentFile) for the hook's secrets, given to
+          postgresql-preseed-verify.service only. pgBackRest's credentials (`PGBACKREST_*`) are
+          withheld from the hook.
+        '';
+      };
+      timeout = mkOption {
+        type = types.str;
+        default = "30min";
+        description = "How long `sql` and `script` may take together before the hook is killed (with its children) and counted as failed.";
+      };
+    };
+
+    secondPrimary = {
+      mode = mkOption {
+        type = types.enum ["refuse" "warn" "off"];
+        default = "refuse";
+        description = ''
+          What a restored server does about another server that still writes the repository it
+          was restored from (a spare host restored while the old primary runs, a staging copy
+          built from production's configuration, a network partition): two primaries archiving
+          into one repository interleave their timelines, and a later restore may follow the
+          wrong one. After a restore, pg-preseed holds the restored server's archiving
+          (`archive_command` = `pg-preseed archive-hold`, so PostgreSQL keeps its WAL) until
+          postgresql-preseed-verify.service has watched the repositories for `watch`.
+          `refuse`: when another writer shows, the restore or verify unit fails, naming the
+          repository and the other writer's newest WAL, with archiving still held; fence the old
+          host, or allow it with `pg-preseed run --allow-second-primary` (or `verify
+          --allow-second-primary`). `warn`: it says so and releases archiving all the same.
+          `off`: no hold, no watch.
+        '';
+      };
+      watch = mkOption {
+        type = types.str;
+        default = "90s";
+        description = ''
+          How long verify watches the repositories for another writer after recovery has ended,
+          with archiving held (at most 1h). Longer than the old primary's `archive_timeout`, so a
+          primary that writes anything archives at least once while it is watched.
+        '';
+      };
+    };
+
     datasets = mkOption {
       type = types.attrsOf (types.submodule {
         options = {
@@ -313,7 +395,7 @@ in {
       description = ''
         ZFS datasets this host declares, by full name. At boot, before ZFS mounts anything,
         postgresql-preseed-datasets.service creates missing ones (unmounted), sets their
-        properties, sets `overlay=off` on dataDir's dataset, and refuses — keeping PostgreSQL
+        properties, sets `overlay=off` and `snapdir=hidden` on dataDir's dataset, and refuses — keeping PostgreSQL
         down — when a dataset not declared here claims one of these mountpoints.
       '';
     };

@@ -72,6 +72,17 @@
         inherit (ds) properties;
       })
       cfg.datasets;
+    post_restore =
+      if cfg.postRestore.script == null && cfg.postRestore.sql == []
+      then null
+      else {
+        script =
+          if cfg.postRestore.script == null
+          then null
+          else "${pkgs.writeShellScript "pg-preseed-post-restore" cfg.postRestore.script}";
+        inherit (cfg.postRestore) sql timeout;
+      };
+    second_primary = {inherit (cfg.secondPrimary) mode watch;};
     metrics =
       if cfg.metrics.textfile == null
       then null

@@ -206,7 +206,10 @@ in {
           oneshotAsPostgres
           // {
             ReadWritePaths = writablePaths;
-            EnvironmentFile = environmentFiles;
+            # The post-restore hook runs inside verify; its secrets come from its own file.
+            EnvironmentFile = environmentFiles ++ lib.optional (cfg.postRestore.environmentFile != null) cfg.postRestore.environmentFile;
+            # Recovery, the watch for a second primary and the post-restore hook take as long as
+            # they take (each has its own timeout in the config).
             TimeoutStartSec = "infinity";
             ExecStart = command ["verify" "--lock-wait" "1h"];
           };

@@ -36,5 +36,17 @@
     enable = true;
     # Created before ZFS mounts it; PGDATA must be on it (requireMount follows).
     datasets."tank/services/postgresql".mountpoint = "/var/lib/postgresql/17";
+    # Once after a restore has been verified, never on a normal boot: fresh statistics, and the
+    # application's password from a secret (read by psql from the environment, never in argv).
+    postRestore = {
+      sql = ["ANALYZE"];
+      script = ''
+        psql -v ON_ERROR_STOP=1 <<'SQL'
+        \getenv app_password APP_PASSWORD
+        ALTER ROLE app PASSWORD :'app_password';
+        SQL
+      '';
+      environmentFile = "/run/secrets/post-restore.env";
+    };
   };
 }

@@ -79,6 +79,16 @@ in {
           database = "postgres";
           timeout = "30min";
         };
+        postRestore = {
+          script = "psql -c 'ANALYZE'";
+          sql = ["GRANT SELECT ON pg_class TO PUBLIC"];
+          environmentFile = "/run/secrets/hook.env";
+          timeout = "10min";
+        };
+        secondPrimary = {
+          mode = "warn";
+          watch = "2min";
+        };
         metrics.textfile = "/var/lib/prometheus-node-exporter/pg-preseed.prom";
         drill.enable = true;
       };

@@ -502,7 +502,7 @@ in
 
     testConfigJson = {
       expr = {
-        inherit (settings) pgdata marker mode on_layering on_no_backup require_mount metrics;
+        inherit (settings) pgdata marker mode on_layering on_no_backup require_mount metrics post_restore second_primary;
         inherit (settings) postgres;
         inherit (settings.pgbackrest) stanza repos bin config process_max set max_backup_age repo_wait target;
         roundTrips = builtins.fromJSON (builtins.toJSON settings) == settings;
@@ -515,6 +515,12 @@ in
         on_no_backup = "fail";
         require_mount = null;
         metrics = null;
+        # No hook unless one is given; the guard against a second primary on by default.
+        post_restore = null;
+        second_primary = {
+          mode = "refuse";
+          watch = "90s";
+        };
         postgres = {
           bin_dir = "${pkgs.postgresql_17}/bin";
           major = 17;
@@ -540,6 +546,59 @@ in
           value = null;
         };
         roundTrips = true;
+      };
+    };
+
+    # Issue 13: the post-restore hook reaches the JSON (the script as an executable in the store),
+    # its secrets reach the verify unit (where it runs) and nothing else.
+    testPostRestoreHook = {
+      expr = let
+        c = eval [
+          {
+            services.postgresql-preseed.pgbackrest.environmentFile = "/run/secrets/pgbackrest.env";
+            services.postgresql-preseed.postRestore = {
+              script = "psql -c 'ANALYZE'";
+              sql = ["GRANT SELECT ON t TO r"];
+              environmentFile = "/run/secrets/hook.env";
+              timeout = "5min";
+            };
+          }
+        ];
+        hook = c.services.postgresql-preseed.settings.post_restore;
+        # What nixpkgs' writeShellScript builds from the script (the twin records its file).
+        built = pkgs.writeShellScript "pg-preseed-post-restore" "psql -c 'ANALYZE'";
+      in {
+        inherit (hook) sql timeout;
+        scriptIsTheBuiltScript = hook.script == "${built}";
+        scriptRuns = built.files."".executable && lib.hasSuffix "\npsql -c 'ANALYZE'" built.files."".text;
+        envFiles = map (u: values c (service u) "EnvironmentFile") ["postgresql-preseed" "postgresql-preseed-verify" "postgresql"];
+        sqlOnly = (setting ["postRestore" "sql"] ["ANALYZE"]).post_restore;
+      };
+      expected = {
+        sql = ["GRANT SELECT ON t TO r"];
+        timeout = "5min";
+        scriptIsTheBuiltScript = true;
+        scriptRuns = true;
+        envFiles = [["/run/secrets/pgbackrest.env"] ["/run/secrets/pgbackrest.env" "/run/secrets/hook.env"] ["/run/secrets/pgbackrest.env"]];
+        sqlOnly = {
+          script = null;
+          sql = ["ANALYZE"];
+          timeout = "30min";
+        };
+      };
+    };
+
+    # Issue 14: the guard against a second primary reaches the JSON.
+    testSecondPrimary = {
+      expr = {
+        mode = (setting ["secondPrimary" "mode"] "warn").second_primary.mode;
+        watch = (setting ["secondPrimary" "watch"] "5min").second_primary.watch;
+        badMode = (builtins.tryEval (builtins.deepSeq (setting ["secondPrimary" "mode"] "ignore") null)).success;
+      };
+      expected = {
+        mode = "warn";
+        watch = "5min";
+        badMode = false;
       };
     };
 

@@ -203,6 +203,15 @@ pub fn decide(facts: &Facts, policy: &Policy) -> Decision {
             );
             empty(facts, policy, draft)
         }
+        PgdataState::EmptyZfsSnapdirVisible => draft.finish(
+            Action::Refuse,
+            Some(format!(
+                "hide the .zfs directory of the dataset mounted at {0}: `zfs set snapdir=hidden \
+                 $(findmnt -no SOURCE {0})` (postgresql-preseed-datasets does it for a declared \
+                 dataset), then start again; the snapshots stay reachable at {0}/.zfs",
+                policy.pgdata
+            )),
+        ),
         PgdataState::Partial { .. }
         | PgdataState::NotADirectory
         | PgdataState::Unreadable { .. } => draft.finish(
@@ -1118,6 +1127,30 @@ mod tests {
             only_directories: false,
         };
         assert_eq!(decide_default(&f).action, Action::Refuse);
+    }
+
+    /// Issue 10.16: PGDATA at the root of a dataset with `snapdir=visible` lists ZFS's `.zfs`.
+    /// No data, but pgBackRest (error 040) and initdb refuse such a directory: refused with the
+    /// fix, with or without a receipt, before any repository is asked.
+    #[test]
+    fn pgdata_listing_only_zfs_control_dir_refuses_with_the_fix() {
+        for marker in [ReceiptState::Absent, receipt(SYSID)] {
+            let f = facts(
+                PgdataState::EmptyZfsSnapdirVisible,
+                marker,
+                Some(vec![with_backup(1)]),
+            );
+            assert!(!needs_repos(&f));
+            let d = decide_default(&f);
+            assert_eq!(d.action, Action::Refuse);
+            let next = d.next.unwrap_or_default();
+            assert!(next.contains("zfs set snapdir=hidden"), "{next}");
+            assert!(
+                d.reasons.iter().any(|r| r.contains("snapdir=visible")),
+                "{:?}",
+                d.reasons
+            );
+        }
     }
 
     #[test]

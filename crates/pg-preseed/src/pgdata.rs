@@ -15,6 +15,11 @@ pub const PG_VERSION: &str = "PG_VERSION";
 pub const PG_CONTROL: &str = "global/pg_control";
 pub const BACKUP_MANIFEST: &str = "backup.manifest";
 pub const POSTMASTER_PID: &str = "postmaster.pid";
+/// ZFS's control directory at a dataset's root: listed when the dataset has `snapdir=visible`.
+pub const ZFS_CONTROL_DIR: &str = ".zfs";
+/// The inode number OpenZFS on Linux gives the `.zfs` control directory (`ZFSCTL_INO_ROOT` in
+/// its `zfs_ctldir.h`): what tells it from a directory someone made with that name.
+pub const ZFSCTL_INO_ROOT: u64 = 0x0000_FFFF_FFFF_FFFF;
 
 /// How many entries of a partial PGDATA are named in messages.
 const NAMED_ENTRIES: usize = 8;
@@ -24,6 +29,10 @@ const NAMED_ENTRIES: usize = 8;
 pub enum PgdataState {
     Missing,
     Empty,
+    /// Nothing but ZFS's `.zfs` control directory (the dataset has `snapdir=visible`): no data,
+    /// but pgBackRest and initdb refuse to write into a directory that lists anything, so it
+    /// cannot be restored into until the dataset's `snapdir` is `hidden`.
+    EmptyZfsSnapdirVisible,
     Initialized {
         /// Contents of `PG_VERSION` (the cluster's major version).
         pg_version: Option<String>,
@@ -56,6 +65,7 @@ impl PgdataState {
         match self {
             PgdataState::Missing => "missing",
             PgdataState::Empty => "empty",
+            PgdataState::EmptyZfsSnapdirVisible => "empty (.zfs visible)",
             PgdataState::Initialized { .. } => "initialized",
             PgdataState::RestoreInProgress { .. } => "restore in progress",
             PgdataState::Partial { .. } => "partial",
@@ -81,6 +91,7 @@ impl PgdataState {
         match self {
             PgdataState::Missing => "does not exist".to_owned(),
             PgdataState::Empty => "is empty".to_owned(),
+            PgdataState::EmptyZfsSnapdirVisible => "holds no data, but lists ZFS's .zfs directory (its dataset has snapdir=visible), and pgBackRest and initdb refuse to write into a directory that lists anything".to_owned(),
             PgdataState::Initialized { pg_version, .. } => format!(
                 "holds a PostgreSQL {} cluster (PG_VERSION and global/pg_control present)",
                 pg_version.as_deref().unwrap_or("?")
@@ -135,6 +146,8 @@ pub struct Observed {
     pub manifest: Option<String>,
     /// The tree holds directories and nothing else (see [`PgdataState::Partial`]).
     pub only_directories: bool,
+    /// One of the entries is ZFS's `.zfs` control directory, not data.
+    pub zfs_control_dir: bool,
 }
 
 /// Classifies observations; pure.
@@ -155,6 +168,12 @@ pub fn classify(observed: &Observed) -> PgdataState {
         }
         Some(Ok(entries)) => entries.clone(),
     };
+    if observed.zfs_control_dir {
+        entries.retain(|entry| entry != ZFS_CONTROL_DIR);
+        if entries.is_empty() {
+            return PgdataState::EmptyZfsSnapdirVisible;
+        }
+    }
     if entries.is_empty() {
         return PgdataState::Empty;
     }
@@ -227,10 +246,17 @@ pub fn observe(pgdata: &Utf8Path) -> Observed {
         .map_err(|error| error.to_string());
     let manifest = read_head(&pgdata.join(BACKUP_MANIFEST), 64 * 1024);
     let pg_version = read_head(&pgdata.join(PG_VERSION), 64).map(|v| v.trim().to_owned());
+    let zfs_control_dir = entries
+        .as_ref()
+        .is_ok_and(|e| e.iter().any(|name| name == ZFS_CONTROL_DIR))
+        && is_zfs_control_dir(&pgdata.join(ZFS_CONTROL_DIR));
     let only_directories = manifest.is_none()
         && pg_version.is_none()
-        && entries.as_ref().is_ok_and(|e| !e.is_empty())
-        && only_empty_directories(pgdata, metadata.dev());
+        && entries.as_ref().is_ok_and(|e| {
+            e.iter()
+                .any(|name| !(zfs_control_dir && name == ZFS_CONTROL_DIR))
+        })
+        && only_empty_directories(pgdata, metadata.dev(), zfs_control_dir);
     Observed {
         exists: true,
         is_dir: true,
@@ -239,13 +265,22 @@ pub fn observe(pgdata: &Utf8Path) -> Observed {
         pg_version,
         manifest,
         only_directories,
+        zfs_control_dir,
     }
+}
+
+/// Whether `path` is ZFS's control directory: a directory with OpenZFS's inode number for it
+/// (never followed as a symlink; its snapshots are never looked into, which would mount them).
+#[must_use]
+pub fn is_zfs_control_dir(path: &Utf8Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|metadata| metadata.is_dir() && metadata.ino() == ZFSCTL_INO_ROOT)
 }
 
 /// Whether everything below `dir` is a directory on device `device` (no file, no symlink, no
 /// mount point). Looks at no more than a few thousand entries: pgBackRest's directory skeleton
 /// of a cluster is a few dozen, anything bigger is not that.
-fn only_empty_directories(dir: &Utf8Path, device: u64) -> bool {
+fn only_empty_directories(dir: &Utf8Path, device: u64, skip_zfs_control_dir: bool) -> bool {
     const LIMIT: usize = 4096;
     let mut seen = 0;
     let mut pending = vec![dir.to_owned()];
@@ -253,9 +288,13 @@ fn only_empty_directories(dir: &Utf8Path, device: u64) -> bool {
         let Ok(listing) = std::fs::read_dir(&current) else {
             return false;
         };
+        let top = current == dir;
         for entry in listing {
             seen += 1;
             let Ok(entry) = entry else { return false };
+            if top && skip_zfs_control_dir && entry.file_name() == ZFS_CONTROL_DIR {
+                continue;
+            }
             let Ok(metadata) = entry.metadata() else {
                 return false;
             };
@@ -295,6 +334,7 @@ mod tests {
             pg_version: None,
             manifest: None,
             only_directories: false,
+            zfs_control_dir: false,
         }
     }
 
@@ -383,6 +423,41 @@ mod tests {
     fn lost_found_gets_a_hint() {
         let text = classify(&with(&["lost+found"])).describe(Utf8Path::new("/pg"));
         assert!(text.contains("filesystem root"), "{text}");
+    }
+
+    /// Issue 10.16: ZFS's `.zfs` (listed with `snapdir=visible`) is not data; a directory of
+    /// that name that is not ZFS's is.
+    #[test]
+    fn zfs_control_dir_is_not_data() {
+        let mut observed = with(&[ZFS_CONTROL_DIR]);
+        assert!(matches!(classify(&observed), PgdataState::Partial { .. }));
+        observed.zfs_control_dir = true;
+        assert_eq!(classify(&observed), PgdataState::EmptyZfsSnapdirVisible);
+        assert!(!classify(&observed).is_missing_or_empty());
+        let mut cluster = with(&[ZFS_CONTROL_DIR, PG_VERSION, "global"]);
+        cluster.zfs_control_dir = true;
+        cluster.has_pg_control = true;
+        assert!(matches!(
+            classify(&cluster),
+            PgdataState::Initialized { .. }
+        ));
+        let mut other = with(&[ZFS_CONTROL_DIR, "base"]);
+        other.zfs_control_dir = true;
+        let PgdataState::Partial { entries, .. } = classify(&other) else {
+            panic!("expected partial");
+        };
+        assert_eq!(entries, ["base"]);
+    }
+
+    /// A `.zfs` someone made in an ordinary directory keeps its inode number: observed as data.
+    #[test]
+    fn a_made_dot_zfs_directory_is_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir(root.join(ZFS_CONTROL_DIR)).unwrap();
+        let observed = observe(root);
+        assert!(!observed.zfs_control_dir);
+        assert!(matches!(classify(&observed), PgdataState::Partial { .. }));
     }
 
     #[test]

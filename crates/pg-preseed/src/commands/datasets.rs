@@ -44,11 +44,22 @@ pub fn datasets(cli: &Cli, command: &DatasetsCommand) -> anyhow::Result<Exit> {
         .iter()
         .filter(|d| d.mountpoint == ctx.config.pgdata)
     {
+        // PGDATA is this dataset's root: with `snapdir=visible` it would list `.zfs`, and
+        // pgBackRest and initdb refuse to write into a directory that lists anything.
+        let enforced = extra.entry(decl.name.clone()).or_insert_with(BTreeMap::new);
+        match decl.properties.get("snapdir").map(String::as_str) {
+            None => {
+                enforced.insert("snapdir".to_owned(), "hidden".to_owned());
+            }
+            Some("hidden") => {}
+            Some(other) => report.warnings.push(format!(
+                "{} is declared with snapdir={other}: PGDATA at its root lists `.zfs`, and no \
+                 restore or initdb can write there (pg-preseed refuses instead)",
+                decl.name
+            )),
+        }
         if overlay_supported {
-            extra.insert(
-                decl.name.clone(),
-                BTreeMap::from([("overlay".to_owned(), "off".to_owned())]),
-            );
+            enforced.insert("overlay".to_owned(), "off".to_owned());
         } else {
             report.warnings.push(format!(
                 "this ZFS has no `overlay` property; {} could not be set to refuse mounting over a busy directory",

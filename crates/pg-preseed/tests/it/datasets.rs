@@ -4,7 +4,7 @@ use std::process::Command;
 
 use camino::Utf8Path;
 use serde_json::{json, Value};
-use testbed::{zfs::Pool, Sandbox};
+use testbed::{run_ok, zfs::Pool, Sandbox};
 
 struct Outcome {
     code: i32,
@@ -118,13 +118,16 @@ fn zfs_datasets_ensure_sets_drifted_properties() {
         &pgdata,
         &json!([{"name": name, "mountpoint": pgdata, "properties": {"atime": "off"}}]),
     );
+    // Issue 10.16: PGDATA is this dataset's root; with snapdir=visible it would list `.zfs`.
+    run_ok(Command::new("zfs").args(["set", "snapdir=visible", name.as_str()]));
     assert_eq!(zfs_get(&name, "atime"), "on");
     let check = datasets(&config, "check");
     assert_eq!(check.code, 0);
-    assert!(check.json["reasons"]
-        .to_string()
-        .contains("would set atime=off"));
+    let reasons = check.json["reasons"].to_string();
+    assert!(reasons.contains("would set atime=off"), "{reasons}");
+    assert!(reasons.contains("would set snapdir=hidden"), "{reasons}");
     assert_eq!(zfs_get(&name, "atime"), "on");
     assert_eq!(datasets(&config, "ensure").code, 0);
     assert_eq!(zfs_get(&name, "atime"), "off");
+    assert_eq!(zfs_get(&name, "snapdir"), "hidden");
 }
