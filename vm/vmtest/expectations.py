@@ -48,7 +48,7 @@ EXPECTATIONS: dict[str, dict[str, Node]] = {
         "db": Node(
             failed={
                 "mnt-pgbackrest.mount": "the scenario stops the NFS server before this boot: the share cannot mount "
-                "(nofail, x-systemd.mount-timeout=15s), which is why repo1 is unreachable",
+                "(nofail; its mount timeout, 15 s on NixOS, is 60 s here: render.py), which is why repo1 is unreachable",
             },
             journal=[restored("repo1 (NFS) is down: restored from repo2 (S3)")],
         ),
