@@ -28,8 +28,10 @@ with subtest("refused before PostgreSQL: no initdb, both datasets named"):
 
 with subtest("with the stray dataset destroyed, a restart restores"):
     db.succeed(
-        f"zfs umount -f {DATASET} || true",
-        f"zfs umount -f {STRAY} || true",
+        # Which of the two `zfs mount -a` mounted first at boot varies (it mounts in parallel):
+        # with the stray one on top, `zfs umount DATASET` would unmount the top mount, by path.
+        # Unmount whatever is stacked on PGDATA instead.
+        f"while mountpoint -q {PGDATA}; do umount {PGDATA}; done",
         f"zfs destroy {STRAY}",
         f"zfs mount {DATASET}",
         "systemctl reset-failed",

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checks import BootChecks
+from .expectations import EXPECTATIONS
 from .initrd import Tree, write_node_initrd
 from .logger import Logger
 from .machine import Machine, MachineError, RequestedAssertionFailed, die_with_parent, retry
@@ -67,6 +69,11 @@ class Driver:
         self.hub: subprocess.Popen | None = None
         self.machines: list[Machine] = []
         self.timed_out = False
+        self.checks: BootChecks | None = None
+        if scenario.boot_checks is not None:
+            if scenario.boot_checks not in EXPECTATIONS:
+                raise ValueError(f"no boot-check expectations named {scenario.boot_checks} in vm/vmtest/expectations.py")
+            self.checks = BootChecks(scenario.boot_checks, EXPECTATIONS[scenario.boot_checks], scenario.trees, log_dir, self.logger)
         self.race_timer = threading.Timer(scenario.global_timeout, self.terminate_test)
 
     # ---- setup --------------------------------------------------------------------------
@@ -115,7 +122,9 @@ class Driver:
             node_dir.mkdir()
             node.initrd = node_dir / "initrd"
             write_node_initrd(self.image.initrd, tree, node.initrd)
-            self.machines.append(Machine(node, self.image, node_dir, self.log_dir, self.logger, self.hub_socket))
+            machine = Machine(node, self.image, node_dir, self.log_dir, self.logger, self.hub_socket)
+            machine.checks = self.checks
+            self.machines.append(machine)
 
     # ---- the NixOS test driver's globals ------------------------------------------------
 
@@ -163,6 +172,16 @@ class Driver:
         current command fail on the main thread."""
         self.timed_out = True
         self.logger.log_test_error(f"global timeout of {self.scenario.global_timeout} s reached; ending the machines")
+        for machine in self.machines:
+            machine.release()
+
+    def abort(self) -> None:
+        """Ctrl-C or SIGTERM of scripts/vm-test (any thread): end every QEMU; the script's
+        current command then fails on the scenario's own thread, which cleans up."""
+        try:
+            self.logger.log_test_error("interrupted; ending the machines")
+        except ValueError:
+            pass  # the scenario had finished: its transcript is closed
         for machine in self.machines:
             machine.release()
 
@@ -215,6 +234,12 @@ class Driver:
             passed = not self.timed_out
             if self.timed_out:
                 error = f"global timeout ({self.scenario.global_timeout} s) reached"
+            elif self.checks is not None:
+                with self.logger.nested("boot checks"):
+                    self.checks.finish(self.machines)
+                if self.checks.errors:
+                    passed = False
+                    error = f"boot check: {self.checks.errors[0]}" + (f" (+{len(self.checks.errors) - 1} more)" if len(self.checks.errors) > 1 else "")
         except BaseException as e:  # noqa: BLE001 - any failure of the script fails the scenario
             if isinstance(e, KeyboardInterrupt):
                 self.logger.log_test_error("interrupted")
@@ -227,7 +252,37 @@ class Driver:
         seconds = time.monotonic() - started
         self.logger.log(f"scenario {self.scenario.name}: {'pass' if passed else 'FAIL'} in {seconds:.0f} s")
         self.logger.close()
-        return Result(self.scenario.name, passed, seconds, self.log_dir, error, list(self.logger.measurements))
+        measurements = list(self.logger.measurements)
+        if self.checks is not None:
+            measurements += [f"boot check: {line}" for line in self.checks.results]
+        return Result(self.scenario.name, passed, seconds, self.log_dir, error, measurements)
+
+    def interact(self) -> None:
+        """As NixOS' driverInteractive: a Python prompt with the testScript's globals (start_all,
+        the machines, subtest, …) and test_script() to run the scenario's script; nothing runs
+        until asked. <node>.shell_interact() gives a root shell in a guest."""
+        import code
+
+        try:
+            self._start_hub()
+            self._prepare_machines()
+            symbols = self.test_symbols()
+            script = compile(self.scenario.script(), SCRIPT_FILENAME, "exec")
+            symbols["test_script"] = lambda: exec(script, symbols, None)
+            names = ", ".join(pythonize_name(m.name) for m in self.machines)
+            code.interact(
+                banner=(
+                    f"tier-4 scenario {self.scenario.name}: machines {names}.\n"
+                    "start_all(), <node>.start(), <node>.succeed('…'), <node>.shell_interact() (a root shell),\n"
+                    "test_script() runs the scenario's script. Serial consoles and the transcript: "
+                    f"{self.log_dir}. Ctrl-D ends (the guests are powered off).\n"
+                ),
+                local=symbols,
+                exitmsg="",
+            )
+        finally:
+            self._cleanup()
+            self.logger.close()
 
     def _cleanup(self) -> None:
         with self.logger.nested("cleanup"):

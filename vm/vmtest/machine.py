@@ -132,6 +132,9 @@ class Machine:
         self.start_time = 0.0
         self.last_connect_seconds: float | None = None
         self.full_console_log: list[str] = []
+        # The driver's boot checks (checks.py): called after each boot's first connection and
+        # before a clean shutdown; None for scenarios without boot checks.
+        self.checks = None
         state_dir.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -317,6 +320,8 @@ class Machine:
             self.log("connected to guest root shell")
             self.log(f"(connecting took {time.monotonic() - tic:.2f} seconds; {self.last_connect_seconds:.2f} s since power-on)")
             self.connected = True
+        if self.checks is not None:
+            self.checks.on_connect(self)
 
     def wait_for_shutdown(self) -> None:
         """Wait for QEMU to exit (it does not initiate the shutdown)."""
@@ -339,6 +344,8 @@ class Machine:
         """A clean poweroff from inside the guest; waits for QEMU to exit."""
         if not self.booted:
             return
+        if self.connected and self.checks is not None:
+            self.checks.before_shutdown(self)
         assert self.shell
         self.shell.send(b"poweroff\n")
         self.wait_for_shutdown()
@@ -464,6 +471,25 @@ class Machine:
 
         with self.nested(f"waiting for file '{filename}'"):
             retry(check_file, timeout)
+
+    def shell_interact(self) -> None:
+        """A root shell in the guest for a person (scripts/vm-test --interactive): each line is
+        run as one command, as execute() runs it; its output and exit status are printed.
+        Ctrl-D goes back to the Python prompt."""
+        self.connect()
+        print(f"{self.name}: root shell (one command per line, run by bash; Ctrl-D returns)")
+        while True:
+            try:
+                line = input(f"{self.name}# ")
+            except EOFError:
+                print()
+                return
+            if not line.strip():
+                continue
+            status, out = self.execute(line, timeout=None)
+            print(out, end="" if not out or out.endswith("\n") else "\n")
+            if status != 0:
+                print(f"(exit {status})")
 
     def sleep(self, secs: int) -> None:
         # In guest time, as NixOS does.

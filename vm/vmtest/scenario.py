@@ -17,7 +17,9 @@ the smoke scenarios under vm/smoke/ are written as by hand.
             "kernelParams": []                    # appended to the command line
           },
           "backup": {}
-        }
+        },
+        "bootChecks": "wipe-restores"             # optional: the driver's boot checks with the
+                                                  # expectations of that name (vm/expectations.py)
       }
     <dir>/nodes/<name>/...  the node's tree: files, directories and symlinks placed at the same
                             absolute path in the guest before systemd starts (mode, owner and
@@ -53,7 +55,7 @@ from pathlib import Path
 from .machine import NodeSpec
 
 NODE_KEYS = {"memorySize", "cores", "emptyDiskImages", "tree", "kernelParams"}
-SCENARIO_KEYS = {"name", "globalTimeout", "testScript", "nodes"}
+SCENARIO_KEYS = {"name", "globalTimeout", "testScript", "nodes", "bootChecks"}
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Scenario:
     script_parts: list[Path]
     nodes: list[NodeSpec]
     trees: dict[str, Path | None]
+    boot_checks: str | None = None  # a key of vm/expectations.py (rendered scenarios)
 
     def script(self) -> str:
         return "".join(part.read_text() for part in self.script_parts)
@@ -110,4 +113,5 @@ def load(directory: Path) -> Scenario:
         script_parts=parts,
         nodes=nodes,
         trees=trees,
+        boot_checks=spec.get("bootChecks"),
     )

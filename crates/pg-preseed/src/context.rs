@@ -110,7 +110,8 @@ pub fn load_config(path: &Utf8Path) -> Result<Config, ConfigError> {
             message,
         }],
     };
-    let bytes = fsutil::read_nofollow(path, MAX_CONFIG_BYTES)
+    // Followed: NixOS's /etc/pg-preseed/config.json is a symlink into the store.
+    let bytes = fsutil::read_named(path, MAX_CONFIG_BYTES)
         .map_err(|e| fail(format!("{e:#}")))?
         .ok_or_else(|| fail(format!("{path} does not exist (pass --config FILE)")))?;
     let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".to_owned()))?;

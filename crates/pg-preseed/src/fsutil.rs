@@ -122,9 +122,30 @@ pub fn read_regular(
     path: &Utf8Path,
     limit: u64,
 ) -> anyhow::Result<Option<(Vec<u8>, std::fs::Metadata)>> {
+    read_regular_with(path, limit, nix::libc::O_NOFOLLOW)
+}
+
+/// Reads a small regular file named by the caller, following symlinks: the config given with
+/// `--config`. NixOS publishes `environment.etc` files as symlinks into the Nix store
+/// (`/etc/pg-preseed/config.json` -> `/etc/static/…` -> `/nix/store/…`), and only whoever can
+/// write the directory holding the link can make one, so following it gives nobody anything.
+/// What is read must still be a regular file within `limit`, and a FIFO is refused at once.
+/// `Ok(None)` when it does not exist.
+///
+/// # Errors
+/// When it is not a regular file, larger than `limit`, or unreadable.
+pub fn read_named(path: &Utf8Path, limit: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(read_regular_with(path, limit, 0)?.map(|(bytes, _)| bytes))
+}
+
+fn read_regular_with(
+    path: &Utf8Path,
+    limit: u64,
+    follow_flag: nix::libc::c_int,
+) -> anyhow::Result<Option<(Vec<u8>, std::fs::Metadata)>> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .custom_flags(follow_flag | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
         .open(path)
     {
         Ok(file) => file,
@@ -406,6 +427,25 @@ mod tests {
         let (_guard, dir) = tempdir();
         let error = atomic_write(&dir.join("nope/receipt.json"), b"x", 0o640, None).unwrap_err();
         assert!(format!("{error:#}").contains("failed to create temporary file"));
+    }
+
+    /// Tier 4 found it: the module's config is `/etc/pg-preseed/config.json`, which NixOS
+    /// makes a symlink into the store, and every unit refused it ("is a symlink").
+    #[test]
+    fn read_named_follows_a_symlink_and_still_refuses_what_is_not_a_file() {
+        let (_guard, dir) = tempdir();
+        std::fs::write(dir.join("config.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink(dir.join("config.json"), dir.join("static")).unwrap();
+        std::os::unix::fs::symlink(dir.join("static"), dir.join("link")).unwrap();
+        assert_eq!(read_named(&dir.join("link"), 10).unwrap().unwrap(), b"{}");
+        assert_eq!(read_named(&dir.join("absent"), 10).unwrap(), None);
+        assert!(read_named(&dir.join("link"), 1).is_err());
+        std::os::unix::fs::symlink(&dir, dir.join("dirlink")).unwrap();
+        let error = read_named(&dir.join("dirlink"), 10).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("not a regular file"),
+            "{error:#}"
+        );
     }
 
     #[test]
