@@ -32,10 +32,11 @@
     else t;
 
   isStoreObject = x: builtins.isAttrs x && (x.type or null) == "derivation" && x ? outPath;
-  guests = lib.listToAttrs (map (p: lib.nameValuePair p.outPath {
-    inherit (p) name;
-    guest = p.guest or null;
-  }) (builtins.filter (p: isStoreObject p && (p.guest or null) != null) (builtins.attrValues pkgs)));
+  guests = lib.listToAttrs (map (p:
+    lib.nameValuePair p.outPath {
+      inherit (p) name;
+      guest = p.guest or null;
+    }) (builtins.filter (p: isStoreObject p && (p.guest or null) != null) (builtins.attrValues pkgs)));
 
   extra = nodeModule: let
     c = support.evalNode nodeModule;

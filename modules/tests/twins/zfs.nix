@@ -59,8 +59,11 @@ in {
         lib.nameValuePair "zfs-import-${pool}" {
           description = "Import ZFS pool \"${pool}\"";
           unitConfig.DefaultDependencies = false;
+          # As nixpkgs: waits for udev to settle (wanted, not required), so that the pool's
+          # devices are there; required by zfs-import.target.
+          wants = ["systemd-udev-settle.service"];
           requiredBy = ["zfs-import.target"];
-          after = ["systemd-modules-load.service" "systemd-ask-password-console.service"];
+          after = ["systemd-udev-settle.service" "systemd-modules-load.service" "systemd-ask-password-console.service"];
           before = ["shutdown.target" "zfs-import.target"];
           conflicts = ["shutdown.target"];
           path = [cfg.package];
@@ -68,16 +71,25 @@ in {
             Type = "oneshot";
             RemainAfterExit = true;
           };
-          # Waits up to a minute for the pool's devices, imports it without mounting anything
-          # (zfs-mount.service mounts).
+          # Behaves as nixpkgs' import unit: up to 60 tries a second apart, importing (without
+          # mounting: zfs-mount.service mounts) as soon as `zpool import` lists the pool ONLINE;
+          # then one more attempt whatever its state (a degraded pool); the unit fails when the
+          # pool is still not imported.
           script = ''
-            for _ in $(seq 60); do
-              if zpool import -d ${cfg.devNodes} 2>/dev/null | grep -q "pool: ${pool}\$" || zpool list ${pool} >/dev/null 2>&1; then break; fi
-              sleep 1
-            done
-            if ! zpool list ${pool} >/dev/null 2>&1; then
-              zpool import -d ${cfg.devNodes} -N ${lib.optionalString cfg.forceImportAll "-f"} ${pool}
+            imported() { zpool list "${pool}" >/dev/null 2>&1; }
+            online() {
+              zpool import -d "${cfg.devNodes}" 2>/dev/null |
+                sed -n '/^ *pool: ${pool}$/,/^ *config:/p' | grep -q 'state: ONLINE'
+            }
+            import_pool() { zpool import -d "${cfg.devNodes}" -N ${lib.optionalString cfg.forceImportAll "-f"} "${pool}"; }
+            if ! imported; then
+              for _ in $(seq 60); do
+                if online && import_pool; then break; fi
+                sleep 1
+              done
+              imported || import_pool
             fi
+            imported
           '';
         })
       zfsPools);

@@ -79,7 +79,8 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
     // The fast path: the first repository's prefetch queue. Only "fetched" is believed from it;
     // anything else is asked again below, exactly as without it (see `archive_get_async_argv`).
     let behind = crate::restore::queue_behind_marker(&ctx.config);
-    let mut queue_said_not_there = false;
+    // The queue did not deliver (not there yet, timed out, failed) and a direct ask will tell.
+    let mut queue_missed = false;
     let use_queue = settings.asynchronous && is_segment(wal) && !behind.exists();
     if let Some(first) = repos.first().filter(|_| use_queue) {
         let queue = pgbackrest::Queue {
@@ -87,14 +88,20 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
             queue_max: settings.queue_max,
             process_max: queue_processes(settings.process_max),
         };
-        match ask(&ctx, pgbackrest::archive_get_async_argv(&one(first), &queue)) {
+        match ask(
+            &ctx,
+            pgbackrest::archive_get_async_argv(&one(first), &queue),
+        ) {
             Asked::Fetched => return recovery::FETCHED,
             // The end of the archive, or pgBackRest's wait for its queue timed out: asked again.
-            Asked::NotThere => queue_said_not_there = true,
-            Asked::Failed(why) => eprintln!(
-                "pg-preseed archive-get {wal}: the prefetch queue in {} did not deliver it from {first} ({why}); asking the repositories directly",
-                settings.spool_path
-            ),
+            Asked::NotThere => queue_missed = true,
+            Asked::Failed(why) => {
+                queue_missed = true;
+                eprintln!(
+                    "pg-preseed archive-get {wal}: the prefetch queue in {} did not deliver it from {first} ({why}); asking the repositories directly",
+                    settings.spool_path
+                );
+            }
         }
     }
     let mut answers = Vec::new();
@@ -114,10 +121,11 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
                     failed.join("; ")
                 );
             }
-            if queue_said_not_there {
-                // The archive grows while recovery reads it (a server still archiving): at its
-                // head each segment would cost a round of the queue's process before the direct
-                // ask, slower than the writer, and recovery would never catch up. Directly from
+            if queue_missed {
+                // The queue is behind the archive: it grows while recovery reads it (a server
+                // still archiving), or the queue's process fails or is slow. At the head each
+                // segment would cost a round of the queue (up to its wait) before the direct
+                // ask, slower than a writer, and recovery might never catch up. Directly from
                 // now on, for this recovery (`run` and `drill` remove the mark).
                 match std::fs::write(&behind, format!("{wal}\n")) {
                     Ok(()) => eprintln!(

@@ -162,6 +162,9 @@ pub fn archive_get_argv(get: &ArchiveGet<'_>) -> Vec<String> {
     argv
 }
 
+/// How long one `archive-get` waits for the queue to deliver a segment (`--archive-timeout`).
+pub const QUEUE_WAIT_SECONDS: u32 = 10;
+
 /// The prefetch queue of [`archive_get_async_argv`].
 #[derive(Debug, Clone, Copy)]
 pub struct Queue<'a> {
@@ -194,6 +197,9 @@ pub fn archive_get_async_argv(get: &ArchiveGet<'_>, queue: &Queue<'_>) -> Vec<St
     argv.push(format!("--lock-path={}", queue.spool_path.join("lock")));
     argv.push(format!("--archive-get-queue-max={}", queue.queue_max));
     argv.push(format!("--process-max={}", queue.process_max));
+    // How long the call waits for the queue before it gives up (pgBackRest's default, a minute,
+    // per segment, when the queue falls behind): the direct ask follows at once.
+    argv.push(format!("--archive-timeout={QUEUE_WAIT_SECONDS}"));
     argv.push("--log-level-console=off".to_owned());
     argv.push("--log-level-stderr=warn".to_owned());
     argv.push("archive-get".to_owned());
@@ -363,6 +369,7 @@ mod tests {
                 "--lock-path=/var/spool/pgbackrest/lock",
                 "--archive-get-queue-max=268435456",
                 "--process-max=2",
+                "--archive-timeout=10",
                 "--log-level-console=off",
                 "--log-level-stderr=warn",
                 "archive-get",
