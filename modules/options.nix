@@ -460,7 +460,7 @@ in {
       type = types.nullOr absolutePath;
       default = null;
       example = "/var/lib/prometheus-node-exporter/pg-preseed.prom";
-      description = "A Prometheus textfile-collector file the units keep up to date.";
+      description = "A Prometheus textfile-collector file the units keep up to date. Its directory is created for postgres (0755; an existing one is given to postgres), which writes the file there.";
     };
 
     configFile = mkOption {

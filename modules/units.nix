@@ -101,6 +101,9 @@ in {
         # it. (nixpkgs' StateDirectory does this too, but only when postgresql.service starts.)
         "d ${dataDir} - postgres postgres - -"
       ]
+      # The metrics textfile's directory: the units, as postgres, replace the file in it
+      # (nothing creates a node exporter's textfile directory by itself).
+      ++ lib.optional (cfg.metrics.textfile != null) "d ${dirOf cfg.metrics.textfile} 0755 postgres postgres - -"
       # The archive-get queue (pgBackRest's spool): /var/spool is root's.
       ++ lib.optional cfg.pgbackrest.archiveGet.async "d ${spoolDir} 0750 postgres postgres - -";
 

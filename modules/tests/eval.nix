@@ -438,6 +438,13 @@ in
       ];
     };
 
+    # The metrics textfile's directory exists and is postgres's (tier 4 found the units unable to
+    # write the file: nothing else creates it).
+    testTheMetricsDirectoryIsMadeForPostgres = {
+      expr = builtins.filter (lib.hasInfix "prometheus") (eval [{services.postgresql-preseed.metrics.textfile = "/var/lib/prometheus-node-exporter/pg-preseed.prom";}]).systemd.tmpfiles.rules;
+      expected = ["d /var/lib/prometheus-node-exporter 0755 postgres postgres - -"];
+    };
+
     # --- The drill -----------------------------------------------------------------------------
 
     testDrillAddsATimerAndAPostgresUnit = {
