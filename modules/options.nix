@@ -267,13 +267,15 @@ in {
       archiveGet = {
         async = mkOption {
           type = types.bool;
-          default = true;
+          default = false;
           description = ''
             Replay after a restore fetches WAL through pgBackRest's asynchronous archive-get
-            queue, which prefetches the next segments while PostgreSQL replays. Only "fetched"
-            is believed from the queue: anything else is asked of every repository directly,
-            so a repository that cannot be asked still stops recovery instead of ending it
-            early. `false`: every segment is asked directly.
+            queue, which prefetches the next segments while PostgreSQL replays (1.27 times as
+            fast as asking for each segment in the measured WAL-heavy case). Only "fetched" is
+            believed from the queue: anything else is asked of every repository directly, so a
+            repository that cannot be asked still stops recovery instead of ending it early.
+            Off by default: while another server still archives into the repository, recovery
+            through the queue fell behind it in testing, where asking directly keeps up.
           '';
         };
         queueMax = mkOption {

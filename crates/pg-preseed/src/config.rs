@@ -231,8 +231,10 @@ pub struct Pgbackrest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveGet {
-    /// Prefetch with pgBackRest's asynchronous archive-get.
-    #[serde(default = "default_true", rename = "async")]
+    /// Prefetch with pgBackRest's asynchronous archive-get. Off by default: with another server
+    /// still archiving into the repository, recovery through the queue fell behind the writer
+    /// (primaries::* timed out waiting for the end of recovery), where asking directly keeps up.
+    #[serde(default, rename = "async")]
     pub asynchronous: bool,
     /// The most WAL the queue holds ahead of replay (bytes; `archive-get-queue-max`).
     #[serde(default = "default_queue_max", with = "size")]
@@ -249,16 +251,12 @@ pub struct ArchiveGet {
 impl Default for ArchiveGet {
     fn default() -> Self {
         ArchiveGet {
-            asynchronous: true,
+            asynchronous: false,
             queue_max: default_queue_max(),
             process_max: None,
             spool_path: default_spool_path(),
         }
     }
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// 16 segments of 16 MiB: measured in docs/performance.md ("Replay").
@@ -1778,7 +1776,7 @@ mod tests {
     fn archive_get_defaults_and_checks() {
         let config = Config::parse(MINIMAL, "t").unwrap();
         assert_eq!(config.pgbackrest.archive_get, ArchiveGet::default());
-        assert!(config.pgbackrest.archive_get.asynchronous);
+        assert!(!config.pgbackrest.archive_get.asynchronous);
         assert_eq!(config.pgbackrest.archive_get.queue_max, 256 << 20);
         assert_eq!(
             config.pgbackrest.archive_get.spool_path,

@@ -191,7 +191,9 @@ fn history_files(pgdata: &Utf8Path) -> Vec<String> {
 #[test]
 fn unreadable_segments_mid_recovery_stop_recovery_instead_of_losing_rows() {
     let sandbox = Sandbox::new("rec-unreadable");
-    let (host, points) = disaster(&sandbox, true, false);
+    let (mut host, points) = disaster(&sandbox, true, false);
+    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
+    host.set("/pgbackrest/archive_get/async", json!(true));
     host.preseed(&["run"]).expect_code(0);
 
     let repo = host.pgbackrest.repos[0].clone();
@@ -219,7 +221,7 @@ fn unreadable_segments_mid_recovery_stop_recovery_instead_of_losing_rows() {
         log.contains(&format!("FATAL:  could not restore file \"{first}\" from archive: child process exited with exit code 255")),
         "{log}"
     );
-    // The prefetch queue (on by default) hit the error first; it was not taken for the end.
+    // The prefetch queue (turned on above) hit the error first; it was not taken for the end.
     assert!(
         log.contains(&format!(
             "pg-preseed archive-get {first}: the prefetch queue in {} did not deliver it from repo1",
@@ -399,6 +401,8 @@ fn repository_listing_lag_is_caught_by_verify() {
 fn archive_get_tells_not_there_from_cannot_ask() {
     let sandbox = Sandbox::new("rec-archive-get");
     let (mut host, points) = disaster(&sandbox, true, false);
+    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
+    host.set("/pgbackrest/archive_get/async", json!(true));
     host.preseed(&["run"]).expect_code(0);
     let repo1 = host.pgbackrest.repos[0].clone();
     let repo2 = sandbox.path("repo2");
@@ -468,7 +472,7 @@ fn archive_get_tells_not_there_from_cannot_ask() {
     );
     let (code, stderr) = archive_get(&absent, &host.pgdata, relative);
     assert_eq!(code, 255, "{stderr}");
-    // The prefetch queue (on by default) failed first and said so; then repo1, asked directly.
+    // The prefetch queue (turned on above) failed first and said so; then repo1, asked directly.
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
@@ -910,7 +914,9 @@ fn unreachable_targets_are_refused_before_anything_is_written() {
 #[test]
 fn the_prefetch_queue_delivers_and_recovery_reaches_the_end_of_the_archive() {
     let sandbox = Sandbox::new("rec-queue");
-    let (host, points) = disaster(&sandbox, true, false);
+    let (mut host, points) = disaster(&sandbox, true, false);
+    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
+    host.set("/pgbackrest/archive_get/async", json!(true));
     let log_dir = pgbackrest_file_log(&host, "detail");
     host.preseed(&["run"]).expect_code(0);
     host.cluster.start();
@@ -948,6 +954,8 @@ fn the_prefetch_queue_delivers_and_recovery_reaches_the_end_of_the_archive() {
 fn an_unwritable_spool_falls_back_to_asking_directly() {
     let sandbox = Sandbox::new("rec-spool");
     let (mut host, points) = disaster(&sandbox, true, false);
+    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
+    host.set("/pgbackrest/archive_get/async", json!(true));
     let spool_dir = sandbox.path("root-spool");
     fs::create_dir_all(&spool_dir).expect("mkdir");
     fs::set_permissions(&spool_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -1003,7 +1011,9 @@ fn an_unwritable_spool_falls_back_to_asking_directly() {
 #[test]
 fn a_segment_left_in_the_queue_by_an_earlier_recovery_is_not_used() {
     let sandbox = Sandbox::new("rec-stale");
-    let (host, points) = disaster(&sandbox, true, false);
+    let (mut host, points) = disaster(&sandbox, true, false);
+    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
+    host.set("/pgbackrest/archive_get/async", json!(true));
     let queue = spool(&host).join("archive/main/in");
     fs::create_dir_all(&queue).expect("mkdir queue");
     for dir in ["archive", "archive/main", "archive/main/in"] {
