@@ -71,6 +71,13 @@
   # services.pgbackrest's repositories on a local path (posix, not behind a repository host).
   localRepoPaths = lib.optionals (d.repoNames != null) (map (repo: helpers.normalizePath repo.path) (builtins.filter (repo: (repo.type or "posix") == "posix" && (repo.host or null) == null && (repo.path or null) != null) (builtins.attrValues config.services.pgbackrest.repos)));
 
+  # A repository on an NFS share or a disk is mounted before anything reads it. remote-fs.target
+  # is no such promise: systemd does not order a `nofail` mount before it (systemd.mount(5)), and
+  # tier 4 booted the restore unit asking the empty mountpoint while the share was still
+  # mounting. Wants, not Requires: a share that fails to mount must not stop a restore from
+  # another repository (pg-preseed tells an unmounted share from an empty repository).
+  WantsMountsFor = localRepoPaths;
+
   # The units' order at boot: pools imported and mounted, then our checks, then PostgreSQL.
   mountsReady = [
     "local-fs.target"
@@ -180,6 +187,7 @@ in {
         restartIfChanged = false;
         unitConfig = {
           RequiresMountsFor = [dataDir markerDir];
+          inherit WantsMountsFor;
           # Skipped, without running anything, on a boot where PGDATA holds a cluster. It still
           # runs when pgBackRest's manifest shows a restore cut short (pgBackRest writes
           # PG_VERSION early and global/pg_control last), so a crash mid-restore is resumed.
@@ -231,6 +239,7 @@ in {
         description = "Restore drill: restore the newest backup privately and verify it (pg-preseed)";
         wants = ["network-online.target"];
         after = ["network-online.target" "postgresql-preseed-verify.service"];
+        unitConfig = {inherit WantsMountsFor;};
         path = unitPath;
         serviceConfig =
           asPostgres
@@ -257,6 +266,8 @@ in {
         # pgBackRest: the repository credentials must reach it too.
         serviceConfig.EnvironmentFile = environmentFiles;
         after = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
+        # archive_command pushes to, and restore_command reads from, those repositories.
+        unitConfig = {inherit WantsMountsFor;};
         # Before nixpkgs' preStart (which runs initdb when PG_VERSION is missing), on every start
         # including Restart=: refuse an empty PGDATA that pg-preseed did not clear. Through the
         # stable /etc path, so updating pg-preseed does not change this unit (no restart).

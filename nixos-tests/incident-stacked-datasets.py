@@ -40,3 +40,22 @@ with subtest("with the stray dataset destroyed, a restart restores"):
     wait_verified(db)
     assert psql(db, "SELECT count(*) FROM t") == "1000"
     assert receipt(db)["action"] == "restored"
+
+with subtest("snapdir=visible: .zfs at PGDATA's root is ZFS's, not data"):
+    wipe(db)
+    db.succeed(f"zfs set snapdir=visible {DATASET}")
+    # OpenZFS lists its control directory at the dataset's root, with inode ZFSCTL_INO_ROOT.
+    assert db.succeed(f"ls -A {PGDATA}").split() == [".zfs"]
+    assert db.succeed(f"stat -c %i {PGDATA}/.zfs").strip() == str(0xFFFFFFFFFFFF)
+    db.fail("systemctl start postgresql.service")
+    text = journal(db, "postgresql-preseed.service")
+    assert "lists ZFS's .zfs directory" in text, text
+    assert "zfs set snapdir=hidden" in text, text
+    db.fail(f"test -e {PGDATA}/PG_VERSION")
+    assert_no_initdb(db)
+    # The datasets unit hides it, as it does at every boot for a declared dataset.
+    db.succeed("systemctl restart postgresql-preseed-datasets.service", "systemctl reset-failed")
+    assert db.succeed(f"zfs get -H -o value snapdir {DATASET}").strip() == "hidden"
+    db.systemctl("start postgresql.service")
+    wait_verified(db)
+    assert psql(db, "SELECT count(*) FROM t") == "1000"

@@ -897,6 +897,29 @@ in
       expected = ["-/mnt/nas/pgbackrest"];
     };
 
+    # A repository on a share is mounted before the units that read it start: remote-fs.target
+    # does not wait for a `nofail` mount (tier 4 booted the restore unit before the NFS share).
+    # Wants, not Requires: a share that does not mount leaves the other repositories usable.
+    testTheUnitsReadingRepositoriesWaitForTheirMounts = {
+      expr = let
+        c = withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas"];};
+      in
+        map (u: {
+          wants = values c u "WantsMountsFor";
+          requires = values c u "RequiresMountsFor";
+        }) ["postgresql-preseed.service" "postgresql.service"];
+      expected = [
+        {
+          wants = ["/mnt/nas/pgbackrest"];
+          requires = ["/var/lib/postgresql/17" "/var/lib/postgresql-preseed/17"];
+        }
+        {
+          wants = ["/mnt/nas/pgbackrest"];
+          requires = ["/var/lib/postgresql/17"];
+        }
+      ];
+    };
+
     testNoStanzaFires = {
       expr = firesWith "pgbackrest.stanza is not set" (evalBare []);
       expected = true;

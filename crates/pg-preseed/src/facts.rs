@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use nix::unistd::Uid;
 
 use crate::config::RepoRef;
@@ -293,7 +293,16 @@ pub fn repo_status(ctx: &Context, repo: &RepoRef) -> RepoStatus {
             });
             match location {
                 Some(RepoLocation::Posix { path }) => {
-                    if Utf8Path::new(&path).is_dir() {
+                    if let Some(found) = stanza_files_present(Utf8Path::new(&path), stanza) {
+                        // Asked before a share finished mounting (seen on a real boot: the
+                        // first answer came from the empty mountpoint, the look from the
+                        // mounted share), or a repository missing part of its stanza. Neither
+                        // is an empty repository: ask again (repo_wait), never initdb on it.
+                        unreachable(format!(
+                            "pgBackRest reports no stanza {stanza} in {path}, but {found} is there \
+                             (a share mounted while it was being asked, or a damaged repository)"
+                        ))
+                    } else if Utf8Path::new(&path).is_dir() {
                         match unproven_empty_repo(ctx, Utf8Path::new(&path)) {
                             None => RepoStatus::NoStanza,
                             Some(reason) => RepoStatus::EmptyUnproven { path, reason },
@@ -317,6 +326,15 @@ pub fn repo_status(ctx: &Context, repo: &RepoRef) -> RepoStatus {
             view.message
         )),
     }
+}
+
+/// The first of the stanza's own directories (`archive/<stanza>`, `backup/<stanza>`) present
+/// under a posix repository path.
+fn stanza_files_present(path: &Utf8Path, stanza: &str) -> Option<Utf8PathBuf> {
+    ["archive", "backup"]
+        .iter()
+        .map(|d| path.join(d).join(stanza))
+        .find(|p| p.symlink_metadata().is_ok())
 }
 
 /// Why an existing posix repository path without the stanza is not proof of an empty

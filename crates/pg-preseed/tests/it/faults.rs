@@ -277,6 +277,47 @@ fn repository_slow_beyond_repo_wait_refuses() {
     assert!(testbed::tree(&host.pgdata).is_empty());
 }
 
+/// pgBackRest finds no stanza, yet the stanza's archive is in the repository: asked while a
+/// share was still mounting (tier 4 booted exactly that: the first answer came from the empty
+/// mountpoint, the look around from the mounted share), or a repository that lost
+/// `backup/<stanza>`. Not an empty repository: never a fresh initdb on it. Waited for within
+/// `repo_wait`, refused beyond it.
+#[test]
+fn a_stanza_pgbackrest_cannot_see_yet_is_not_an_empty_repository() {
+    let sandbox = Sandbox::new("halfstanza");
+    let mut host = Host::new(&sandbox, bin(), 1);
+    host.set("/on_no_backup", json!("initdb"));
+    host.set("/pgbackrest/repo_wait", json!("2s"));
+    let backup_dir = host.pgbackrest.repos[0].join("backup/main");
+    let away = sandbox.path("backup-main-away");
+    fs::rename(&backup_dir, &away).expect("hide backup/main");
+
+    let run = host.preseed(&["run"]);
+    run.expect_code(3);
+    assert_eq!(run.decision(), "refuse");
+    let output = run.all_output();
+    assert!(
+        output.contains("reports no stanza main") && output.contains("archive/main is there"),
+        "{output}"
+    );
+    assert!(testbed::tree(&host.pgdata).is_empty());
+    assert!(host.claim().is_none(), "nothing cleared initdb");
+    host.preseed(&["initdb-guard"]).expect_code(3);
+
+    // Within repo_wait, the stanza becoming visible is waited for, and restored from.
+    host.set("/pgbackrest/repo_wait", json!("60s"));
+    let child = host.spawn_captured(&["run"]);
+    std::thread::sleep(Duration::from_secs(3));
+    fs::rename(&away, &backup_dir).expect("the stanza is back");
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("archive/main is there"), "{stderr}");
+    host.cluster.start();
+    host.preseed(&["verify"]).expect_code(0);
+    assert_eq!(host.rows(), golden::ROWS);
+}
+
 /// The receipt's directory does not exist yet: created (for the PostgreSQL user), receipt written.
 #[test]
 fn marker_directory_missing_is_created() {
