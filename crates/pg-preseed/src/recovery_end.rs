@@ -314,7 +314,15 @@ pub(crate) fn ask_next_segment(
         wal: &name,
         destination: &destination,
     });
-    let asked = match ctx.pgbackrest(argv).output_any_status(Some(REPO_TIMEOUT)) {
+    let asked = archive_get(ctx, argv, REPO_TIMEOUT);
+    let _ = std::fs::remove_file(&destination);
+    (next, asked)
+}
+
+/// Runs one `pgbackrest archive-get` (`argv`), ended after `timeout`, and says what its answer
+/// means. Also the restore_command's (`pg-preseed archive-get`) way of asking.
+pub(crate) fn archive_get(ctx: &Context, argv: Vec<String>, timeout: Duration) -> Asked {
+    match ctx.pgbackrest(argv).output_any_status(Some(timeout)) {
         Ok(output) => {
             use std::os::unix::process::ExitStatusExt as _;
             recovery::classify_archive_get(
@@ -324,9 +332,7 @@ pub(crate) fn ask_next_segment(
             )
         }
         Err(error) => Asked::Failed(recovery::one_line(&error.to_string(), "")),
-    };
-    let _ = std::fs::remove_file(&destination);
-    (next, asked)
+    }
 }
 
 /// Where the probe fetches to, and for which cluster.
