@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
 use crate::clock;
 use crate::config::{RepoRef, SecondPrimaryMode};
@@ -365,34 +365,18 @@ fn look(
     if newest_timeline == Some(replay.timeline) {
         return Ok(seen);
     }
+    // `known` is on replay's timeline: earlier looks record only segments they asked for on it.
     let known = known.unwrap_or(replay.last).max(replay.last);
-    let next = Segment {
-        timeline: replay.timeline,
-        number: known.number + 1,
-    };
-    let name = next.name(replay.segment_size);
-    let destination = replay.probe_dir.join(format!("{name}.repo{}", repo.number));
-    let argv = pgbackrest::archive_get_argv(&pgbackrest::ArchiveGet {
-        stanza: &ctx.stanza,
-        repo: repo.number,
-        pgdata: replay.pgdata,
-        wal: &name,
-        destination: &destination,
-    });
-    let asked = match ctx.pgbackrest(argv).output_any_status(Some(CALL_TIMEOUT)) {
-        Ok(output) => {
-            use std::os::unix::process::ExitStatusExt as _;
-            recovery::classify_archive_get(
-                output.status.code(),
-                output.status.signal(),
-                &String::from_utf8_lossy(&output.stderr),
-            )
-        }
-        Err(error) => Asked::Failed(recovery::one_line(&error.to_string(), "")),
-    };
-    let _ = std::fs::remove_file(&destination);
+    let (next, asked) = recovery_end::ask_next_segment(
+        ctx,
+        repo,
+        replay.pgdata,
+        replay.probe_dir,
+        known,
+        replay.segment_size,
+    );
     match asked {
-        Asked::Fetched => seen.on_timeline = Some(name),
+        Asked::Fetched => seen.on_timeline = Some(next.name(replay.segment_size)),
         Asked::NotThere => {
             seen.on_timeline = (known > replay.last).then(|| known.name(replay.segment_size));
         }
@@ -479,7 +463,7 @@ pub fn watch(
             .flatten()
             .and_then(|name| crate::wal::timeline_of(&name)),
     };
-    let probe_dir = probe_dir(ctx);
+    let probe_dir = recovery_end::probe_dir(ctx, ".pg-preseed-watch-");
     let replay = match (&ended, &probe_dir) {
         (Ok((end, segment_size)), Ok(dir)) => Some(Replay {
             timeline: end.timeline,
@@ -633,21 +617,6 @@ pub fn watch(
         refused: None,
         warnings,
     })
-}
-
-/// A fresh directory beside the receipt for `archive-get`'s downloads, owned by the user
-/// pgBackRest runs as.
-fn probe_dir(ctx: &Context) -> Result<Utf8PathBuf, String> {
-    let parent = ctx
-        .files
-        .receipt
-        .parent()
-        .ok_or("the receipt path has no directory")?;
-    let dir = parent.join(format!(".pg-preseed-watch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    fsutil::create_dirs(&dir, 0o700, ctx.owner())
-        .map_err(|e| format!("failed to create {dir}: {e:#}"))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

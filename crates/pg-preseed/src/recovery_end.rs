@@ -60,7 +60,7 @@ pub fn check(
         if let Some(target) = &target {
             return recovery::judge_target(&end, segment_size, target);
         }
-        let probe = probe_dir(ctx).map(|dir| Probe {
+        let probe = probe_dir(ctx, ".pg-preseed-probe-").map(|dir| Probe {
             dir,
             pgdata,
             system_identifier,
@@ -151,15 +151,16 @@ fn roles(ctx: &Context, source: Option<&Source>) -> Vec<(RepoRef, Option<String>
         .collect()
 }
 
-/// A fresh directory beside the receipt for the probe's downloads, owned by the user pgBackRest
-/// runs as (the receipt's directory is the engine's, and never on PGDATA's filesystem).
-fn probe_dir(ctx: &Context) -> Result<Utf8PathBuf, String> {
+/// A fresh directory beside the receipt for `archive-get`'s downloads, named `prefix` and this
+/// process's id, owned by the user pgBackRest runs as (the receipt's directory is the engine's,
+/// and never on PGDATA's filesystem).
+pub(crate) fn probe_dir(ctx: &Context, prefix: &str) -> Result<Utf8PathBuf, String> {
     let parent = ctx
         .files
         .receipt
         .parent()
         .ok_or("the receipt path has no directory")?;
-    let dir = parent.join(format!(".pg-preseed-probe-{}", std::process::id()));
+    let dir = parent.join(format!("{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     fsutil::create_dirs(&dir, 0o700, ctx.owner())
         .map_err(|e| format!("failed to create {dir}: {e:#}"))?;
@@ -280,20 +281,48 @@ fn newest_segment(
             consider(max);
         }
     }
+    let (next, asked) = ask_next_segment(ctx, repo, probe.pgdata, &probe.dir, last, segment_size);
+    match asked {
+        Asked::Fetched => consider(next),
+        Asked::NotThere => {}
+        Asked::Failed(why) => return Err(why),
+    }
+    Ok(newest)
+}
+
+/// Asks `repo` (`pgbackrest archive-get`, the way recovery would fetch it next) for the segment
+/// after `after` on its timeline, downloading it into `dir` for `pgdata`'s cluster and removing
+/// the download again: that segment and what the answer means.
+pub(crate) fn ask_next_segment(
+    ctx: &Context,
+    repo: &RepoRef,
+    pgdata: &Utf8Path,
+    dir: &Utf8Path,
+    after: Segment,
+    segment_size: u64,
+) -> (Segment, Asked) {
     let next = Segment {
-        timeline: last.timeline,
-        number: last.number + 1,
+        timeline: after.timeline,
+        number: after.number + 1,
     };
     let name = next.name(segment_size);
-    let destination = probe.dir.join(format!("{name}.repo{}", repo.number));
+    let destination = dir.join(format!("{name}.repo{}", repo.number));
     let argv = pgbackrest::archive_get_argv(&pgbackrest::ArchiveGet {
         stanza: &ctx.stanza,
         repo: repo.number,
-        pgdata: probe.pgdata,
+        pgdata,
         wal: &name,
         destination: &destination,
     });
-    let asked = match ctx.pgbackrest(argv).output_any_status(Some(REPO_TIMEOUT)) {
+    let asked = archive_get(ctx, argv, REPO_TIMEOUT);
+    let _ = std::fs::remove_file(&destination);
+    (next, asked)
+}
+
+/// Runs one `pgbackrest archive-get` (`argv`), ended after `timeout`, and says what its answer
+/// means. Also the restore_command's (`pg-preseed archive-get`) way of asking.
+pub(crate) fn archive_get(ctx: &Context, argv: Vec<String>, timeout: Duration) -> Asked {
+    match ctx.pgbackrest(argv).output_any_status(Some(timeout)) {
         Ok(output) => {
             use std::os::unix::process::ExitStatusExt as _;
             recovery::classify_archive_get(
@@ -303,14 +332,7 @@ fn newest_segment(
             )
         }
         Err(error) => Asked::Failed(recovery::one_line(&error.to_string(), "")),
-    };
-    let _ = std::fs::remove_file(&destination);
-    match asked {
-        Asked::Fetched => consider(next),
-        Asked::NotThere => {}
-        Asked::Failed(why) => return Err(why),
     }
-    Ok(newest)
 }
 
 /// Where the probe fetches to, and for which cluster.

@@ -151,17 +151,7 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
 
 /// Runs one pgBackRest `archive-get` and says what its answer means.
 fn ask(ctx: &Context, argv: Vec<String>) -> Asked {
-    match ctx.pgbackrest(argv).output_any_status(Some(TIMEOUT)) {
-        Ok(output) => {
-            use std::os::unix::process::ExitStatusExt as _;
-            recovery::classify_archive_get(
-                output.status.code(),
-                output.status.signal(),
-                &String::from_utf8_lossy(&output.stderr),
-            )
-        }
-        Err(error) => Asked::Failed(recovery::one_line(&error.to_string(), "")),
-    }
+    crate::recovery_end::archive_get(ctx, argv, TIMEOUT)
 }
 
 /// A WAL segment's name (timeline, log, segment: 24 hexadecimal digits). pgBackRest queues only

@@ -156,6 +156,12 @@ fn server_log(host: &Host<'_>) -> String {
     fs::read_to_string(&host.cluster.log).unwrap_or_default()
 }
 
+/// Turns on the prefetch queue (`pgbackrest.archive_get.async`, off by default), for the tests
+/// of what it does.
+fn turn_on_the_prefetch_queue(host: &mut Host<'_>) {
+    host.set("/pgbackrest/archive_get/async", json!(true));
+}
+
 /// The prefetch queue's spool path (`pgbackrest.archive_get.spool_path`).
 fn spool(host: &Host<'_>) -> Utf8PathBuf {
     Utf8PathBuf::from(
@@ -192,8 +198,7 @@ fn history_files(pgdata: &Utf8Path) -> Vec<String> {
 fn unreadable_segments_mid_recovery_stop_recovery_instead_of_losing_rows() {
     let sandbox = Sandbox::new("rec-unreadable");
     let (mut host, points) = disaster(&sandbox, true, false);
-    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
-    host.set("/pgbackrest/archive_get/async", json!(true));
+    turn_on_the_prefetch_queue(&mut host);
     host.preseed(&["run"]).expect_code(0);
 
     let repo = host.pgbackrest.repos[0].clone();
@@ -401,8 +406,7 @@ fn repository_listing_lag_is_caught_by_verify() {
 fn archive_get_tells_not_there_from_cannot_ask() {
     let sandbox = Sandbox::new("rec-archive-get");
     let (mut host, points) = disaster(&sandbox, true, false);
-    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
-    host.set("/pgbackrest/archive_get/async", json!(true));
+    turn_on_the_prefetch_queue(&mut host);
     host.preseed(&["run"]).expect_code(0);
     let repo1 = host.pgbackrest.repos[0].clone();
     let repo2 = sandbox.path("repo2");
@@ -915,8 +919,7 @@ fn unreachable_targets_are_refused_before_anything_is_written() {
 fn the_prefetch_queue_delivers_and_recovery_reaches_the_end_of_the_archive() {
     let sandbox = Sandbox::new("rec-queue");
     let (mut host, points) = disaster(&sandbox, true, false);
-    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
-    host.set("/pgbackrest/archive_get/async", json!(true));
+    turn_on_the_prefetch_queue(&mut host);
     let log_dir = pgbackrest_file_log(&host, "detail");
     host.preseed(&["run"]).expect_code(0);
     host.cluster.start();
@@ -954,8 +957,7 @@ fn the_prefetch_queue_delivers_and_recovery_reaches_the_end_of_the_archive() {
 fn an_unwritable_spool_falls_back_to_asking_directly() {
     let sandbox = Sandbox::new("rec-spool");
     let (mut host, points) = disaster(&sandbox, true, false);
-    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
-    host.set("/pgbackrest/archive_get/async", json!(true));
+    turn_on_the_prefetch_queue(&mut host);
     let spool_dir = sandbox.path("root-spool");
     fs::create_dir_all(&spool_dir).expect("mkdir");
     fs::set_permissions(&spool_dir, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -1012,8 +1014,7 @@ fn an_unwritable_spool_falls_back_to_asking_directly() {
 fn a_segment_left_in_the_queue_by_an_earlier_recovery_is_not_used() {
     let sandbox = Sandbox::new("rec-stale");
     let (mut host, points) = disaster(&sandbox, true, false);
-    // The prefetch queue (pgbackrest.archive_get.async, off by default) is what this tests.
-    host.set("/pgbackrest/archive_get/async", json!(true));
+    turn_on_the_prefetch_queue(&mut host);
     let queue = spool(&host).join("archive/main/in");
     fs::create_dir_all(&queue).expect("mkdir queue");
     for dir in ["archive", "archive/main", "archive/main/in"] {
