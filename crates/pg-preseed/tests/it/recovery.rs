@@ -912,9 +912,9 @@ fn unreachable_targets_are_refused_before_anything_is_written() {
     }
 }
 
-/// The fast path (issue 13, replay speed): with `pgbackrest.archive_get` at its defaults the
-/// segments come from pgBackRest's asynchronous queue, and recovery still reaches the end of the
-/// archive — the first segment past it is "not there" only after a direct ask.
+/// The fast path (issue 13, replay speed): with `pgbackrest.archive_get.async` on (off by
+/// default) the segments come from pgBackRest's asynchronous queue, and recovery still reaches the
+/// end of the archive — the first segment past it is "not there" only after a direct ask.
 #[test]
 fn the_prefetch_queue_delivers_and_recovery_reaches_the_end_of_the_archive() {
     let sandbox = Sandbox::new("rec-queue");
