@@ -58,6 +58,12 @@ pub struct Plan {
     pub in_order: Vec<String>,
 }
 
+/// The pool a dataset belongs to (the first component of its name).
+#[must_use]
+pub fn pool_of(name: &str) -> &str {
+    name.split('/').next().unwrap_or_default()
+}
+
 /// Compares. `extra` are properties to enforce on top of the declared ones, per dataset (such as
 /// `overlay=off` on PGDATA's dataset, when this ZFS knows the property).
 #[must_use]
@@ -98,6 +104,24 @@ pub fn plan(
                     blocking: true,
                 });
             }
+        }
+        let pool = pool_of(&decl.name);
+        if !listed.iter().any(|d| pool_of(&d.name) == pool) {
+            plan.findings.push(Finding {
+                kind: Kind::PoolMissing,
+                path: mountpoint.to_owned(),
+                detail: format!(
+                    "pool {pool} of dataset {} is not imported: `zfs list` shows none of its datasets",
+                    decl.name
+                ),
+                fix: format!(
+                    "import it (`zpool import {pool}`; on NixOS `boot.zfs.extraPools = [ \"{pool}\" ]` \
+                     imports it at boot) or create it, then start postgresql-preseed-datasets again; \
+                     nothing was created"
+                ),
+                blocking: true,
+            });
+            continue;
         }
         let mut wanted = decl.properties.clone();
         if let Some(more) = extra.get(&decl.name) {
@@ -235,6 +259,33 @@ mod tests {
             "set recordsize=8K on tank/pg (was 128K)"
         );
         assert_eq!(plan.in_order, ["tank/wal"]);
+    }
+
+    /// The pool is not imported (a disk not attached yet, an import that failed): refused with
+    /// the pool named, nothing to create.
+    #[test]
+    fn a_dataset_of_a_pool_that_is_not_imported_is_refused_not_created() {
+        let listed = parse_list("rpool\tnone\toff\tno\nrpool/root\t/\ton\tyes\n").unwrap();
+        let planned = |listed| {
+            plan(
+                &[decl("tank/services/postgresql", "/pg", &[])],
+                listed,
+                &Properties::new(),
+                &BTreeMap::new(),
+            )
+        };
+        let refused = planned(&listed);
+        assert_eq!(refused.findings.len(), 1);
+        assert_eq!(refused.findings[0].kind, Kind::PoolMissing);
+        assert!(refused.findings[0]
+            .detail
+            .contains("pool tank of dataset tank/services/postgresql"));
+        assert!(refused.findings[0].fix.contains("zpool import tank"));
+        assert!(refused.changes.is_empty());
+        // Its pool imported: created.
+        let created = planned(&parse_list("tank\tnone\ton\tno\n").unwrap());
+        assert!(created.findings.is_empty());
+        assert_eq!(created.changes.len(), 1);
     }
 
     #[test]

@@ -38,12 +38,14 @@ pub enum Kind {
     PgdataOwner,
     /// A fact a safety check needs could not be gathered.
     CheckFailed,
+    /// A declared dataset's pool is not imported (`datasets check|ensure`).
+    PoolMissing,
 }
 
 impl Kind {
     /// Every kind of finding (preflight's and `datasets check|ensure`'s): docs/operations.md
     /// documents each one (`scripts/check-docs` reads them from `pg-preseed names`).
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::StackedMount,
         Kind::SharedMountpoint,
         Kind::DatasetNotMounted,
@@ -56,6 +58,7 @@ impl Kind {
         Kind::MarkerDirInsecure,
         Kind::PgdataOwner,
         Kind::CheckFailed,
+        Kind::PoolMissing,
     ];
 
     /// The name in reports (`findings[].kind`), as serialized.

@@ -52,9 +52,11 @@ fn reconcile(session: &Session<'_>, command: &DatasetsCommand) -> anyhow::Result
         Zfs::find(ZFS_TIMEOUT).context("no `zfs` command found, but datasets are declared")?;
     let listed = zfs.list()?;
 
-    // `overlay` exists in OpenZFS 2.x (zfs-fuse and old releases lack it): ask the first pool.
-    let pool = declared[0].name.split('/').next().unwrap_or_default();
-    let overlay_supported = zfs.has_overlay(pool);
+    // `overlay` exists in OpenZFS 2.x (zfs-fuse and old releases lack it): ask the first pool
+    // (when it is not imported, the plan refuses and nothing is set).
+    let pool = datasets::pool_of(&declared[0].name);
+    let pool_imported = listed.iter().any(|d| datasets::pool_of(&d.name) == pool);
+    let overlay_supported = !pool_imported || zfs.has_overlay(pool);
     let mut extra = BTreeMap::new();
     for decl in declared
         .iter()

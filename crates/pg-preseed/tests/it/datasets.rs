@@ -108,6 +108,36 @@ fn zfs_datasets_ensure_refuses_an_undeclared_dataset_on_a_declared_mountpoint() 
     assert!(zfs_get(&declared, "name").is_empty(), "nothing was created");
 }
 
+/// A declared dataset whose pool is not imported (a first boot before the pool exists, a disk
+/// that is not attached): refused with the pool named, exit 3, not an internal error from
+/// `zfs create`.
+#[test]
+fn zfs_datasets_ensure_refuses_a_dataset_whose_pool_is_not_imported() {
+    let sandbox = Sandbox::new("dsnopool");
+    // A real pool exists (zfs-fuse answers), but not the declared dataset's.
+    let _pool = Pool::create(&sandbox, "dsn");
+    let pgdata = sandbox.path("pgdata");
+    let config = config(
+        &sandbox,
+        &pgdata,
+        &json!([{"name": "pgpreseednopool/services/postgresql", "mountpoint": pgdata}]),
+    );
+    for command in ["check", "ensure"] {
+        let outcome = datasets(&config, command);
+        assert_eq!(outcome.code, 3, "{command}: {}", outcome.json);
+        assert_eq!(outcome.json["decision"], "refuse");
+        assert_eq!(outcome.json["findings"][0]["kind"], "pool_missing");
+        let text = outcome.json.to_string();
+        assert!(
+            text.contains("pool pgpreseednopool of dataset pgpreseednopool/services/postgresql is not imported")
+                && text.contains("zpool import pgpreseednopool"),
+            "{text}"
+        );
+        // No misleading word about the overlay property of a pool that is not there.
+        assert!(!text.contains("no `overlay` property"), "{text}");
+    }
+}
+
 #[test]
 fn zfs_datasets_ensure_sets_drifted_properties() {
     let sandbox = Sandbox::new("dsdrift");
