@@ -75,7 +75,10 @@
   # is no such promise: systemd does not order a `nofail` mount before it (systemd.mount(5)), and
   # tier 4 booted the restore unit asking the empty mountpoint while the share was still
   # mounting. Wants, not Requires: a share that fails to mount must not stop a restore from
-  # another repository (pg-preseed tells an unmounted share from an empty repository).
+  # another repository (pg-preseed tells an unmounted share from an empty repository). Not on
+  # postgresql.service: on a healthy boot (restore unit skipped) a NAS that is down would hold
+  # the database back for the mount's timeout, and archive_command into an unmounted share's
+  # empty directory fails safely (no archive.info there) and is retried.
   WantsMountsFor = localRepoPaths;
 
   # The units' order at boot: pools imported and mounted, then our checks, then PostgreSQL.
@@ -266,8 +269,6 @@ in {
         # pgBackRest: the repository credentials must reach it too.
         serviceConfig.EnvironmentFile = environmentFiles;
         after = ["postgresql-preseed-preflight.service" "postgresql-preseed.service"];
-        # archive_command pushes to, and restore_command reads from, those repositories.
-        unitConfig = {inherit WantsMountsFor;};
         # Before nixpkgs' preStart (which runs initdb when PG_VERSION is missing), on every start
         # including Restart=: refuse an empty PGDATA that pg-preseed did not clear. Through the
         # stable /etc path, so updating pg-preseed does not change this unit (no restart).

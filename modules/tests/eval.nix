@@ -902,12 +902,15 @@ in
     # Wants, not Requires: a share that does not mount leaves the other repositories usable.
     testTheUnitsReadingRepositoriesWaitForTheirMounts = {
       expr = let
-        c = withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas"];};
+        c = withPgbackrest {
+          services.postgresql-preseed.pgbackrest.repos = ["nas"];
+          services.postgresql-preseed.drill.enable = true;
+        };
       in
         map (u: {
           wants = values c u "WantsMountsFor";
           requires = values c u "RequiresMountsFor";
-        }) ["postgresql-preseed.service" "postgresql.service"];
+        }) ["postgresql-preseed.service" "postgresql-preseed-drill.service" "postgresql.service"];
       expected = [
         {
           wants = ["/mnt/nas/pgbackrest"];
@@ -915,6 +918,11 @@ in
         }
         {
           wants = ["/mnt/nas/pgbackrest"];
+          requires = [];
+        }
+        # Not PostgreSQL itself: a NAS that is down must not hold back a healthy boot's database.
+        {
+          wants = [];
           requires = ["/var/lib/postgresql/17"];
         }
       ];
