@@ -75,10 +75,14 @@ with subtest("the same restore through the units, without a reboot"):
     verified = monotonic(db, "postgresql-preseed-verify.service", "ActiveEnterTimestampMonotonic")
     run_start = monotonic(db, "postgresql-preseed.service", "ExecMainStartTimestampMonotonic")
     run_end = monotonic(db, "postgresql-preseed.service", "ExecMainExitTimestampMonotonic")
+    pg_active = monotonic(db, "postgresql.service", "ActiveEnterTimestampMonotonic")
     units_seconds = (verified - begin) / 1e6
+    # PostgreSQL serves from its readiness (Type=notify: after recovery); the receipt follows the
+    # verify unit's watch for a second primary (secondPrimary.watch, 90 s by default).
+    serving_seconds = (pg_active - begin) / 1e6
     log.info(
-        f"measure: units, no reboot: systemctl start postgresql.service to verified: {units_seconds:.1f} s "
-        f"(pg-preseed run {(run_end - run_start) / 1e6:.1f} s)"
+        f"measure: units, no reboot: systemctl start postgresql.service to PostgreSQL serving: {serving_seconds:.1f} s, "
+        f"to verified: {units_seconds:.1f} s (pg-preseed run {(run_end - run_start) / 1e6:.1f} s)"
     )
 
 with subtest("a hand restore of the same backup: pgbackrest restore, start, wait"):
@@ -99,7 +103,8 @@ with subtest("a hand restore of the same backup: pgbackrest restore, start, wait
     db.succeed(f"sudo -u postgres {PG_BIN}/pg_ctl -D {PGDATA} -w stop -m fast >/dev/null")
     log.info(
         f"measure: hand restore (pgbackrest restore + pg_ctl start + wait for the end of recovery): {hand_seconds:.1f} s; "
-        f"the units without a reboot took {units_seconds / hand_seconds:.2f}x that"
+        f"the units without a reboot served after {serving_seconds / hand_seconds:.2f}x that, "
+        f"and wrote the receipt after {units_seconds / hand_seconds:.2f}x"
     )
     db.succeed("systemctl start postgresql.service")
     db.wait_until_succeeds("systemctl is-active postgresql-preseed-verify.service")
@@ -198,5 +203,6 @@ with subtest("preflight with 1, 50 and 500 datasets"):
             f"zfs list {listing} ms; pg-preseed preflight {cli} ms ({cli / listing:.1f}x zfs list); "
             f"the preflight unit {unit} ms (median of 3)"
         )
-    commands = db.succeed(f"sudo -u postgres {PG_PRESEED} -v preflight 2>&1 >/dev/null | grep -c 'running' || true").strip()
-    log.info(f"measure: preflight ran {commands} command(s) (pg-preseed -v)")
+    # Each command pg-preseed runs is logged at debug level ("running command=…").
+    commands = db.succeed(f"sudo -u postgres {PG_PRESEED} -vv preflight 2>&1 >/dev/null | grep -c ' running ' || true").strip()
+    log.info(f"measure: preflight ran {commands} command(s) (pg-preseed -vv)")
