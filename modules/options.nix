@@ -267,15 +267,16 @@ in {
       archiveGet = {
         async = mkOption {
           type = types.bool;
-          default = false;
+          default = true;
           description = ''
             Replay after a restore fetches WAL through pgBackRest's asynchronous archive-get
             queue, which prefetches the next segments while PostgreSQL replays (1.27 times as
             fast as asking for each segment in the measured WAL-heavy case). Only "fetched" is
             believed from the queue: anything else is asked of every repository directly, so a
-            repository that cannot be asked still stops recovery instead of ending it early.
-            Off by default: while another server still archives into the repository, recovery
-            through the queue fell behind it in testing, where asking directly keeps up.
+            repository that cannot be asked still stops recovery instead of ending it early. A
+            segment the queue does not hold yet (replay caught up with it, e.g. behind another
+            server still archiving) is asked directly too. `false`: every segment is asked
+            directly.
           '';
         };
         queueMax = mkOption {

@@ -434,6 +434,7 @@ in
       expected = [
         "d /var/lib/postgresql-preseed/17 0755 postgres postgres - -"
         "d /var/lib/postgresql/17 - postgres postgres - -"
+        "d /var/spool/pgbackrest 0750 postgres postgres - -"
       ];
     };
 
@@ -565,7 +566,7 @@ in
           value = null;
         };
         archive_get = {
-          async = false;
+          async = true;
           queue_max = "256MiB";
           process_max = null;
           spool_path = "/var/spool/pgbackrest";
@@ -613,21 +614,22 @@ in
       };
     };
 
-    # Issue 13 (replay speed): the archive-get queue's settings reach the JSON, and its spool is
-    # made for postgres and writable where pgBackRest fills it — only while the queue is on
-    # (off by default).
+    # Issue 13 (replay speed): the archive-get queue (on by default) has its settings in the
+    # JSON, and its spool is made for postgres and writable where pgBackRest fills it — only
+    # while the queue is on.
     testArchiveGetQueue = {
       expr = let
-        on = eval [{services.postgresql-preseed.pgbackrest.archiveGet.async = true;}];
+        off = eval [{services.postgresql-preseed.pgbackrest.archiveGet.async = false;}];
         moved = eval [{services.postgresql-preseed.pgbackrest.archiveGet.spoolPath = "/srv/spool/";}];
       in {
         queueMax = (setting ["pgbackrest" "archiveGet" "queueMax"] "1GiB").pgbackrest.archive_get.queue_max;
         processMax = (setting ["pgbackrest" "archiveGet" "processMax"] 4).pgbackrest.archive_get.process_max;
-        async = on.services.postgresql-preseed.settings.pgbackrest.archive_get.async;
-        onTmpfiles = builtins.filter (lib.hasInfix "spool") on.systemd.tmpfiles.rules;
-        onPostgresql = values on "postgresql.service" "ReadWritePaths";
-        offTmpfiles = builtins.any (lib.hasInfix "spool") good.systemd.tmpfiles.rules;
-        offPostgresql = values good "postgresql.service" "ReadWritePaths";
+        async = good.services.postgresql-preseed.settings.pgbackrest.archive_get.async;
+        onTmpfiles = builtins.filter (lib.hasInfix "spool") good.systemd.tmpfiles.rules;
+        onPostgresql = values good "postgresql.service" "ReadWritePaths";
+        offAsync = off.services.postgresql-preseed.settings.pgbackrest.archive_get.async;
+        offTmpfiles = builtins.any (lib.hasInfix "spool") off.systemd.tmpfiles.rules;
+        offPostgresql = values off "postgresql.service" "ReadWritePaths";
         movedSpool = moved.services.postgresql-preseed.settings.pgbackrest.archive_get.spool_path;
         movedRestoreUnit = builtins.elem "-/srv/spool" (values moved "postgresql-preseed.service" "ReadWritePaths");
         insideDataDir = firesWith "archiveGet.spoolPath" (eval [{services.postgresql-preseed.pgbackrest.archiveGet.spoolPath = "/var/lib/postgresql/17/spool";}]);
@@ -638,6 +640,7 @@ in
         async = true;
         onTmpfiles = ["d /var/spool/pgbackrest 0750 postgres postgres - -"];
         onPostgresql = ["-/var/spool/pgbackrest"];
+        offAsync = false;
         offTmpfiles = false;
         offPostgresql = [];
         movedSpool = "/srv/spool";
@@ -894,7 +897,8 @@ in
     # (ProtectSystem=strict): archive_command could not push to a local or NFS repository.
     testPostgresqlCanArchiveToALocalRepository = {
       expr = values (withPgbackrest {services.postgresql-preseed.pgbackrest.repos = ["nas"];}) "postgresql.service" "ReadWritePaths";
-      expected = ["-/mnt/nas/pgbackrest"];
+      # The archive-get queue's spool too (its restore_command fills it after a restore).
+      expected = ["-/mnt/nas/pgbackrest" "-/var/spool/pgbackrest"];
     };
 
     # A repository on a share is mounted before the units that read it start: remote-fs.target

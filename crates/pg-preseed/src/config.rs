@@ -231,10 +231,10 @@ pub struct Pgbackrest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveGet {
-    /// Prefetch with pgBackRest's asynchronous archive-get. Off by default: with another server
-    /// still archiving into the repository, recovery through the queue fell behind the writer
-    /// (primaries::* timed out waiting for the end of recovery), where asking directly keeps up.
-    #[serde(default, rename = "async")]
+    /// Prefetch with pgBackRest's asynchronous archive-get. A segment the queue does not hold is
+    /// asked directly (`commands::archive_get`): that is what lets recovery catch up with
+    /// another server still archiving into the repository.
+    #[serde(default = "default_async", rename = "async")]
     pub asynchronous: bool,
     /// The most WAL the queue holds ahead of replay (bytes; `archive-get-queue-max`).
     #[serde(default = "default_queue_max", with = "size")]
@@ -251,7 +251,7 @@ pub struct ArchiveGet {
 impl Default for ArchiveGet {
     fn default() -> Self {
         ArchiveGet {
-            asynchronous: false,
+            asynchronous: true,
             queue_max: default_queue_max(),
             process_max: None,
             spool_path: default_spool_path(),
@@ -264,6 +264,10 @@ pub const DEFAULT_ARCHIVE_GET_QUEUE_MAX: u64 = 256 << 20;
 
 /// One WAL segment of PostgreSQL's default size.
 pub const MIN_ARCHIVE_GET_QUEUE_MAX: u64 = 16 << 20;
+
+fn default_async() -> bool {
+    true
+}
 
 fn default_queue_max() -> u64 {
     DEFAULT_ARCHIVE_GET_QUEUE_MAX
@@ -1776,7 +1780,7 @@ mod tests {
     fn archive_get_defaults_and_checks() {
         let config = Config::parse(MINIMAL, "t").unwrap();
         assert_eq!(config.pgbackrest.archive_get, ArchiveGet::default());
-        assert!(!config.pgbackrest.archive_get.asynchronous);
+        assert!(config.pgbackrest.archive_get.asynchronous);
         assert_eq!(config.pgbackrest.archive_get.queue_max, 256 << 20);
         assert_eq!(
             config.pgbackrest.archive_get.spool_path,

@@ -148,6 +148,31 @@ pub fn queue_behind_marker(config: &crate::config::Config) -> camino::Utf8PathBu
         .join(format!("pg-preseed-{}.direct", config.pgbackrest.stanza))
 }
 
+/// The mark `pg-preseed archive-get` leaves beside the queue when it first asks it during a
+/// recovery: from then on it asks through the queue only for segments the queue holds.
+#[must_use]
+pub fn queue_started_marker(config: &crate::config::Config) -> camino::Utf8PathBuf {
+    config
+        .pgbackrest
+        .archive_get
+        .spool_path
+        .join(format!("pg-preseed-{}.queued", config.pgbackrest.stanza))
+}
+
+/// The prefetch queue itself: pgBackRest's `archive/<stanza>/in` below the spool path, where
+/// its asynchronous archive-get leaves the segments it fetched ahead and `<segment>.ok` for the
+/// first one it did not find in the archive.
+#[must_use]
+pub fn queue_dir(config: &crate::config::Config) -> camino::Utf8PathBuf {
+    config
+        .pgbackrest
+        .archive_get
+        .spool_path
+        .join("archive")
+        .join(&config.pgbackrest.stanza)
+        .join("in")
+}
+
 /// Empties the prefetch queue of `pg-preseed archive-get` (`pgbackrest.archive_get`'s spool,
 /// `archive/<stanza>/in`) before a restore. pgBackRest's asynchronous archive-get hands over a
 /// segment it finds there by name alone; one left by an earlier recovery is the same file as
@@ -169,11 +194,17 @@ pub fn clear_queue(ctx: &Context) {
             "failed to remove {behind}: {error}; this recovery will not use the archive-get queue"
         ),
     }
-    let queue = settings
-        .spool_path
-        .join("archive")
-        .join(&ctx.config.pgbackrest.stanza)
-        .join("in");
+    let started = queue_started_marker(&ctx.config);
+    match std::fs::remove_file(&started) {
+        Ok(()) => {
+            tracing::info!(path = %started, "removed the mark of an earlier recovery that used the archive-get queue");
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(
+            "failed to remove {started}: {error}; this recovery will use the archive-get queue only for segments it already holds"
+        ),
+    }
+    let queue = queue_dir(&ctx.config);
     let entries = match std::fs::read_dir(&queue) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,

@@ -81,8 +81,19 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
     let behind = crate::restore::queue_behind_marker(&ctx.config);
     // The queue did not deliver (not there yet, timed out, failed) and a direct ask will tell.
     let mut queue_missed = false;
-    let use_queue = settings.asynchronous && is_segment(wal) && !behind.exists();
+    let started = crate::restore::queue_started_marker(&ctx.config);
+    let use_queue = settings.asynchronous
+        && is_segment(wal)
+        && !behind.exists()
+        && through_the_queue(
+            crate::restore::queue_dir(&ctx.config).join(wal).exists(),
+            started.exists(),
+        );
     if let Some(first) = repos.first().filter(|_| use_queue) {
+        if !started.exists() {
+            // Not writable: the queue in the same directory fails too, and is asked again.
+            let _ = std::fs::write(&started, format!("{wal}\n"));
+        }
         let queue = pgbackrest::Queue {
             spool_path: &settings.spool_path,
             queue_max: settings.queue_max,
@@ -147,6 +158,24 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
             CANNOT_ASK
         }
     }
+}
+
+/// Whether this segment is asked through the prefetch queue: when the queue holds it already
+/// (`held`), and for the first segment of a recovery (`started`: the queue has not been asked
+/// yet), which starts the queue's process. A segment the queue does not hold is asked directly.
+///
+/// Why: pgBackRest 2.45's `archive-get --archive-async`, asked for a segment not in its queue,
+/// starts its asynchronous process again (clearing its record of where the archive ended, the
+/// `.ok` files) and waits for it — a new process and `process_max` helpers per round, 0.3 s
+/// with 2 of them, 1 s with 8, plus its polling. Behind a server still archiving, every round
+/// found the segment archived meanwhile, so the queue never answered "not there", and replay,
+/// one round per segment or two, followed the writer without end (primaries::* timed out at
+/// 120 s with the queue on; docs/performance.md). Asked directly, a segment not archived yet is
+/// "not there" at once and recovery ends, as without the queue. Where the queue is ahead of
+/// replay — the case it is for — the segment is there and nothing changes: taking it starts the
+/// next round while the queue is less than half full.
+fn through_the_queue(held: bool, started: bool) -> bool {
+    held || !started
 }
 
 /// Runs one pgBackRest `archive-get` and says what its answer means.
@@ -237,6 +266,16 @@ mod tests {
         assert!(!is_segment("000000010000000A000000FF.00000028.backup"));
         assert!(!is_segment("000000010000000a000000ff"));
         assert!(!is_segment("RECOVERYHISTORY"));
+    }
+
+    #[test]
+    fn after_the_first_segment_only_what_the_queue_holds_goes_through_it() {
+        assert!(
+            through_the_queue(false, false),
+            "the first: starts the queue"
+        );
+        assert!(through_the_queue(true, true), "held: taken from the queue");
+        assert!(!through_the_queue(false, true), "not held: asked directly");
     }
 
     #[test]

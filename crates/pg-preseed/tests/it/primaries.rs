@@ -108,6 +108,11 @@ fn second_host<'a>(sandbox: &'a Sandbox, repo: &Utf8Path, mode: &str, watch: &st
     let mut host = Host::from_parts(sandbox, bin(), cluster, pgbackrest);
     host.set("/verify/sql", json!([]));
     host.set("/second_primary", json!({"mode": mode, "watch": watch}));
+    // With the prefetch queue on: as many helper processes as an 8-CPU host would run (the
+    // default is one per CPU). Each round of the queue's process then costs about 1 s here,
+    // which is what made recovery through the queue follow a still-writing old primary
+    // without end (see the_prefetch_queue_behind_a_growing_archive_hands_over_to_direct_asks).
+    host.set("/pgbackrest/archive_get/process_max", json!(8));
     host
 }
 
@@ -478,4 +483,121 @@ fn off_mode_is_todays_behaviour() {
         "{output}"
     );
     assert!(!output.contains("another server is writing"), "{output}");
+}
+
+/// The segment `by` after `segment` in the same 4 GiB log of the same timeline.
+fn segment_after(segment: &str, by: i64) -> String {
+    let number = i64::from_str_radix(&segment[16..], 16).expect("hex") + by;
+    format!("{}{number:08X}", &segment[..16])
+}
+
+/// `pg-preseed archive-get` as PostgreSQL runs it: as postgres, in PGDATA, with a destination
+/// relative to it. Its exit status and stderr.
+fn restore_command(host: &Host<'_>, wal: &str) -> (i32, String) {
+    let output = testbed::as_postgres(bin())
+        .current_dir(&host.pgdata)
+        .args(["--config", host.config_path.as_str(), "archive-get"])
+        .args(["--pgdata", host.pgdata.as_str(), wal, "pg_wal/RECOVERYXLOG"])
+        .output()
+        .expect("run archive-get");
+    let _ = fs::remove_file(host.pgdata.join("pg_wal/RECOVERYXLOG"));
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Why primaries::warn_mode… and old_primary_still_archiving… timed out with the prefetch queue
+/// on (commit 87bd1e9): pgBackRest 2.45's `archive-get --archive-async`, asked for a segment
+/// its queue does not hold, starts its asynchronous process again and waits for it; at the head
+/// of an archive another server keeps growing, each such round found the segment archived
+/// meanwhile, so the queue never said "not there" and replay followed the writer, a process per
+/// round, without end. Step by step, with the old primary archiving one segment when told: a
+/// segment the queue does not hold is asked directly — found if archived, "not there" at once if
+/// not — and starts no process.
+#[test]
+fn the_prefetch_queue_behind_a_growing_archive_hands_over_to_direct_asks() {
+    let old_box = Sandbox::new("sp-queue-old");
+    let old = old_primary(&old_box);
+    let new_box = Sandbox::new("sp-queue-new");
+    let mut host = second_host(&new_box, &old.repo, "off", "10s");
+    host.set("/pgbackrest/archive_get/async", json!(true));
+    let conf = fs::read_to_string(&host.pgbackrest.config).expect("read pgbackrest.conf");
+    fs::write(
+        &host.pgbackrest.config,
+        conf.replace("log-level-file=off", "log-level-file=detail"),
+    )
+    .expect("write pgbackrest.conf");
+    let async_log = host
+        .pgbackrest
+        .config
+        .with_file_name("log")
+        .join("main-archive-get-async.log");
+    // The rounds of the queue's process (pgBackRest's `archive-get:async`) so far.
+    let rounds = || {
+        fs::read_to_string(&async_log)
+            .unwrap_or_default()
+            .matches("archive-get:async command begin")
+            .count()
+    };
+    switch_and_archive(&old.cluster);
+    host.preseed(&["run"]).expect_code(0);
+    let spool = Utf8PathBuf::from(
+        host.config["pgbackrest"]["archive_get"]["spool_path"]
+            .as_str()
+            .expect("the harness sets the spool path"),
+    );
+    let lock = spool.join("lock/main-archive.lock");
+    let round_ended = || {
+        testbed::wait_for(
+            "the queue's process to end",
+            Duration::from_secs(30),
+            || {
+                // As postgres: flock creates the file when it is missing, and pgBackRest must
+                // still be able to open it.
+                testbed::as_postgres("flock")
+                    .args(["-n", lock.as_str(), "true"])
+                    .status()
+                    .is_ok_and(|status| status.success())
+            },
+        );
+    };
+
+    let end = last_archived(&old.cluster);
+    let beyond = segment_after(&end, 1);
+    // The first segment of the recovery goes through the queue and starts its process, which
+    // fetches the rest of the archive ahead.
+    assert_eq!(
+        restore_command(&host, &segment_after(&end, -1)),
+        (0, String::new())
+    );
+    testbed::wait_for(
+        "the queue to hold the archive's last segment",
+        Duration::from_secs(30),
+        || spool.join("archive/main/in").join(&end).exists(),
+    );
+    round_ended();
+    // Held: taken from the queue, which starts its next round (it is less than half full).
+    assert_eq!(restore_command(&host, &end), (0, String::new()));
+    round_ended();
+    assert_eq!(
+        rounds(),
+        2,
+        "{}",
+        fs::read_to_string(&async_log).unwrap_or_default()
+    );
+
+    assert_eq!(switch_and_archive(&old.cluster), beyond, "the archive grew");
+    assert_eq!(restore_command(&host, &beyond), (0, String::new()));
+    // Where the archive ends now: "not there", so recovery ends.
+    assert_eq!(
+        restore_command(&host, &segment_after(&end, 2)),
+        (1, String::new())
+    );
+    assert_eq!(
+        rounds(),
+        2,
+        "asked directly, neither started the queue's process:\n{}",
+        fs::read_to_string(&async_log).unwrap_or_default()
+    );
 }
