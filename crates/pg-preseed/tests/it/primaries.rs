@@ -577,8 +577,15 @@ fn the_prefetch_queue_behind_a_growing_archive_hands_over_to_direct_asks() {
         || spool.join("archive/main/in").join(&end).exists(),
     );
     round_ended();
-    // Held: taken from the queue, which starts its next round (it is less than half full).
+    // Held: taken from the queue, which starts its next round (it is less than half full). The
+    // foreground forks that round and returns without waiting for it: wait for its first line
+    // (checking the lock at once can come before the round has taken it; CI saw 1 round here).
     assert_eq!(restore_command(&host, &end), (0, String::new()));
+    testbed::wait_for(
+        "the queue's next round to begin",
+        Duration::from_secs(30),
+        || rounds() == 2,
+    );
     round_ended();
     assert_eq!(
         rounds(),
