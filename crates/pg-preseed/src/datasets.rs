@@ -64,6 +64,12 @@ pub fn pool_of(name: &str) -> &str {
     name.split('/').next().unwrap_or_default()
 }
 
+/// Whether `zfs list` shows any dataset of `pool`: an imported pool lists at least its root.
+#[must_use]
+pub fn pool_imported(listed: &[Dataset], pool: &str) -> bool {
+    listed.iter().any(|d| pool_of(&d.name) == pool)
+}
+
 /// Compares. `extra` are properties to enforce on top of the declared ones, per dataset (such as
 /// `overlay=off` on PGDATA's dataset, when this ZFS knows the property).
 #[must_use]
@@ -106,7 +112,7 @@ pub fn plan(
             }
         }
         let pool = pool_of(&decl.name);
-        if !listed.iter().any(|d| pool_of(&d.name) == pool) {
+        if !pool_imported(listed, pool) {
             plan.findings.push(Finding {
                 kind: Kind::PoolMissing,
                 path: mountpoint.to_owned(),

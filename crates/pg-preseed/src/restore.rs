@@ -141,22 +141,23 @@ fn remove_empty_directories(pgdata: &camino::Utf8Path) -> anyhow::Result<usize> 
 /// server still archiving — after which that recovery asks the repositories directly.
 #[must_use]
 pub fn queue_behind_marker(config: &crate::config::Config) -> camino::Utf8PathBuf {
-    config
-        .pgbackrest
-        .archive_get
-        .spool_path
-        .join(format!("pg-preseed-{}.direct", config.pgbackrest.stanza))
+    spool_mark(config, "direct")
 }
 
 /// The mark `pg-preseed archive-get` leaves beside the queue when it first asks it during a
 /// recovery: from then on it asks through the queue only for segments the queue holds.
 #[must_use]
 pub fn queue_started_marker(config: &crate::config::Config) -> camino::Utf8PathBuf {
+    spool_mark(config, "queued")
+}
+
+/// `pg-preseed-<stanza>.<kind>` in the archive-get spool: the marks a recovery leaves there.
+fn spool_mark(config: &crate::config::Config, kind: &str) -> camino::Utf8PathBuf {
     config
         .pgbackrest
         .archive_get
         .spool_path
-        .join(format!("pg-preseed-{}.queued", config.pgbackrest.stanza))
+        .join(format!("pg-preseed-{}.{kind}", config.pgbackrest.stanza))
 }
 
 /// The prefetch queue itself: pgBackRest's `archive/<stanza>/in` below the spool path, where
@@ -173,6 +174,18 @@ pub fn queue_dir(config: &crate::config::Config) -> camino::Utf8PathBuf {
         .join("in")
 }
 
+/// Removes a mark an earlier recovery left in the spool (`what` it did), saying so; one that
+/// cannot be removed is a warning with its `consequence` for this recovery.
+fn forget_mark(mark: &camino::Utf8Path, what: &str, consequence: &str) {
+    match std::fs::remove_file(mark) {
+        Ok(()) => {
+            tracing::info!(path = %mark, "removed the mark of an earlier recovery that {what}");
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!("failed to remove {mark}: {error}; {consequence}"),
+    }
+}
+
 /// Empties the prefetch queue of `pg-preseed archive-get` (`pgbackrest.archive_get`'s spool,
 /// `archive/<stanza>/in`) before a restore. pgBackRest's asynchronous archive-get hands over a
 /// segment it finds there by name alone; one left by an earlier recovery is the same file as
@@ -184,26 +197,16 @@ pub fn clear_queue(ctx: &Context) {
     if !settings.asynchronous {
         return;
     }
-    let behind = queue_behind_marker(&ctx.config);
-    match std::fs::remove_file(&behind) {
-        Ok(()) => {
-            tracing::info!(path = %behind, "removed the mark of an earlier recovery that outran the archive-get queue");
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => tracing::warn!(
-            "failed to remove {behind}: {error}; this recovery will not use the archive-get queue"
-        ),
-    }
-    let started = queue_started_marker(&ctx.config);
-    match std::fs::remove_file(&started) {
-        Ok(()) => {
-            tracing::info!(path = %started, "removed the mark of an earlier recovery that used the archive-get queue");
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => tracing::warn!(
-            "failed to remove {started}: {error}; this recovery will use the archive-get queue only for segments it already holds"
-        ),
-    }
+    forget_mark(
+        &queue_behind_marker(&ctx.config),
+        "outran the archive-get queue",
+        "this recovery will not use the archive-get queue",
+    );
+    forget_mark(
+        &queue_started_marker(&ctx.config),
+        "used the archive-get queue",
+        "this recovery will use the archive-get queue only for segments it already holds",
+    );
     let queue = queue_dir(&ctx.config);
     let entries = match std::fs::read_dir(&queue) {
         Ok(entries) => entries,

@@ -82,15 +82,16 @@ fn fetch(cli: &Cli, args: &ArchiveGetArgs) -> u8 {
     // The queue did not deliver (not there yet, timed out, failed) and a direct ask will tell.
     let mut queue_missed = false;
     let started = crate::restore::queue_started_marker(&ctx.config);
-    let use_queue = settings.asynchronous
-        && is_segment(wal)
-        && !behind.exists()
+    let queue_on = settings.asynchronous && is_segment(wal) && !behind.exists();
+    // Looked at once: whether this recovery has asked the queue before.
+    let queue_started = queue_on && started.exists();
+    let use_queue = queue_on
         && through_the_queue(
             crate::restore::queue_dir(&ctx.config).join(wal).exists(),
-            started.exists(),
+            queue_started,
         );
     if let Some(first) = repos.first().filter(|_| use_queue) {
-        if !started.exists() {
+        if !queue_started {
             // Not writable: the queue in the same directory fails too, and is asked again.
             let _ = std::fs::write(&started, format!("{wal}\n"));
         }

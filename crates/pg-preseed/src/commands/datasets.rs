@@ -55,8 +55,7 @@ fn reconcile(session: &Session<'_>, command: &DatasetsCommand) -> anyhow::Result
     // `overlay` exists in OpenZFS 2.x (zfs-fuse and old releases lack it): ask the first pool
     // (when it is not imported, the plan refuses and nothing is set).
     let pool = datasets::pool_of(&declared[0].name);
-    let pool_imported = listed.iter().any(|d| datasets::pool_of(&d.name) == pool);
-    let overlay_supported = !pool_imported || zfs.has_overlay(pool);
+    let overlay_supported = !datasets::pool_imported(&listed, pool) || zfs.has_overlay(pool);
     let mut extra = BTreeMap::new();
     for decl in declared
         .iter()

@@ -239,6 +239,18 @@ fn corrupted_repository_file_fails_naming_repo_and_file() {
     host.boot_recovers("resume");
 }
 
+/// `run` started while the repository cannot be seen, `appear` making it visible 3 s later:
+/// `run` must wait for it (`repo_wait`) and restore (exit 0). Its stderr.
+fn run_while_the_repository_appears(host: &Host, appear: impl FnOnce()) -> String {
+    let child = host.spawn_captured(&["run"]);
+    std::thread::sleep(Duration::from_secs(3));
+    appear();
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 /// A repository that appears late (an NFS share mounting after the unit started) is waited for
 /// within `repo_wait`.
 #[test]
@@ -249,12 +261,9 @@ fn repository_slow_to_appear_within_repo_wait() {
     let repo = host.pgbackrest.repos[0].clone();
     let away = sandbox.path("repo1-late");
     fs::rename(&repo, &away).expect("take it away");
-    let child = host.spawn_captured(&["run"]);
-    std::thread::sleep(Duration::from_secs(3));
-    fs::rename(&away, &repo).expect("the share mounts");
-    let output = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stderr = run_while_the_repository_appears(&host, || {
+        fs::rename(&away, &repo).expect("the share mounts");
+    });
     assert!(
         stderr.contains("repository not reachable yet; waiting"),
         "{stderr}"
@@ -306,12 +315,9 @@ fn a_stanza_pgbackrest_cannot_see_yet_is_not_an_empty_repository() {
 
     // Within repo_wait, the stanza becoming visible is waited for, and restored from.
     host.set("/pgbackrest/repo_wait", json!("60s"));
-    let child = host.spawn_captured(&["run"]);
-    std::thread::sleep(Duration::from_secs(3));
-    fs::rename(&away, &backup_dir).expect("the stanza is back");
-    let output = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stderr = run_while_the_repository_appears(&host, || {
+        fs::rename(&away, &backup_dir).expect("the stanza is back");
+    });
     assert!(stderr.contains("archive/main is there"), "{stderr}");
     host.cluster.start();
     host.preseed(&["verify"]).expect_code(0);
